@@ -1,0 +1,270 @@
+"""Tensor: a NumPy array that remembers how it was made, so gradients can flow back.
+
+A Tensor holds
+  - ``data``: the values, a NumPy array (float32 by default; float64 is kept as is so
+    gradient checks can run the very same code in double precision),
+  - ``grad``: the accumulated gradient dL/d(data), same shape, or None,
+  - ``requires_grad``: whether backward should compute ``grad`` for it,
+  - ``_ctx``: for a Tensor produced by a Function, the node (function, context, parents).
+
+``backward`` walks the graph in a deterministic topological order built with an explicit
+stack (no recursion, so a 1000-layer graph does not hit Python's recursion limit; lists,
+not sets, so the order — and thus float summation order — is the same every run).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .grad_mode import is_grad_enabled
+
+_FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    arr = np.asarray(data)
+    if arr.dtype.type not in _FLOAT_DTYPES:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched to reach ``shape``.
+
+    If y = x + b with b of shape (C,) broadcast to (B, T, C), then dL/db = sum over B, T of dL/dy.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    ndim_extra = grad.ndim - len(shape)
+    if ndim_extra < 0:
+        raise ValueError(f"gradient of shape {grad.shape} cannot reduce to {shape}")
+    if ndim_extra:
+        grad = grad.sum(axis=tuple(range(ndim_extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    if grad.shape != tuple(shape):
+        raise ValueError(f"gradient of shape {grad.shape} does not match tensor shape {tuple(shape)}")
+    return grad
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_retain", "__weakref__")
+
+    # Make NumPy defer to our operators in ``ndarray + Tensor``.
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        self.data: np.ndarray = _as_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None  # (FunctionClass, ctx, parents) when produced by a Function
+        self.name = name
+        self._retain = False
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def device(self) -> str:
+        # Arrays on the GPU are numba DeviceNDArrays; everything NumPy lives on the CPU.
+        return "cpu" if isinstance(self.data, np.ndarray) else "cuda"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data, requires_grad=False)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
+        self._retain = True
+        return self
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}{extra})"
+
+    # ---------------------------------------------------------------- backward
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate dL/dx into ``.grad`` of every leaf that requires grad.
+
+        ``grad`` defaults to 1 for a scalar. Gradients are summed (``+=``) into leaves, so
+        calling backward twice without zeroing accumulates — which is what gradient
+        accumulation over micro-batches wants.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() called on a tensor that does not require grad")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
+            grad = np.ones_like(self.data)
+        else:
+            grad = _as_array(grad, self.data.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"gradient shape {grad.shape} != tensor shape {self.shape}")
+
+        order = _topological_order(self)
+        grads: dict[int, np.ndarray] = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._ctx is None or node._retain:
+                # a leaf (parameter/input) or a tensor asked to keep its grad
+                if node.grad is None:
+                    node.grad = np.array(g, dtype=node.data.dtype, copy=True)
+                else:
+                    node.grad += g
+            if node._ctx is None:
+                continue
+            fn, ctx, parents = node._ctx
+            in_grads = fn.backward(ctx, g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            if len(in_grads) != len(parents):
+                raise RuntimeError(
+                    f"{fn.__name__}.backward returned {len(in_grads)} gradients for {len(parents)} inputs"
+                )
+            for p, pg in zip(parents, in_grads):
+                if p is None or pg is None or not p.requires_grad:
+                    continue
+                if pg.shape != p.data.shape:
+                    pg = unbroadcast(pg, p.data.shape)
+                prev = grads.get(id(p))
+                if prev is None:
+                    grads[id(p)] = pg
+                else:
+                    # never modify a gradient array in place: it may be another node's buffer
+                    grads[id(p)] = prev + pg
+            if not retain_graph:
+                node._ctx = None  # free the saved activations as soon as they are used
+
+    # --------------------------------------------------------- operators
+    # Implemented in scratchgpt.ops; imported lazily because ops import this module.
+    def __add__(self, other):
+        from ..ops import add
+        return add(self, other)
+
+    def __radd__(self, other):
+        from ..ops import add
+        return add(other, self)
+
+    def __sub__(self, other):
+        from ..ops import sub
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        from ..ops import sub
+        return sub(other, self)
+
+    def __mul__(self, other):
+        from ..ops import mul
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        from ..ops import mul
+        return mul(other, self)
+
+    def __truediv__(self, other):
+        from ..ops import div
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        from ..ops import div
+        return div(other, self)
+
+    def __neg__(self):
+        from ..ops import mul
+        return mul(self, -1.0)
+
+    def __matmul__(self, other):
+        from ..ops import matmul
+        return matmul(self, other)
+
+    def __getitem__(self, index):
+        from ..ops import getitem
+        return getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        from ..ops import sum as _sum
+        return _sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from ..ops import mean
+        return mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        from ..ops import reshape
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    def transpose(self, *axes):
+        from ..ops import transpose
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+
+def _topological_order(root: Tensor) -> list:
+    """Return every tensor that ``root`` depends on (and that requires grad), parents first.
+
+    Iterative post-order DFS. Visiting parents in their argument order makes the order —
+    and so the order gradients are summed — deterministic.
+    """
+    order: list = []
+    visited: set[int] = set()  # ids only: membership test, the order comes from the stack
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            for p in reversed(node._ctx[2]):
+                if p is not None and p.requires_grad and id(p) not in visited:
+                    stack.append((p, False))
+    return order
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)

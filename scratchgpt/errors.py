@@ -1,0 +1,17 @@
+"""Errors meant for the user: the CLI prints their message on one line and exits 2."""
+
+
+class ScratchGPTError(Exception):
+    """Base class: bad input, missing file, incompatible checkpoint ... — never a bug."""
+
+
+class ConfigError(ScratchGPTError, ValueError):
+    """A configuration value has the wrong type or is out of range."""
+
+
+class CheckpointError(ScratchGPTError):
+    """A checkpoint or tokenizer file is missing, truncated, corrupt or mismatched."""
+
+
+class DataError(ScratchGPTError):
+    """Input data cannot be read or has the wrong shape."""

@@ -1,0 +1,65 @@
+"""Build script for scratchgpt.
+
+Every ``*.pyx`` file under ``scratchgpt/`` becomes a C extension of the same dotted name,
+so adding a Cython module never needs an edit here.
+"""
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def cython_extensions():
+    exts = []
+    for pyx in sorted((HERE / "scratchgpt").rglob("*.pyx")):
+        rel = pyx.relative_to(HERE).with_suffix("")
+        exts.append(
+            Extension(
+                ".".join(rel.parts),
+                [str(pyx.relative_to(HERE))],
+                include_dirs=[np.get_include()],
+                extra_compile_args=["-O3"],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            )
+        )
+    return cythonize(
+        exts,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+    )
+
+
+TEST_REFS = ["torch==2.13.0", "transformers", "tokenizers"]
+
+setup(
+    name="scratchgpt",
+    version="0.1.0",
+    description="A ChatGPT-like system built from scratch: NumPy autograd, Numba kernels, Cython tokenizer",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["scratchgpt", "scratchgpt.*"]),
+    package_data={"scratchgpt": ["**/*.pyx", "**/*.json", "**/*.html", "**/*.yml", "**/*.txt", "**/*.csv"]},
+    ext_modules=cython_extensions(),
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "cython>=3",
+        "setuptools>=70",
+        "sentencepiece>=0.2",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "pyyaml>=6",
+        "chatterbot-corpus>=1.2",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS,
+        "bench": TEST_REFS + ["tiktoken"],
+        "serve": ["fastapi", "uvicorn"],
+    },
+    entry_points={"console_scripts": ["scratchgpt=scratchgpt.cli:main"]},
+    zip_safe=False,
+)
