@@ -1,0 +1,91 @@
+"""Adam and AdamW.
+
+For parameter p with gradient g at step t = 1, 2, ... (per parameter), learning rate lr,
+betas (b1, b2), eps and weight decay wd:
+
+    m_t   = b1 * m_{t-1} + (1 - b1) * g            first moment (mean of g)
+    v_t   = b2 * v_{t-1} + (1 - b2) * g^2          second moment (mean of g^2)
+    m_hat = m_t / (1 - b1^t)                       bias correction: m_0 = v_0 = 0 pull the
+    v_hat = v_t / (1 - b2^t)                       early averages towards zero
+    p    <- p - lr * m_hat / (sqrt(v_hat) + eps)
+
+Weight decay differs between the two (Loshchilov & Hutter, "Decoupled Weight Decay
+Regularization", 2019):
+  - Adam (L2 penalty): g <- g + wd * p before the moments, so the decay is rescaled by
+    1/sqrt(v_hat) like the gradient — parameters with large gradients are barely decayed.
+  - AdamW (decoupled): p <- p - lr * wd * p alongside the Adam step (both use the old p),
+    so every weight shrinks at the same rate whatever its gradient history.
+These are the equations of torch.optim.Adam / AdamW, which the tests compare against.
+
+The update runs in the fused Numba kernel ``scratchgpt.ops.adamw.adamw_update`` (one pass
+over p, g, m, v in place) for float32 parameters; float64 parameters go through its float64
+NumPy twin ``adamw_update_ref``. Adam's L2 form reuses the same kernel with the penalty added
+to a copy of the gradient and the decoupled decay set to 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from .optimizer import Optimizer
+
+
+def _kernels():
+    # imported on first step, not at import time: the kernel module compiles Numba code
+    from ..ops.adamw import adamw_update, adamw_update_ref
+    return adamw_update, adamw_update_ref
+
+
+class Adam(Optimizer):
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    state_keys = ("exp_avg", "exp_avg_sq")
+    decoupled = False  # AdamW flips this
+
+    def __init__(self, params_or_groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=None):
+        if weight_decay is None:
+            weight_decay = self.defaults["weight_decay"]
+        super().__init__(params_or_groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        self._fast = None
+
+    def _check_hyper(self, group, where):
+        super()._check_hyper(group, where)
+        betas = group["betas"]
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: betas must be a pair of numbers, got {betas!r}") from None
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ConfigError(f"{where}: betas must each be in [0, 1), got {betas!r}")
+        group["betas"] = (b1, b2)
+        eps = group["eps"]
+        if not isinstance(eps, (int, float)) or not eps >= 0.0:
+            raise ConfigError(f"{where}: eps must be a number >= 0, got {eps!r}")
+
+    def _update(self, group, param, grad, state):
+        if self._fast is None:
+            self._fast = _kernels()
+        fast, ref = self._fast
+        p = param.data
+        b1, b2 = group["betas"]
+        wd = float(group["weight_decay"])
+        if p.dtype == np.float32:
+            kernel, dtype = fast, np.float32
+        else:
+            kernel, dtype = ref, np.float64
+            if p.dtype != np.float64:
+                raise ValueError(f"Adam supports float32 and float64 parameters, got {p.dtype}")
+        g = np.ascontiguousarray(grad, dtype=dtype).reshape(-1)  # a view when already contiguous
+        if not self.decoupled and wd != 0.0:
+            g = g + wd * p.reshape(-1)  # L2 penalty on a copy; the user's .grad stays as it was
+            wd = 0.0
+        elif self.decoupled is False:
+            wd = 0.0
+        kernel(p.reshape(-1), g, state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
+               int(state["step"]), float(group["lr"]), b1, b2, float(group["eps"]), wd)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay; default weight_decay 0.01 as in torch.optim.AdamW."""
+
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
+    decoupled = True
