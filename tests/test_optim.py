@@ -421,3 +421,39 @@ def test_adamw_matches_torch():
                                      {"params": ps[1:], "weight_decay": 0.0}], lr=0.01),
                    lambda torch, ps: torch.optim.AdamW([{"params": ps[:1], "weight_decay": 0.1},
                                                         {"params": ps[1:], "weight_decay": 0.0}], lr=0.01))
+
+
+# --------------------------------------------------------------- gradient accumulation
+def _mlp_loss(params, x, y):
+    from scratchgpt.ops import linear, mean, mul, sub, tanh
+    w1, b1, w2, b2 = params
+    h = tanh(linear(Tensor(x), w1, b1))        # (N, H)
+    err = sub(linear(h, w2, b2), Tensor(y))    # (N, O)
+    return mean(mul(err, err))                 # mean over every sample and output
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_gradient_accumulation_equals_big_batch(dtype, rtol, rng):
+    from scratchgpt.ops import scale
+    N, K, D, H, O = 12, 3, 5, 6, 2
+    x = rng.standard_normal((N, D)).astype(dtype)
+    y = rng.standard_normal((N, O)).astype(dtype)
+    init = [rng.standard_normal(s).astype(dtype) for s in [(D, H), (H,), (H, O), (O,)]]
+
+    big = [Tensor(a.copy(), requires_grad=True) for a in init]
+    _mlp_loss(big, x, y).backward()
+
+    acc = [Tensor(a.copy(), requires_grad=True) for a in init]
+    opt = AdamW(acc, lr=0.01)
+    for k in range(K):                          # K equal micro-batches, each loss / K
+        sl = slice(k * N // K, (k + 1) * N // K)
+        scale(_mlp_loss(acc, x[sl], y[sl]), 1.0 / K).backward()
+    for b, a in zip(big, acc):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=rtol, atol=rtol * 1e-2)
+
+    # and the step taken from the accumulated gradient is the big-batch step
+    opt_big = AdamW(big, lr=0.01)
+    opt.step()
+    opt_big.step()
+    for b, a in zip(big, acc):
+        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=rtol * 1e-2)
