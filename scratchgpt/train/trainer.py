@@ -1,0 +1,379 @@
+"""The training loop shared by pretraining and SFT (full or parameter-efficient).
+
+One optimizer step =
+  1. ``grad_accum`` micro-batches: forward, loss / grad_accum (times the loss scale under mixed
+     precision), backward — gradients add up in float32;
+  2. a finiteness check: a NaN/inf loss or gradient never reaches the weights. Under mixed
+     precision the step is skipped, the loss scale halves and the log says so; in float32 the
+     run stops with a TrainingError naming the step (the last checkpoint is intact);
+  3. gradient clipping to ``grad_clip`` (global norm), the schedule's lr, the optimizer update.
+
+Every ``eval_every`` steps the validation loss is measured; with ``patience > 0`` training stops
+when it has not improved for ``patience`` evaluations and the best weights are restored.
+
+Checkpoints (``checkpoint.py``) hold the weights, the optimizer moments, the step, the data
+iterator's position, every RNG (data sampling and dropout) and the loss scaler, so a run killed
+at any moment and resumed with ``resume=True`` computes bit-for-bit the same weights as a run
+that was never interrupted (tests/test_train_resume.py kills one with SIGKILL to check).
+
+Batch sources are objects with ``next_batch() -> (x, y, mask)`` (NumPy int arrays (B, T); mask
+float (B, T) or None) and ``state_dict()/load_state_dict()``; see ``batches.py``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..autograd import no_grad
+from ..errors import ScratchGPTError
+from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
+from .amp import HalfPrecisionWeights, LossScaler
+from .batches import as_triple
+from .checkpoint import (assign_model_arrays, check_model_arrays, latest_checkpoint, load_arrays,
+                         load_checkpoint, save_arrays_atomic, save_checkpoint)
+from .config import TrainConfig, to_dict
+from .metrics import MetricsLog
+
+
+class TrainingError(ScratchGPTError):
+    """Training cannot continue (non-finite loss/gradient in float32, ...)."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    best_val_loss: float | None
+    last_val_loss: float | None
+    stopped_early: bool
+    skipped_steps: int
+    elapsed: float
+    tokens: int
+    history: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ helpers
+def build_optimizer(model, cfg: TrainConfig):
+    """Optimizer over the model's trainable parameters; decay only on weight matrices."""
+    groups = decay_groups(model, cfg.weight_decay)
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "adamw":
+        return AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def rng_modules(model) -> list:
+    """Every distinct np.random.Generator held by a module (dropout masks), in a fixed order."""
+    gens, seen = [], set()
+    for _, m in model.named_modules():
+        g = getattr(m, "rng", None)
+        if isinstance(g, np.random.Generator) and id(g) not in seen:
+            seen.add(id(g))
+            gens.append(g)
+    return gens
+
+
+def reseed_dropout(model, seed: int) -> None:
+    """Give every dropout layer a Generator derived from the run's seed (one shared stream)."""
+    gen = np.random.default_rng(seed)
+    for _, m in model.named_modules():
+        if isinstance(getattr(m, "rng", None), np.random.Generator):
+            m.rng = gen
+
+
+def set_dropout(model, p: float) -> None:
+    """Set every Dropout module's probability (the run's ``dropout`` overrides the model's)."""
+    from ..nn import Dropout
+    for _, m in model.named_modules():
+        if isinstance(m, Dropout):
+            m.p = float(p)
+
+
+def trainable_parameters(model) -> list:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def global_grad_norm(params) -> float:
+    total = 0.0
+    for p in params:
+        if p.grad is not None:
+            g = p.grad.reshape(-1).astype(np.float64)
+            total += float(np.dot(g, g))
+    return math.sqrt(total)
+
+
+def evaluate_loss(model, batches: list) -> float:
+    """Mean loss per counted target token over a fixed list of (x, y, mask) batches, in eval
+    mode (no dropout). Weighted by tokens, so SFT batches with few assistant tokens do not
+    count as much as full ones."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    with no_grad():
+        for x, y, m in batches:
+            _, loss = model(x, y, loss_mask=m) if m is not None else model(x, y)
+            count = int((y != -100).sum()) if m is None else float(np.sum(m))
+            total += float(loss.item()) * count
+            n += count
+    model.train(was_training)
+    return total / max(n, 1)
+
+
+# ------------------------------------------------------------------ trainer
+class Trainer:
+    """Train ``model`` on ``train_batches``; evaluate on the fixed list ``val_batches``.
+
+    ``run_dir`` receives metrics.jsonl, checkpoints/ and (when early stopping is on) best/.
+    ``resume=True`` continues from ``run_dir``'s latest checkpoint (an error if there is none).
+    ``stop_after`` stops the loop after that many steps *without* marking the run finished —
+    what tests and chapters use to simulate an interruption.
+    """
+
+    def __init__(self, model, cfg: TrainConfig, train_batches, val_batches: list, run_dir,
+                 resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None):
+        self.model = model
+        self.cfg = cfg
+        self.train_batches = train_batches
+        self.val_batches = val_batches
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.extra_state = extra_state or {}
+        self.params = trainable_parameters(model)
+        if not self.params:
+            raise TrainingError("the model has no trainable parameters")
+        set_dropout(model, cfg.dropout)
+        reseed_dropout(model, cfg.seed + 1)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scaler = LossScaler(cfg.loss_scale, cfg.scale_growth_interval) if cfg.mixed_precision else None
+        self.step = 0
+        self.tokens = 0
+        self.elapsed = 0.0
+        self.best_val = None
+        self.bad_evals = 0
+        self.last_val = None
+        self.stopped_early = False
+        resume_step = None
+        if resume:
+            resume_step = self._restore()
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=resume_step)
+        with open(self.run_dir / "train_config.json", "w", encoding="utf-8") as f:
+            json.dump({"train": to_dict(cfg), **self.extra_state}, f, indent=2)
+
+    # -------------------------------------------------------------- state
+    def _trainer_state(self) -> dict:
+        return {
+            "tokens": self.tokens,
+            "elapsed": self.elapsed,
+            "best_val": self.best_val,
+            "bad_evals": self.bad_evals,
+            "last_val": self.last_val,
+            "data": self.train_batches.state_dict(),
+            "dropout_rng": [g.bit_generator.state for g in rng_modules(self.model)],
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "config": to_dict(self.cfg),
+            **self.extra_state,
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer.state_dict(),
+                               self._trainer_state())
+
+    def _restore(self) -> int:
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            raise TrainingError(f"--resume: {self.run_dir} has no checkpoint to resume from "
+                                f"(expected {self.run_dir / 'checkpoints' / 'latest'})")
+        arrays, opt_state, st = load_checkpoint(path)
+        check_model_arrays(self.model, arrays, path)
+        saved_cfg = st.get("config", {})
+        for key in ("batch_size", "seq_len", "grad_accum", "optimizer", "mixed_precision"):
+            if key in saved_cfg and saved_cfg[key] != getattr(self.cfg, key):
+                from ..errors import CheckpointError
+                raise CheckpointError(f"{path}: checkpoint was trained with {key}={saved_cfg[key]!r}, "
+                                      f"this run has {key}={getattr(self.cfg, key)!r}; resume with the same value")
+        assign_model_arrays(self.model, arrays)
+        self.optimizer.load_state_dict(opt_state)
+        self.train_batches.load_state_dict(st["data"])
+        gens = rng_modules(self.model)
+        if len(gens) != len(st["dropout_rng"]):
+            from ..errors import CheckpointError
+            raise CheckpointError(f"{path}: {len(st['dropout_rng'])} dropout RNG states saved, model has {len(gens)}")
+        for g, s in zip(gens, st["dropout_rng"]):
+            g.bit_generator.state = s
+        if self.scaler and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        self.step = int(st["step"])
+        self.tokens = int(st["tokens"])
+        self.elapsed = float(st["elapsed"])
+        self.best_val = st["best_val"]
+        self.bad_evals = int(st["bad_evals"])
+        self.last_val = st["last_val"]
+        self.log(f"resumed from {path} at step {self.step}")
+        return self.step
+
+    # -------------------------------------------------------------- one step
+    def _forward_backward(self, x, y, m, loss_mult: float) -> float:
+        _, loss = self.model(x, y, loss_mask=m) if m is not None else self.model(x, y)
+        value = float(loss.item())
+        if math.isfinite(value):
+            (loss * loss_mult).backward()
+        return value
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        model = self.model
+        lr = lr_schedule(self.step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr) \
+            if cfg.schedule == "cosine" else (cfg.lr * min(1.0, (self.step + 1) / max(cfg.warmup_steps, 1)))
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.zero_grad()
+        losses = []
+        ntok = 0
+        if self.scaler is None:
+            for _ in range(cfg.grad_accum):
+                x, y, m = as_triple(self.train_batches.next_batch())
+                ntok += int(x.size)
+                losses.append(self._forward_backward(x, y, m, 1.0 / cfg.grad_accum))
+        else:
+            acc = [None] * len(self.params)
+            with HalfPrecisionWeights(self.params) as half:
+                for _ in range(cfg.grad_accum):
+                    x, y, m = as_triple(self.train_batches.next_batch())
+                    ntok += int(x.size)
+                    losses.append(self._forward_backward(x, y, m, self.scaler.scale / cfg.grad_accum))
+                    half.harvest_grads(acc)
+            inv = np.float32(1.0 / self.scaler.scale)
+            for p, g in zip(self.params, acc):
+                p.grad = None if g is None else g * inv
+        self.tokens += ntok
+        loss = float(np.mean(losses))
+        finite_loss = all(math.isfinite(v) for v in losses)
+        if cfg.grad_clip > 0 and finite_loss:
+            gnorm = clip_grad_norm(self.params, cfg.grad_clip)
+        else:
+            gnorm = global_grad_norm(self.params) if finite_loss else float("nan")
+        ok = finite_loss and math.isfinite(gnorm)
+        skipped = False
+        if not ok:
+            if self.scaler is None:
+                self.optimizer.zero_grad()
+                what = "loss" if not finite_loss else "gradient norm"
+                raise TrainingError(
+                    f"step {self.step}: non-finite {what} ({loss if not finite_loss else gnorm}); the weights were "
+                    f"not updated. Lower lr (now {lr:.3g}), enable grad_clip, or resume from the last checkpoint")
+            self.scaler.update(True)
+            skipped = True
+            self.log(f"step {self.step}: float16 overflow (loss {loss:.4g}, grad norm {gnorm}); step skipped, "
+                     f"loss scale -> {self.scaler.scale:g}")
+        else:
+            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.update(False)
+        self.optimizer.zero_grad()
+        self.step += 1
+        return {"loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": ntok, "skipped": skipped}
+
+    # -------------------------------------------------------------- evaluation / early stop
+    def evaluate(self) -> float:
+        return evaluate_loss(self.model, self.val_batches)
+
+    def _after_eval(self, val: float) -> bool:
+        """Update the early-stopping state; True when training should stop."""
+        self.last_val = val
+        improved = self.best_val is None or val < self.best_val - self.cfg.min_delta
+        if improved:
+            self.best_val = val
+            self.bad_evals = 0
+            if self.cfg.patience > 0:
+                save_arrays_atomic(self.run_dir / "best.safetensors",
+                                   {n: p.data for n, p in self.model.named_parameters()})
+        else:
+            self.bad_evals += 1
+        return self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience
+
+    # -------------------------------------------------------------- loop
+    def fit(self, stop_after: int | None = None, desc: str = "train") -> TrainResult:
+        cfg = self.cfg
+        model = self.model
+        model.train()
+        history = []
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=desc, unit="step", dynamic_ncols=True,
+                       mininterval=0.5)
+        last_loss = float("nan")
+        window_tokens, window_t0 = 0, time.perf_counter()
+        steps_this_call = 0
+        try:
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                info = self.train_step()
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                steps_this_call += 1
+                last_loss = info["loss"]
+                window_tokens += info["tokens"]
+                rec = None
+                is_last = self.step >= cfg.max_steps
+                if self.step % cfg.log_every == 0 or is_last or self.step == 1:
+                    now = time.perf_counter()
+                    tps = window_tokens / max(now - window_t0, 1e-9)
+                    window_tokens, window_t0 = 0, now
+                    rec = {"step": self.step, "loss": info["loss"], "lr": info["lr"],
+                           "grad_norm": info["grad_norm"], "tokens_per_s": round(tps, 1),
+                           "elapsed": round(self.elapsed, 3)}
+                    if info["skipped"]:
+                        rec["skipped"] = True
+                    if self.scaler is not None:
+                        rec["loss_scale"] = self.scaler.scale
+                stop = False
+                if self.step % cfg.eval_every == 0 or is_last:
+                    val = self.evaluate()
+                    stop = self._after_eval(val)
+                    rec = rec or {"step": self.step, "loss": info["loss"], "lr": info["lr"],
+                                  "grad_norm": info["grad_norm"], "elapsed": round(self.elapsed, 3)}
+                    rec["val_loss"] = val
+                if rec is not None:
+                    history.append(self.metrics.log(**rec))
+                if bar is not None:
+                    bar.update(1)
+                    post = {"loss": f"{info['loss']:.3f}", "lr": f"{info['lr']:.1e}"}
+                    if self.last_val is not None:
+                        post["val"] = f"{self.last_val:.3f}"
+                    bar.set_postfix(post, refresh=False)
+                if stop:
+                    self.stopped_early = True
+                    self.log(f"early stopping at step {self.step}: val loss did not improve for "
+                             f"{cfg.patience} evaluations (best {self.best_val:.4f})")
+                    break
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not is_last:
+                    self.save()
+                if stop_after is not None and steps_this_call >= stop_after:
+                    return self._result(last_loss, history)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save()
+        if self.stopped_early and (self.run_dir / "best.safetensors").is_file():
+            # early stopping keeps the weights of the best evaluation, not the last (worse) ones
+            best = load_arrays(self.run_dir / "best.safetensors")
+            check_model_arrays(model, best, self.run_dir / "best.safetensors")
+            assign_model_arrays(model, best)
+        self.metrics.close()
+        return self._result(last_loss, history)
+
+    def _result(self, last_loss, history) -> TrainResult:
+        return TrainResult(steps=self.step, final_loss=last_loss, best_val_loss=self.best_val,
+                           last_val_loss=self.last_val, stopped_early=self.stopped_early,
+                           skipped_steps=self.scaler.skipped if self.scaler else 0,
+                           elapsed=self.elapsed, tokens=self.tokens, history=history)
