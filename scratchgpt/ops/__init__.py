@@ -20,7 +20,7 @@ _EXPORTS = {
     # linear algebra
     "matmul": "matmul", "linear": "matmul",
     # lookups
-    "embedding": "embedding",
+    "embedding": "embedding", "token_position_embedding": "embedding",
     # normalisation and activations
     "layernorm": "layernorm", "gelu": "gelu", "softmax": "softmax", "log_softmax": "softmax",
     # attention
@@ -45,6 +45,11 @@ def __getattr__(name: str):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'scratchgpt.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
+    module = importlib.import_module(f".{mod}", __name__)
+    # Bind every name this module exports, not only the one asked for: importing the submodule
+    # ``ops.matmul`` (e.g. for ``linear``) makes Python set the package attribute ``matmul`` to
+    # the module object, which would shadow the function ``matmul`` forever after.
+    for n, m in _EXPORTS.items():
+        if m == mod:
+            globals()[n] = getattr(module, n)
+    return globals()[name]
