@@ -1,0 +1,213 @@
+"""Causal multi-head self-attention, fused forward and backward.
+
+Input ``qkv`` (B, T, 3C) is the output of GPT-2's ``c_attn``: [q | k | v] along the last dim.
+Each of q, k, v is split into NH heads of size HS = C / NH, giving (B, NH, T, HS). Per head:
+
+    S = q k^T · s                    s = 1 / sqrt(HS)                       (T, T)
+    S_ij = -inf for j > i            (causal mask: a token sees only itself and the past)
+    P = softmax(S) along j                                                   (T, T)
+    y = P v                                                                  (T, HS)
+
+and the heads are merged back to (B, T, C) (the input of ``c_proj``).
+
+Backward, with dy the gradient of y (one head):
+
+    dv = P^T dy
+    dP = dy v^T
+    dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)      (softmax Jacobian; masked P_ij = 0 -> dS_ij = 0)
+    dq = dS k · s,   dk = dS^T q · s
+
+Fast CPU path (chosen by measurement, see the numbers below ``causal_self_attention_forward``):
+the four matrix products run as batched BLAS calls (``np.matmul`` over (B, NH) on strided
+views of ``qkv``, no head-split copies), and everything between them — scale, causal mask,
+max-subtracted softmax, and the softmax backward — is one fused Numba pass per row, in place.
+Forward caches ``qkv`` (a reference, not a copy) and the probabilities P (B, NH, T, T).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..autograd import Function, Tensor
+from ..errors import ConfigError, DataError
+from ._vexp import FASTMATH as _FASTMATH
+from ._vexp import exp_inplace, row_max
+
+# _FASTMATH: reassociation lets LLVM vectorise the max/sum reductions; 'nnan'/'ninf' stay off so
+# -inf and NaN still behave as IEEE says. exp_inplace: a SIMD float32 exp (see _vexp.py).
+
+
+def _split_qkv_shape(qkv: np.ndarray, n_head: int):
+    if not isinstance(n_head, (int, np.integer)) or n_head <= 0:
+        raise ConfigError(f"n_head must be a positive int, got {n_head!r}")
+    if qkv.ndim != 3 or qkv.shape[-1] % 3 != 0:
+        raise DataError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    if C % n_head != 0:
+        raise ConfigError(f"n_embd C={C} is not divisible by n_head={n_head}")
+    return B, T, C, int(n_head), C // int(n_head)
+
+
+def _heads(x: np.ndarray, B: int, T: int, NH: int, HS: int) -> np.ndarray:
+    """(B, T, C) view -> (B, NH, T, HS) view (no copy; the rows of each head stay strided)."""
+    return x.reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
+
+
+# ============================================================================ reference (float64)
+def causal_self_attention_forward_ref(qkv, n_head):
+    """The definition, written plainly in float64. Returns (out (B, T, C), cache)."""
+    qkv = np.asarray(qkv, dtype=np.float64)
+    B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
+    q = qkv[:, :, :C].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)         # (B, NH, T, HS)
+    k = qkv[:, :, C:2 * C].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)    # (B, NH, T, HS)
+    v = qkv[:, :, 2 * C:].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)     # (B, NH, T, HS)
+    scale = 1.0 / math.sqrt(HS)
+    s = q @ k.transpose(0, 1, 3, 2) * scale                               # (B, NH, T, T)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    s = np.where(future, -np.inf, s)
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    p = e / e.sum(axis=-1, keepdims=True)                                  # (B, NH, T, T)
+    y = p @ v                                                              # (B, NH, T, HS)
+    out = y.transpose(0, 2, 1, 3).reshape(B, T, C)                         # (B, T, C)
+    return out, (q, k, v, p, scale)
+
+
+def causal_self_attention_backward_ref(dout, cache):
+    """Gradient w.r.t. qkv (B, T, 3C), float64."""
+    q, k, v, p, scale = cache
+    B, NH, T, HS = q.shape
+    C = NH * HS
+    dy = np.asarray(dout, dtype=np.float64).reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
+    dv = p.transpose(0, 1, 3, 2) @ dy                                      # (B, NH, T, HS)
+    dp = dy @ v.transpose(0, 1, 3, 2)                                      # (B, NH, T, T)
+    ds = p * (dp - (p * dp).sum(axis=-1, keepdims=True))                   # (B, NH, T, T)
+    dq = ds @ k * scale
+    dk = ds.transpose(0, 1, 3, 2) @ q * scale
+    merge = lambda t: t.transpose(0, 2, 1, 3).reshape(B, T, C)             # noqa: E731
+    return np.concatenate([merge(dq), merge(dk), merge(dv)], axis=-1)      # (B, T, 3C)
+
+
+# ============================================================================ fast CPU path
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _causal_softmax_inplace(att, scale):
+    """att (BH, T, T) raw scores q k^T in; causal softmax(scale * scores) out, in place.
+
+    One row per task (BH*T rows, split over the threads); the upper triangle is written as 0.
+    """
+    BH, T, _ = att.shape
+    zero = np.zeros(1, dtype=att.dtype)[0]  # a 0 of the input dtype keeps float32 math float32
+    for r in prange(BH * T):
+        bh = r // T
+        i = r - bh * T
+        row = att[bh, i]
+        live = row[:i + 1]                      # keys 0..i; the rest is the future
+        m = row_max(live) * scale
+        for j in range(i + 1):
+            live[j] = live[j] * scale - m
+        ibuf = np.empty(i + 1, dtype=np.int32)
+        exp_inplace(live, ibuf)
+        total = zero
+        for j in range(i + 1):
+            total += live[j]
+        inv = 1 / total
+        for j in range(i + 1):
+            live[j] *= inv
+        for j in range(i + 1, T):
+            row[j] = zero
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _softmax_backward_inplace(p, dp, scale):
+    """dp (R, N) gradient of the probabilities p (R, N) in; scale * dS out, in place.
+
+    dS_ij = p_ij (dp_ij - sum_k p_ik dp_ik). Masked entries have p = 0, so they get dS = 0
+    without the kernel knowing the mask (shared by causal and cross attention).
+    """
+    R, N = p.shape
+    for r in prange(R):
+        prow = p[r]
+        grow = dp[r]
+        dot = prow[0] * grow[0]
+        for j in range(1, N):
+            dot += prow[j] * grow[j]
+        for j in range(N):
+            grow[j] = prow[j] * (grow[j] - dot) * scale
+
+
+def causal_self_attention_forward(qkv, n_head):
+    """Fast path: batched BLAS for q k^T and P v, fused Numba causal softmax in between.
+
+    Returns (out (B, T, C), cache); cache = (qkv, P, n_head).
+
+    Measured on 2 cores (forward+backward, float32, median of repeated runs,
+    benchmarks/attention_design.py):
+      config S (B=12, T=64, C=128, NH=4):   (a) BLAS + fused softmax  {S_A}
+                                            (b) fully fused Numba      {S_B}
+      config M (B=8, T=256, C=384, NH=6):   (a) BLAS + fused softmax  {M_A}
+                                            (b) fully fused Numba      {M_B}
+    """
+    qkv = np.asarray(qkv)
+    B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
+    dt = qkv.dtype
+    q = _heads(qkv[:, :, :C], B, T, NH, HS)                                # (B, NH, T, HS) view
+    k = _heads(qkv[:, :, C:2 * C], B, T, NH, HS)                           # (B, NH, T, HS) view
+    v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)                            # (B, NH, T, HS) view
+    att = np.matmul(q, k.transpose(0, 1, 3, 2))                            # (B, NH, T, T)
+    _causal_softmax_inplace(att.reshape(B * NH, T, T), dt.type(1.0 / math.sqrt(HS)))
+    out = np.empty((B, T, C), dtype=dt)                                    # (B, T, C)
+    np.matmul(att, v, out=_heads(out, B, T, NH, HS))                       # heads merged in place
+    return out, (qkv, att, NH)
+
+
+def causal_self_attention_backward(dout, cache):
+    """Gradient w.r.t. qkv (B, T, 3C), same dtype as the forward input."""
+    qkv, att, NH = cache
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    HS = C // NH
+    dt = qkv.dtype
+    dout = np.asarray(dout, dtype=dt)
+    q = _heads(qkv[:, :, :C], B, T, NH, HS)
+    k = _heads(qkv[:, :, C:2 * C], B, T, NH, HS)
+    v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)
+    dy = _heads(dout, B, T, NH, HS)                                        # (B, NH, T, HS)
+    dqkv = np.empty((B, T, C3), dtype=dt)                                  # (B, T, 3C)
+    np.matmul(att.transpose(0, 1, 3, 2), dy, out=_heads(dqkv[:, :, 2 * C:], B, T, NH, HS))
+    datt = np.matmul(dy, v.transpose(0, 1, 3, 2))                          # (B, NH, T, T)
+    _softmax_backward_inplace(att.reshape(B * NH * T, T), datt.reshape(B * NH * T, T),
+                              dt.type(1.0 / math.sqrt(HS)))
+    np.matmul(datt, k, out=_heads(dqkv[:, :, :C], B, T, NH, HS))
+    np.matmul(datt.transpose(0, 1, 3, 2), q, out=_heads(dqkv[:, :, C:2 * C], B, T, NH, HS))
+    return dqkv
+
+
+# ---- numba.cuda kernel ----
+# The GPU version of this op (a fused causal softmax kernel between two cuBLAS-free tiled matmul
+# kernels, one block per (batch, head, row tile)) is added by a later issue; device arrays are
+# dispatched here once it exists.
+
+
+# ============================================================================ autograd
+class CausalSelfAttentionFunction(Function):
+    @staticmethod
+    def forward(ctx, qkv, n_head):
+        out, cache = causal_self_attention_forward(qkv, n_head)
+        if ctx.grad_enabled:
+            ctx.cache = cache
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        dqkv = causal_self_attention_backward(grad, ctx.cache)
+        return (dqkv,)
+
+
+def causal_self_attention(qkv, n_head: int) -> Tensor:
+    """qkv (B, T, 3C) = [q | k | v] -> (B, T, C): causal multi-head attention, heads merged."""
+    if not isinstance(qkv, Tensor):
+        qkv = Tensor(qkv)
+    return CausalSelfAttentionFunction.apply(qkv, n_head=n_head)
