@@ -31,12 +31,12 @@ def _check(cond: bool, name: str, expected: str, value) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the GPT we pretrain (names as nanoGPT/GPT-2 use them)."""
+    """Shape of the GPT we pretrain (names as nanoGPT/GPT-2 use them). Dropout is a training
+    choice, so it lives in TrainConfig (and can differ between pretraining and SFT)."""
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 128
-    dropout: float = 0.0
     bias: bool = True
 
     def __post_init__(self):
@@ -44,7 +44,6 @@ class ModelConfig:
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, name, "an integer >= 1", v)
         _check(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}", self.n_embd)
-        _check(0.0 <= self.dropout < 1.0, "dropout", "a float in [0, 1)", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -211,12 +210,15 @@ def save_json(cfg, path) -> None:
 
 
 # ------------------------------------------------------------------ argparse integration
-def add_config_arguments(parser: argparse.ArgumentParser, cls, defaults=None, prefix: str = "") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls, defaults=None, prefix: str = "",
+                         exclude=()) -> None:
     """Add ``--<prefix><field> VALUE`` for every field of ``cls``; values stay strings here and
     are type-checked by ``config_from_args`` so the error names the key (argparse's would not say why)."""
     group = parser.add_argument_group(f"{cls.__name__} overrides")
     base = defaults if defaults is not None else cls()
     for f in fields(cls):
+        if f.name in exclude:
+            continue
         default = getattr(base, f.name)
         group.add_argument(f"--{prefix}{f.name}",
                            dest=f"{cls.__name__}__{f.name}", default=None, metavar=type(default).__name__.upper(),

@@ -1,0 +1,40 @@
+"""``scratchgpt eval``: validation loss, perplexity, ROUGE-L/BLEU/distinct-n and task accuracy."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a model directory on a prepared dialogue dataset",
+                       description="Measure val loss and perplexity on sft_val, then greedy replies on "
+                                   "test.jsonl: task accuracy (slot echo + topic), ROUGE-L, BLEU, distinct-1/2.")
+    p.add_argument("model", help="model directory (or a PEFT directory written by `scratchgpt sft --peft`)")
+    p.add_argument("--data", required=True, help="prepared dialogue directory (shards/sft_val, test.jsonl)")
+    p.add_argument("--out", default=None, help="where to write the metrics JSON (default MODEL/eval.json)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many test conversations")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="reply length limit (default 48)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..train.runs import evaluate_model, load_model_dir
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    model, tok = load_model_dir(args.model)
+    res = evaluate_model(model, tok, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    out.write_text(json.dumps(res, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(format_eval(res))
+    print(f"written to {out}")
+    return 0
+
+
+def format_eval(res: dict) -> str:
+    slot = "n/a" if res.get("slot_accuracy") is None else f"{res['slot_accuracy']:.1%}"
+    return (f"val loss {res['val_loss']:.4f}  perplexity {res['perplexity']:.2f}\n"
+            f"task accuracy {res['task_accuracy']:.1%} on {res['n_conversations']} test conversations "
+            f"(slot echo {slot} of {res['n_with_slots']}, topic {res['topic_accuracy']:.1%})\n"
+            f"ROUGE-L {res['rouge_l']:.3f}  BLEU {res['bleu']:.3f}  distinct-1 {res['distinct_1']:.3f}  "
+            f"distinct-2 {res['distinct_2']:.3f}")

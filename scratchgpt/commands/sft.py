@@ -1,0 +1,42 @@
+"""``scratchgpt sft``: fine-tune a pretrained GPT on chat conversations (full, LoRA, Adapter, Prefix)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..train.config import PeftConfig, TrainConfig, add_config_arguments, config_from_args, with_overrides
+
+# SFT defaults differ from pretraining: a smaller learning rate (tutorial §9 Q2) and short runs
+SFT_DEFAULTS = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=20, max_steps=300, weight_decay=0.0,
+                           eval_every=50)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sft", help="supervised fine-tuning on dialogues (loss on assistant tokens only)",
+                       description="Fine-tune a model directory on the SFT shards of a prepared dialogue "
+                                   "dataset. --peft picks parameter-efficient tuning; every TrainConfig/"
+                                   "PeftConfig field can be overridden as --field VALUE.")
+    p.add_argument("--data", required=True, help="prepared dialogue directory (shards/sft_train, sft_val)")
+    p.add_argument("--base", required=True, help="model directory to start from (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("--out", default="runs/sft", help="run directory (default runs/sft)")
+    p.add_argument("--peft", choices=["none", "lora", "adapter", "prefix"], default="none",
+                   help="parameter-efficient method (default none = full fine-tuning)")
+    p.add_argument("--packing", choices=["packed", "padded"], default="packed",
+                   help="lay conversations end to end (packed) or one per row (padded)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
+    add_config_arguments(p, TrainConfig, defaults=SFT_DEFAULTS)
+    add_config_arguments(p, PeftConfig, exclude=("method",))
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train.plot import plot_run
+    from ..train.runs import sft
+    train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS)
+    peft_cfg = with_overrides(config_from_args(PeftConfig, args), {"method": args.peft})
+    res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing)
+    svg = plot_run(args.out)
+    where = Path(args.out) / ("model" if peft_cfg.method == "none" else "peft")
+    print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "
+          f"weights in {where}, curves in {svg}")
+    print(f"next: scratchgpt eval {where} --data {args.data}")
+    return 0

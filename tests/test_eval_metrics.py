@@ -1,0 +1,72 @@
+"""ROUGE-L, BLEU and distinct-n against hand-computed values and brute-force definitions."""
+import itertools
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scratchgpt.train.evaluate import eval_turn, task_scores
+from scratchgpt.train.text_metrics import corpus_bleu, distinct_n, lcs_length, metric_tokens, rouge_l
+
+
+def lcs_brute(a, b):
+    """Longest common subsequence by trying every subsequence of the shorter list."""
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    for k in range(len(short), 0, -1):
+        for idx in itertools.combinations(range(len(short)), k):
+            sub = [short[i] for i in idx]
+            it = iter(long_)
+            if all(any(x == y for y in it) for x in sub):
+                return k
+    return 0
+
+
+@given(st.lists(st.sampled_from("abc"), max_size=7), st.lists(st.sampled_from("abc"), max_size=7))
+def test_lcs_matches_brute_force(a, b):
+    assert lcs_length(a, b) == lcs_brute(a, b)
+
+
+def test_rouge_l_hand_example():
+    # LCS("the cat sat on the mat", "the cat on the mat") = 5; P = 5/6, R = 1; F1 = 10/11
+    assert math.isclose(rouge_l("The cat sat on the mat.", "the cat on the mat"), 10 / 11)
+    assert rouge_l("a b c", "a b c") == 1.0
+    assert rouge_l("x y", "a b") == 0.0
+
+
+def test_bleu_modified_unigram_precision_papineni():
+    # Papineni et al.'s example: 7 x "the" against a reference with two "the" -> p1 = 2/7
+    b = corpus_bleu(["the the the the the the the"], ["the cat is on the mat"], max_n=1, smooth=False)
+    assert math.isclose(b, 2 / 7)
+
+
+def test_bleu_hand_example_with_smoothing_and_brevity():
+    c, r = "the cat sat on the mat", "the cat is on the mat"
+    # matches/totals per n: 5/6, 3/5, 1/4, 0/3; smoothing adds 1 to n >= 2
+    expected = math.exp((math.log(5 / 6) + math.log(4 / 6) + math.log(2 / 5) + math.log(1 / 4)) / 4)
+    assert math.isclose(corpus_bleu([c], [r]), expected)
+    assert corpus_bleu([c], [r], smooth=False) == 0.0
+    # candidate shorter than reference: brevity penalty exp(1 - 6/3)
+    short = corpus_bleu(["the cat is"], [r], max_n=1)
+    assert math.isclose(short, math.exp(1 - 6 / 3))
+    assert corpus_bleu([r], [r]) == 1.0
+
+
+def test_distinct_n_and_chinese_tokens():
+    assert metric_tokens("订单A12345已发货") == ["订", "单", "a12345", "已", "发", "货"]
+    assert distinct_n(["a b a b"], 1) == 0.5
+    assert math.isclose(distinct_n(["a b a b"], 2), 2 / 3)
+    assert distinct_n([""], 2) == 0.0
+
+
+def test_eval_turn_picks_the_turn_that_echoes_a_slot():
+    conv = {"messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Where is order A12345?"},
+        {"role": "assistant", "content": "Order A12345 has shipped."},
+    ], "meta": {"slots": {"order_id": "A12345", "product": "lamp"}}}
+    prompt, ref, need = eval_turn(conv)
+    assert len(prompt) == 3 and ref == "Order A12345 has shipped." and need == ["A12345"]
+    assert task_scores("Your order A12345 has shipped.", ref, need)["ok"]
+    assert not task_scores("Your order A99999 has shipped.", ref, need)["slot_ok"]
+    assert not task_scores("Please reset your password.", ref, need)["topic_ok"]
