@@ -14,6 +14,8 @@ Names are imported lazily (PEP 562) so that importing one op does not compile ev
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -45,11 +47,26 @@ def __getattr__(name: str):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'scratchgpt.ops' has no attribute {name!r}")
-    module = importlib.import_module(f".{mod}", __name__)
-    # Bind every name this module exports, not only the one asked for: importing the submodule
-    # ``ops.matmul`` (e.g. for ``linear``) makes Python set the package attribute ``matmul`` to
-    # the module object, which would shadow the function ``matmul`` forever after.
-    for n, m in _EXPORTS.items():
-        if m == mod:
-            globals()[n] = getattr(module, n)
-    return globals()[name]
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+class _OpsPackage(types.ModuleType):
+    """Keeps ``ops.matmul`` the function when the submodule ``ops/matmul.py`` is imported.
+
+    Importing a submodule (``from scratchgpt.ops.matmul import linear_forward``, or the lazy
+    lookup of ``linear``) makes Python set the package attribute ``matmul`` to the module
+    object, which would shadow the function of the same name forever after. Op modules named
+    like their function (matmul, gelu, layernorm, ...) therefore bind the function instead;
+    reach the module itself through ``from scratchgpt.ops.matmul import ...`` or sys.modules.
+    """
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name \
+                and value.__name__ == f"{__name__}.{name}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _OpsPackage
