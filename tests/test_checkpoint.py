@@ -123,3 +123,12 @@ def test_reader_handles_float16_and_bfloat16(tmp_path):
     path.write_bytes(struct.pack("<Q", len(header)) + header + bf16.astype("<u2").tobytes())
     got = load_safetensors(path)
     assert got["b"].dtype == np.float32 and np.array_equal(got["b"], x)
+
+
+def test_load_accepts_a_bare_config_dict(saved):
+    """The trainer writes config.json as GPTConfig.to_dict() alone; GPT.load reads that too."""
+    model, d = saved
+    (d / "config.json").write_text(json.dumps(model.config.to_dict()))
+    loaded = GPT.load(d)
+    assert loaded.config == model.config
+    assert np.array_equal(loaded.transformer.wte.weight.data, model.transformer.wte.weight.data)

@@ -66,11 +66,11 @@ def test_float32_matches_reference_within_float32_tolerances():
     worst = max(grad_errs, key=grad_errs.get)
     print(f"\nfloat32 vs float64 reference: logits {errs['logits']:.2e}, loss {errs['loss']:.2e}, "
           f"worst grad rel err {grad_errs[worst]:.2e} ({worst})")
-    # float32 epsilon is 1.2e-7; a 2-layer net with 37-way softmax accumulates ~10-100 ulps
-    assert errs["logits"] < 1e-5 and errs["loss"] < 1e-5
+    # float32 epsilon is 1.2e-7; a 2-layer net with a 37-way softmax accumulates ~10 ulps
+    assert errs["logits"] < 2e-6 and errs["loss"] < 1e-6
     for n, p in model.named_parameters():
         assert p.grad.dtype == np.float32
-        np.testing.assert_allclose(p.grad, ref[n], rtol=1e-3, atol=1e-5 * np.abs(ref[n]).max(), err_msg=n)
+        np.testing.assert_allclose(p.grad, ref[n], rtol=1e-4, atol=1e-5 * np.abs(ref[n]).max(), err_msg=n)
 
 
 def test_loss_mask_matches_reference_with_ignored_targets():
@@ -93,15 +93,24 @@ def test_full_loss_gradcheck_float64():
     def f():
         return float(model(idx, tgt)[1].data)
 
-    for name in ("transformer.wpe.weight", "transformer.h.0.ln_1.weight", "transformer.h.0.attn.c_attn.bias",
-                 "transformer.h.1.mlp.c_fc.bias", "transformer.ln_f.bias"):
+    # a few parameters from every kind of layer (each element costs two forward passes)
+    for name in ("transformer.h.0.ln_1.weight", "transformer.h.0.attn.c_attn.bias",
+                 "transformer.h.1.mlp.c_proj.bias", "transformer.ln_f.bias"):
         p = params[name]
         num = numerical_grad(f, p.data, h=1e-6)
         np.testing.assert_allclose(p.grad, num, rtol=1e-5, atol=1e-8, err_msg=name)
     # the shared embedding gets gradient from both the input lookup and the output layer
+    wpe = params["transformer.wpe.weight"]
+    sub_p = wpe.data[T - 1].copy()
+    def f_pos():
+        wpe.data[T - 1] = sub_p
+        return f()
+    num = numerical_grad(f_pos, sub_p, h=1e-6)
+    wpe.data[T - 1] = sub_p
+    np.testing.assert_allclose(wpe.grad[T - 1], num, rtol=1e-5, atol=1e-8)
     wte = params["transformer.wte.weight"]
     rows = np.unique(idx)[:2]
-    sub = wte.data[rows]
+    sub = wte.data[rows].copy()
     def f_rows():
         wte.data[rows] = sub
         return f()

@@ -182,11 +182,14 @@ class GPT(Module):
         """Load a directory written by ``save`` (or an HF GPT-2 directory)."""
         directory = Path(directory)
         meta = ckpt.load_json(directory / ckpt.CONFIG_NAME)
-        if "scratchgpt_config" not in meta:
+        if "scratchgpt_config" in meta:
+            if meta.get("scratchgpt_model", "gpt") != "gpt":
+                raise CheckpointError(f"{directory}: holds a {meta.get('scratchgpt_model')!r} model, not a GPT")
+            cfg = GPTConfig.from_dict(meta["scratchgpt_config"])
+        elif "model_type" not in meta and "block_size" in meta:
+            cfg = GPTConfig.from_dict(meta)      # a bare GPTConfig dict (as the trainer writes)
+        else:
             return cls.from_pretrained(directory)
-        if meta.get("scratchgpt_model", "gpt") != "gpt":
-            raise CheckpointError(f"{directory}: holds a {meta.get('scratchgpt_model')!r} model, not a GPT")
-        cfg = GPTConfig.from_dict(meta["scratchgpt_config"])
         model = cls(cfg, seed=0)
         ckpt.load_weights_into(model, directory)
         return model
