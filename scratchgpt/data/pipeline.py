@@ -1,0 +1,186 @@
+"""``prepare``: load -> clean -> annotate -> split -> [augment] -> write, with a report.
+
+Records stream through in chunks (``chunk_size``), so memory holds one chunk plus the dedup
+indexes, never the corpus. Output in ``out_dir``:
+- ``train.jsonl``, ``val.jsonl``, ``test.jsonl``: one record per line (``Conversation.to_dict``
+  or ``Document.to_dict``), readable by ``load_jsonl`` / ``records.record_from_dict``;
+- ``{split}.txt`` when ``write_text`` (pretraining corpora): each record's text, records
+  separated by a blank line;
+- ``report.json``: what every step kept and dropped, and why.
+
+Held-out files (``test_inputs``) are read FIRST and all go to the test split, so a training
+conversation that duplicates a test one is dropped as a duplicate — test data cannot leak.
+Augmentation runs after the split and only on train records.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from ..errors import ConfigError, DataError
+from .annotate import annotate
+from .augment import AugmentConfig, augment_conversation
+from .clean import CleanConfig, Cleaner
+from .load_yaml import chatterbot_files
+from .loaders import chunked, load_records
+from .records import Conversation, Document, Message
+from .report import Report
+from .split import SPLITS, assign_split, check_ratios
+from .textnorm import normalize_turn
+
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass
+class PrepareConfig:
+    inputs: list = field(default_factory=list)        # files / folders
+    fmt: str = "auto"
+    chatterbot_languages: tuple = ()                  # e.g. ("english", "chinese")
+    test_inputs: list = field(default_factory=list)   # held-out files: all -> test split
+    ratios: tuple = (0.9, 0.05, 0.05)
+    split_seed: int = 0
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    augment: AugmentConfig | None = None
+    write_text: bool = False
+    chunk_size: int = 1000
+
+
+def conversation_text(conv: Conversation) -> str:
+    """A conversation as pretraining text: its turns, one per line (no role markup — the chat
+    template adds that at SFT time)."""
+    return conv.text()
+
+
+def record_text(rec) -> str:
+    return conversation_text(rec) if isinstance(rec, Conversation) else rec.text
+
+
+def preset(name: str, **overrides) -> PrepareConfig:
+    """Named configurations. ``customer_service``: the bundled dialogue data (train.csv split
+    into train/val, test.csv held out). ``default``: the offline pretraining corpus."""
+    cs = REPO_DATA / "customer_service"
+    if name == "customer_service":
+        cfg = PrepareConfig(
+            inputs=[cs / "train.csv"], test_inputs=[cs / "test.csv"], ratios=(0.9, 0.1, 0.0),
+            # templated data: two requests that differ only in the order number are both
+            # wanted (the model must learn to copy slots), so near-dup is off here.
+            clean=CleanConfig(languages=("en", "zh"), near_dedup=False))
+    elif name == "default":
+        cfg = PrepareConfig(
+            inputs=[cs / "train.csv"], chatterbot_languages=("english", "chinese"),
+            ratios=(0.95, 0.05, 0.0), clean=CleanConfig(languages=("en", "zh")), write_text=True)
+    elif name == "none":
+        cfg = PrepareConfig()
+    else:
+        raise ConfigError(f"unknown preset {name!r}; expected 'default', 'customer_service' or 'none'")
+    for p in cfg.inputs + cfg.test_inputs:
+        if not Path(p).exists():
+            raise DataError(f"preset {name!r} needs {p}, which is missing (run data/customer_service/generate.py)")
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+def _augmented(conv: Conversation, cfg: AugmentConfig, report: Report) -> list[Conversation]:
+    out = []
+    for copy in augment_conversation(conv, cfg):
+        copy.messages = [Message(m.role, normalize_turn(m.content)) for m in copy.messages]
+        report.keep("augment")
+        report.tally("augment ops", copy.meta["augment"])
+        out.append(copy)
+    return out
+
+
+def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) -> Report:
+    ratios = check_ratios(cfg.ratios)
+    if not cfg.inputs and not cfg.chatterbot_languages and not cfg.test_inputs:
+        raise DataError("nothing to prepare: give input files/folders, chatterbot languages or a preset")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    cleaner = Cleaner(cfg.clean, report, tokenizer)
+
+    def stream() -> Iterable[tuple[object, str | None]]:
+        if cfg.test_inputs:
+            for rec in load_records(cfg.test_inputs, report, cfg.fmt):
+                yield rec, "test"
+        inputs = list(cfg.inputs)
+        if cfg.chatterbot_languages:
+            inputs += chatterbot_files(cfg.chatterbot_languages)
+        if inputs:
+            for rec in load_records(inputs, report, cfg.fmt):
+                yield rec, None
+
+    files = {s: open(out_dir / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
+    texts = {s: open(out_dir / f"{s}.txt", "w", encoding="utf-8") for s in SPLITS} if cfg.write_text else {}
+    first_text = {s: True for s in SPLITS}
+    bar = tqdm(desc="prepare", unit="rec", disable=not progress)
+    try:
+        def write(rec, split):
+            files[split].write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+            if texts:
+                texts[split].write(("" if first_text[split] else "\n\n") + record_text(rec))
+                first_text[split] = False
+            kind = "conversations" if isinstance(rec, Conversation) else "documents"
+            report.tally(f"{split} {kind} by language", rec.language or "unknown")
+            if isinstance(rec, Conversation):
+                report.tally(f"{split} conversations by topic", rec.topic or "none")
+                if rec.augmented_from:
+                    report.tally("augmented copies by split", split)
+            report.tally("records per split", split)
+
+        for chunk in chunked(stream(), cfg.chunk_size):
+            for rec, forced in chunk:
+                bar.update(1)
+                rec = cleaner.clean(rec)
+                if rec is None:
+                    continue
+                rec = annotate(rec, report)
+                if rec is None:
+                    continue
+                split = forced or assign_split(rec.split_key, ratios, cfg.split_seed)
+                write(rec, split)
+                if cfg.augment is not None and split == "train" and isinstance(rec, Conversation):
+                    for copy in _augmented(rec, cfg.augment, report):
+                        write(copy, "train")
+    finally:
+        bar.close()
+        for f in list(files.values()) + list(texts.values()):
+            f.close()
+    if tokenizer is not None:
+        write_shards(out_dir, tokenizer, report, progress)
+    report.save(out_dir / "report.json")
+    return report
+
+
+def read_jsonl(path) -> Iterable:
+    from .records import record_from_dict
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield record_from_dict(json.loads(line))
+
+
+def write_shards(out_dir, tokenizer, report: Report | None = None, progress: bool = False) -> dict:
+    """Tokenize every split's JSONL: a pretraining shard of all record texts and, when the split
+    holds conversations, an SFT shard (ids + assistant-only loss masks)."""
+    from .shards import write_pretrain_shard, write_sft_shard
+    out_dir = Path(out_dir)
+    metas = {}
+    for split in SPLITS:
+        path = out_dir / f"{split}.jsonl"
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        meta = write_pretrain_shard((record_text(r) for r in read_jsonl(path)), tokenizer,
+                                    out_dir / "shards", f"pretrain_{split}", progress)
+        metas[f"pretrain_{split}"] = meta
+        if report is not None:
+            report.tally("tokens per pretraining shard", split, meta["n_tokens"])
+        convs = (r for r in read_jsonl(path) if isinstance(r, Conversation))
+        smeta = write_sft_shard(convs, tokenizer, out_dir / "shards", f"sft_{split}", progress=progress)
+        metas[f"sft_{split}"] = smeta
+        if report is not None:
+            report.tally("tokens per SFT shard", split, smeta["n_tokens"])
+    return metas
