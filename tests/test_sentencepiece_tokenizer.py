@@ -18,7 +18,7 @@ CORPUS = [
 
 @pytest.fixture(scope="module", params=["bpe", "unigram"])
 def tok(request):
-    return SentencePieceTokenizer.train(CORPUS, 420, model_type=request.param)
+    return SentencePieceTokenizer.train(CORPUS, 420, special_tokens=CHAT_SPECIAL_TOKENS, model_type=request.param)
 
 
 # every character except the two documented lossy cases: U+2581 and lone surrogates
@@ -88,9 +88,10 @@ def test_save_load_roundtrip(tok, tmp_path):
 def test_load_model_file(tok, tmp_path):
     model = tmp_path / "m.model"
     model.write_bytes(tok.sp.serialized_model_proto())
-    wrapped = SentencePieceTokenizer.load_model(model)
+    wrapped = SentencePieceTokenizer.load_model(model, special_tokens=CHAT_SPECIAL_TOKENS)
     assert wrapped.encode("Hello world") == tok.encode("Hello world")
     assert wrapped.special_tokens == tok.special_tokens
+    assert SentencePieceTokenizer.load_model(model).special_tokens == {}   # none unless asked
 
 
 def test_training_is_deterministic():

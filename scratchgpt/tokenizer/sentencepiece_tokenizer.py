@@ -60,7 +60,6 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
-from .special import CHAT_SPECIAL_TOKENS
 
 FORMAT_TYPE = "sentencepiece"
 FORMAT_VERSION = 1
@@ -135,8 +134,8 @@ class SentencePieceTokenizer:
             raise CheckpointError(f"sentencepiece model: cannot parse it ({e})") from e
         self._model_proto = bytes(model_proto)
         n_sp = self._sp.get_piece_size()
-        if special_tokens is None:
-            special_tokens = CHAT_SPECIAL_TOKENS
+        if special_tokens is None:  # like BPETokenizer: none unless asked for
+            special_tokens = []
         if isinstance(special_tokens, dict):
             specials = dict(special_tokens)
             expected = list(range(n_sp, n_sp + len(specials)))
@@ -163,12 +162,16 @@ class SentencePieceTokenizer:
               model_type: str = "bpe", num_threads: int = 1) -> "SentencePieceTokenizer":
         """Train on an iterable of str. ``vocab_size`` counts the special tokens too.
 
+        special_tokens: a list of strings (e.g. ``CHAT_SPECIAL_TOKENS`` for the chat template),
+        given the ids right after sentencepiece's pieces; None = no special tokens, as in
+        ``BPETokenizer.train``.
+
         num_threads=1 by default so that training is reproducible and comparable with our
         single-threaded BPE; raise it for speed on big corpora.
         """
         if model_type not in MODEL_TYPES:
             raise ConfigError(f"model_type: expected one of {MODEL_TYPES}, got {model_type!r}")
-        names = list(CHAT_SPECIAL_TOKENS if special_tokens is None else special_tokens)
+        names = list(special_tokens or [])
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
             raise ConfigError(f"vocab_size: expected an int, got {vocab_size!r}")
         n_sp = vocab_size - len(names)
