@@ -119,7 +119,7 @@ def test_adamw_decoupled_weight_decay():
     np.testing.assert_allclose(step_with(opt, p, G2), [0.854466299, -1.834566297], rtol=1e-6)
 
 
-def test_adamw_float64_params_use_reference_path():
+def test_adamw_float64_params():
     p32, p64 = param([1.0, -2.0]), param([1.0, -2.0], dtype=np.float64)
     o32, o64 = AdamW([p32], lr=0.1, weight_decay=0.1), AdamW([p64], lr=0.1, weight_decay=0.1)
     for g in (G1, G2):
