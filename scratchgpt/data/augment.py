@@ -124,6 +124,10 @@ def _synonym(word: str, lang: str, rng: random.Random):
     return pre + syn + post
 
 
+def _has_synonym(word: str, lang: str) -> bool:
+    return _core(word)[1].lower() in (SYNONYMS_ZH if lang == "zh" else SYNONYMS_EN)
+
+
 def eda(text: str, op: str, lang: str, rng: random.Random, cfg: AugmentConfig, protected=()) -> str:
     toks = _tokens(text, lang, list(protected))
     words = [i for i, t in enumerate(toks) if t[1] == "word"]
@@ -132,17 +136,18 @@ def eda(text: str, op: str, lang: str, rng: random.Random, cfg: AugmentConfig, p
     space = "" if lang == "zh" else " "
     if op == "synonym_replacement":
         n = max(1, int(cfg.alpha_sr * len(words)))
-        cands = [i for i in words if _synonym(toks[i][0], lang, rng) is not None]
+        cands = [i for i in words if _has_synonym(toks[i][0], lang)]
         rng.shuffle(cands)
         for i in cands[:n]:
             toks[i][0] = _synonym(toks[i][0], lang, rng)
     elif op == "random_insertion":
         n = max(1, int(cfg.alpha_ri * len(words)))
-        with_syn = [i for i in words if _synonym(toks[i][0], lang, rng) is not None]
+        # the words themselves, not their indices: each insertion shifts the indices
+        with_syn = [toks[i][0] for i in words if _has_synonym(toks[i][0], lang)]
         for _ in range(n):
             if not with_syn:
                 break
-            syn = _synonym(toks[rng.choice(with_syn)][0], lang, rng)
+            syn = _synonym(rng.choice(with_syn), lang, rng)
             _, bare, _ = _core(syn)
             at = rng.randrange(len(toks) + 1)
             toks.insert(at, [bare + space if space else bare, "sep"])

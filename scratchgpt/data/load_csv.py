@@ -7,8 +7,10 @@ Optional columns:
 - ``role``: who speaks in ``context``; ``user`` (default) or ``system`` (a system prompt row,
   whose ``reply`` must be empty).
 - ``topic``, ``language``: labels from the source (kept by annotation).
-- ``slots``: a JSON object (e.g. ``{"order_id": "A12345"}``) stored in ``Conversation.meta``.
-- any other column is kept in ``meta`` as a string.
+- ``slots``: a JSON object (e.g. ``{"order_id": "A12345"}``): the values this row's reply
+  must contain. ``meta["slots"]`` merges them over the conversation.
+- any other column (e.g. ``intent``) is kept as a string; ``meta["exchanges"]`` lists, per
+  row in turn order, that row's ``slots`` and extra columns.
 
 Malformed rows (bad quoting, wrong number of fields, a non-integer turn, invalid slots JSON)
 are reported with file:line and skipped.
@@ -121,6 +123,7 @@ def _build(path: Path, group, cid, report: Report):
     messages: list[Message] = []
     labels: dict = {}
     meta: dict = {}
+    exchanges: list[dict] = []
     for line, rec in group:
         role = (rec.get("role") or "user").strip().lower() or "user"
         if role not in ("user", "system"):
@@ -137,6 +140,7 @@ def _build(path: Path, group, cid, report: Report):
         for key in ("topic", "language"):
             if rec.get(key, "").strip() and key not in labels:
                 labels[key] = rec[key].strip()
+        row_meta = {k: v for k, v in rec.items() if k not in KNOWN and v != ""}
         if rec.get("slots", "").strip():
             try:
                 slots = json.loads(rec["slots"])
@@ -146,8 +150,9 @@ def _build(path: Path, group, cid, report: Report):
                 report.malformed(path, line, f"slots is not a JSON object ({e}; conversation {cid!r} skipped)")
                 return None
             meta.setdefault("slots", {}).update(slots)
-        for k, v in rec.items():
-            if k not in KNOWN and v != "":
-                meta.setdefault(k, v)
+            row_meta["slots"] = slots
+        exchanges.append(row_meta)
+    if any(exchanges):
+        meta["exchanges"] = exchanges  # per row: slots and extra columns, in turn order
     return Conversation(messages, topic=labels.get("topic"), language=labels.get("language"),
                         source=f"{path}:{first_line}", id=cid or f"{path.name}:{first_line}", meta=meta)

@@ -101,6 +101,13 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
     cleaner = Cleaner(cfg.clean, report, tokenizer)
+    if not cfg.clean.near_dedup:
+        report.note("near-duplicate removal is off for this run")
+    if tokenizer is None and cfg.clean.max_tokens is not None:
+        report.note(f"token length filter ({cfg.clean.max_tokens}) used the approximate count "
+                    "(no tokenizer given): words, digit runs and single CJK characters")
+    if ratios[2] == 0 and not cfg.test_inputs:
+        report.note("test ratio is 0: no test split")
 
     def stream() -> Iterable[tuple[object, str | None]]:
         if cfg.test_inputs:
