@@ -195,7 +195,7 @@ class SentencePieceTokenizer:
                 split_digits=False, max_sentence_length=4 * _CHUNK_CHARS + 16,
                 unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
                 hard_vocab_limit=False, num_threads=num_threads,
-                minloglevel=0 if progress else 2,
+                minloglevel=2,  # its INFO log is hundreds of lines; progress is our tqdm bar
             )
         except RuntimeError as e:
             raise ConfigError(f"sentencepiece training failed: {e}") from e
@@ -300,6 +300,8 @@ class SentencePieceTokenizer:
         if s is None:
             raise DataError(f"decode: token id {i} is outside the vocabulary [0, {self.vocab_size})")
         return s.encode("utf-8")
+
+    id_to_token_bytes = id_to_bytes  # the name BPETokenizer uses
 
     def id_to_piece(self, token_id: int) -> str:
         i = int(token_id)
