@@ -149,3 +149,13 @@ def test_bad_call_arguments(tok):
         tok.decode([tok.vocab_size])
     with pytest.raises(DataError, match="expected str"):
         tok.encode(b"bytes")
+
+
+def test_many_distinct_characters_small_vocab_is_still_lossless():
+    """More distinct characters than the vocabulary can hold: the rare ones use byte fallback."""
+    chars = [chr(0x4E00 + i) for i in range(600)]                  # 600 distinct CJK characters
+    corpus = ["".join(chars[(i * 7 + k) % 600] for k in range(40)) for i in range(200)]
+    t = SentencePieceTokenizer.train(corpus, 400, model_type="unigram")
+    assert t.vocab_size <= 400
+    text = "".join(chars[::3])
+    assert t.decode(t.encode(text)) == text

@@ -24,7 +24,9 @@ What this wrapper does around sentencepiece
 - Lossless settings: ``byte_fallback=True`` (any character missing from the vocabulary becomes
   its UTF-8 bytes ``<0x..>``, never ``<unk>``), ``normalization_rule_name="identity"`` (no NFKC),
   ``add_dummy_prefix=False`` and ``remove_extra_whitespaces=False`` (spaces, tabs, newlines and
-  leading/trailing whitespace survive), ``character_coverage=1.0``.
+  leading/trailing whitespace survive). ``character_coverage=1.0``; when the corpus has more distinct
+  characters than half the vocabulary (common for Chinese) the rarest are cut out of the
+  training text and left to byte fallback, still losslessly.
   ``decode(encode(s)) == s`` then holds for every string except two documented cases:
   * U+2581 "▁" (LOWER ONE EIGHTH BLOCK) is sentencepiece's internal stand-in for a space, so a
     literal "▁" comes back as " ";
@@ -57,6 +59,7 @@ import io
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
@@ -104,6 +107,31 @@ def _training_sentences(texts, progress: bool):
                 chunk = line[s:s + _CHUNK_CHARS]
                 if chunk:
                     yield chunk
+
+
+def _drop_rare_characters(sentences: list[str], n_sp: int) -> list[str]:
+    """Keep at most ``(n_sp - 257) // 2`` distinct characters in the training text.
+
+    sentencepiece must give every character it keeps its own piece, and refuses to leave out
+    more than 2% of character occurrences (character_coverage >= 0.98), so a Chinese corpus
+    with thousands of distinct characters cannot train a small vocabulary. The rarest
+    characters are therefore cut out of the training sentences, which are split where they
+    stood (no piece could span them anyway): at encode time such a character becomes its
+    UTF-8 bytes through byte fallback, still losslessly.
+    """
+    counts = Counter()
+    for s in sentences:
+        counts.update(s)
+    budget = max(1, (n_sp - 257) // 2)
+    if len(counts) <= budget:
+        return sentences
+    kept = {ch for ch, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:budget]}
+    rare = "".join(sorted(set(counts) - kept))
+    splitter = re.compile("[" + re.escape(rare) + "]+")
+    out = []
+    for s in sentences:
+        out.extend(part for part in splitter.split(s) if part)
+    return out
 
 
 class SentencePieceDecoder:
@@ -183,6 +211,9 @@ class SentencePieceTokenizer:
         sentences = list(_training_sentences(texts, progress))
         if not sentences:
             raise DataError("texts: the training corpus is empty")
+        sentences = _drop_rare_characters(sentences, n_sp)
+        if not sentences:
+            raise DataError("texts: nothing left to train on")
         spm = _spm()
         model = io.BytesIO()
         try:
