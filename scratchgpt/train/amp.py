@@ -11,14 +11,29 @@ Why each part:
   * Updates are applied to float32 master weights: a float16 weight of 1.0 cannot absorb an
     update smaller than ~5e-4 (its spacing), so small lr*grad steps would vanish.
 
-The cast happens at the model boundary (``HalfPrecisionWeights``): before the forward pass each
-parameter's ``.data`` is swapped for a float16 copy of the master array; every op then runs in
-float16 (our ops preserve their input dtype); after backward the float16 gradients are cast to
-float32, unscaled and checked, and the master arrays are put back.
+The cast happens at the model boundary (``HalfPrecisionWeights``), and on the CPU it is an
+*emulation*: Numba cannot compile kernels for float16 on the CPU (its data model has no
+float16 type), and NumPy's float16 matmul has no BLAS path (hundreds of times slower). So:
+  * forward: each parameter's ``.data`` is swapped for its value rounded to float16 (stored as
+    float32) — the network sees exactly the weights a float16 model would have;
+  * backward: the ops compute in float32; each parameter's gradient is then cast to float16,
+    which overflows to inf and flushes tiny values to 0 exactly as float16 gradients would,
+    then cast back, accumulated in float32 across micro-batches and unscaled;
+  * the master weights are put back and the optimizer updates them in float32.
+What this does NOT give on the CPU: activations stay float32, so there is no memory saving and
+the extra casts make a step a little slower. ``chapters/ch9.md`` reports the measured numbers.
+On a GPU with float16 kernels the same class would swap in real float16 arrays.
 """
 from __future__ import annotations
 
 import numpy as np
+
+
+def to_half_values(a: np.ndarray) -> np.ndarray:
+    """``a`` rounded to float16 and stored back in ``a``'s dtype: out-of-range values become
+    ±inf, values below float16's smallest subnormal (~6e-8) become 0 — float16's behaviour."""
+    with np.errstate(over="ignore"):
+        return a.astype(np.float16).astype(a.dtype)
 
 
 class LossScaler:
@@ -68,17 +83,18 @@ class HalfPrecisionWeights:
     def __enter__(self):
         self.master = [p.data for p in self.params]
         for p in self.params:
-            p.data = p.data.astype(np.float16)
+            p.data = to_half_values(p.data)
             p.grad = None
         return self
 
     def harvest_grads(self, into: list) -> None:
-        """Add each parameter's float16 grad (as float32) into ``into`` and clear it."""
+        """Add each parameter's gradient, passed through float16, into the float32 ``into``."""
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = p.grad.astype(np.float32)
-            into[i] = g if into[i] is None else into[i] + g
+            g = to_half_values(p.grad)
+            with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf = nan: still "overflow"
+                into[i] = g if into[i] is None else into[i] + g
             p.grad = None
 
     def __exit__(self, *exc):

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from ..autograd import no_grad
-from ..errors import ScratchGPTError
+from ..errors import CheckpointError, ScratchGPTError
 from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
 from .amp import HalfPrecisionWeights, LossScaler
 from .batches import as_triple
@@ -190,14 +190,13 @@ class Trainer:
     def _restore(self) -> int:
         path = latest_checkpoint(self.run_dir)
         if path is None:
-            raise TrainingError(f"--resume: {self.run_dir} has no checkpoint to resume from "
+            raise CheckpointError(f"--resume: {self.run_dir} has no checkpoint to resume from "
                                 f"(expected {self.run_dir / 'checkpoints' / 'latest'})")
         arrays, opt_state, st = load_checkpoint(path)
         check_model_arrays(self.model, arrays, path)
         saved_cfg = st.get("config", {})
         for key in ("batch_size", "seq_len", "grad_accum", "optimizer", "mixed_precision"):
             if key in saved_cfg and saved_cfg[key] != getattr(self.cfg, key):
-                from ..errors import CheckpointError
                 raise CheckpointError(f"{path}: checkpoint was trained with {key}={saved_cfg[key]!r}, "
                                       f"this run has {key}={getattr(self.cfg, key)!r}; resume with the same value")
         assign_model_arrays(self.model, arrays)
@@ -205,7 +204,6 @@ class Trainer:
         self.train_batches.load_state_dict(st["data"])
         gens = rng_modules(self.model)
         if len(gens) != len(st["dropout_rng"]):
-            from ..errors import CheckpointError
             raise CheckpointError(f"{path}: {len(st['dropout_rng'])} dropout RNG states saved, model has {len(gens)}")
         for g, s in zip(gens, st["dropout_rng"]):
             g.bit_generator.state = s
@@ -301,7 +299,9 @@ class Trainer:
         return self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience
 
     # -------------------------------------------------------------- loop
-    def fit(self, stop_after: int | None = None, desc: str = "train") -> TrainResult:
+    def fit(self, stop_after: int | None = None, desc: str = "train", on_step=None) -> TrainResult:
+        """Train until ``max_steps`` (or early stopping). ``on_step(trainer, info)`` is called after
+        every step, once its checkpoint (if due) is on disk."""
         cfg = self.cfg
         model = self.model
         model.train()
@@ -358,6 +358,8 @@ class Trainer:
                     break
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not is_last:
                     self.save()
+                if on_step is not None:
+                    on_step(self, info)
                 if stop_after is not None and steps_this_call >= stop_after:
                     return self._result(last_loss, history)
         finally:
