@@ -26,7 +26,7 @@ from .annotate import annotate
 from .augment import AugmentConfig, augment_conversation
 from .clean import CleanConfig, Cleaner
 from .load_yaml import chatterbot_files
-from .loaders import chunked, load_records
+from .loaders import chunked, expand_inputs, load_records
 from .records import Conversation, Document, Message
 from .report import Report
 from .split import SPLITS, assign_split, check_ratios
@@ -97,6 +97,7 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
     ratios = check_ratios(cfg.ratios)
     if not cfg.inputs and not cfg.chatterbot_languages and not cfg.test_inputs:
         raise DataError("nothing to prepare: give input files/folders, chatterbot languages or a preset")
+    expand_inputs(list(cfg.test_inputs) + list(cfg.inputs), cfg.fmt)  # fail on a bad path before writing anything
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
