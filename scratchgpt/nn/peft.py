@@ -206,6 +206,16 @@ def is_peft_name(name: str) -> bool:
     return any(m in name for m in _PEFT_PARAM_MARKERS)
 
 
+def _replace_child(mod: Module, name: str, new: Module) -> None:
+    """setattr, but keep the child's position so named_parameters() keeps its order."""
+    order = list(mod._modules)
+    setattr(mod, name, new)
+    reg = mod._modules
+    items = [(k, reg[k]) for k in order]
+    reg.clear()
+    reg.update(items)
+
+
 def _blocks(model):
     try:
         return list(model.transformer.h)
@@ -233,7 +243,7 @@ def apply_peft(model, method: str, *, rank: int = 8, alpha: float = 16.0, dropou
         for name, mod in list(model.named_modules()):
             for child_name, child in list(mod._modules.items()):
                 if isinstance(child, Linear) and child_name in targets:
-                    setattr(mod, child_name, LoRALinear(child, rank, alpha, dropout, rng))
+                    _replace_child(mod, child_name, LoRALinear(child, rank, alpha, dropout, rng))
                     wrapped += 1
         if wrapped == 0:
             raise ConfigError(f"LoRA targets {list(targets)} match no Linear layer "
@@ -241,12 +251,12 @@ def apply_peft(model, method: str, *, rank: int = 8, alpha: float = 16.0, dropou
         cfg.update(rank=rank, alpha=alpha, dropout=dropout, targets=list(targets))
     elif method == "adapter":
         for block in _blocks(model):
-            block.attn = WithAdapter(block.attn, n_embd, adapter_size, rng)
-            block.mlp = WithAdapter(block.mlp, n_embd, adapter_size, rng)
+            _replace_child(block, "attn", WithAdapter(block.attn, n_embd, adapter_size, rng))
+            _replace_child(block, "mlp", WithAdapter(block.mlp, n_embd, adapter_size, rng))
         cfg.update(adapter_size=adapter_size)
     elif method == "prefix":
         for block in _blocks(model):
-            block.attn = PrefixSelfAttention(block.attn, prefix_len, rng)
+            _replace_child(block, "attn", PrefixSelfAttention(block.attn, prefix_len, rng))
         cfg.update(prefix_len=prefix_len)
     else:
         raise ConfigError(f"PEFT method must be 'lora', 'adapter' or 'prefix', got {method!r}")
@@ -263,9 +273,9 @@ def remove_peft(model) -> None:
         for child_name, child in list(mod._modules.items()):
             if isinstance(child, LoRALinear):
                 child.unmerge()
-                setattr(mod, child_name, child._base)
+                _replace_child(mod, child_name, child._base)
             elif isinstance(child, (WithAdapter, PrefixSelfAttention)):
-                setattr(mod, child_name, child._inner)
+                _replace_child(mod, child_name, child._inner)
     for p in model.parameters():
         p.requires_grad = True
     object.__setattr__(model, "_peft", None)

@@ -1,0 +1,165 @@
+"""The end-to-end demo: data -> tokenizer -> pretrain -> SFT -> evaluate -> talk.
+
+Every stage is a function here so ``scratchgpt demo`` and chapter 5 run the same code. All data
+is bundled (``data/customer_service``, the chatterbot corpus from PyPI), so nothing touches the
+network. Sizes are chosen for 2 CPU cores (see ``DemoConfig``); ``quick`` shrinks every stage so
+the whole pipeline runs in under a minute, which is what the tests run.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .config import ModelConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    vocab_size: int = 1024
+    model: ModelConfig = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)
+    pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=600, batch_size=16,
+                                        seq_len=128, weight_decay=0.1, eval_every=100, eval_batches=4,
+                                        checkpoint_every=200, log_every=10)
+    sft: TrainConfig = TrainConfig(lr=1.5e-3, min_lr=1.5e-4, warmup_steps=20, max_steps=400, batch_size=16,
+                                   seq_len=128, weight_decay=0.0, eval_every=100, eval_batches=4,
+                                   checkpoint_every=200, log_every=10)
+    eval_limit: int | None = None      # test conversations for task accuracy (None = all)
+    max_new_tokens: int = 48
+
+
+QUICK = DemoConfig(
+    vocab_size=512,
+    model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=96),
+    pretrain=TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
+                         eval_every=20, eval_batches=2, log_every=5),
+    sft=TrainConfig(lr=2e-3, min_lr=2e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
+                    weight_decay=0.0, eval_every=20, eval_batches=2, log_every=5),
+    eval_limit=12, max_new_tokens=24)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ stages
+def prepare_data(out: Path, progress: bool = True) -> dict:
+    """Pretraining corpus (preset 'default') and dialogue splits (preset 'customer_service')."""
+    from ..data.pipeline import prepare, preset
+    pre_dir, sft_dir = out / "data" / "pretrain", out / "data" / "customer_service"
+    rep_pre = prepare(preset("default"), pre_dir, progress=progress)
+    rep_sft = prepare(preset("customer_service"), sft_dir, progress=progress)
+    return {"pretrain_dir": pre_dir, "sft_dir": sft_dir, "reports": (rep_pre, rep_sft)}
+
+
+def corpus_texts(pre_dir: Path) -> list[str]:
+    from ..data.pipeline import read_jsonl, record_text
+    return [record_text(r) for r in read_jsonl(pre_dir / "train.jsonl")]
+
+
+def train_tokenizer(pre_dir: Path, vocab_size: int, out_path: Path, progress: bool = True):
+    from ..tokenizer import BPETokenizer
+    from ..tokenizer.special import CHAT_SPECIAL_TOKENS
+    tok = BPETokenizer.train(corpus_texts(pre_dir), vocab_size, special_tokens=CHAT_SPECIAL_TOKENS,
+                             progress=progress)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_path))
+    return tok
+
+
+def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
+    from ..data.pipeline import write_shards
+    return {"pretrain": write_shards(dirs["pretrain_dir"], tok, progress=progress),
+            "sft": write_shards(dirs["sft_dir"], tok, progress=progress)}
+
+
+def chat(model, tok, user_text: str, max_new_tokens: int = 48) -> str:
+    from .evaluate import greedy_reply
+    return greedy_reply(model, tok, [{"role": "user", "content": user_text}], max_new_tokens)
+
+
+SHOWCASE = ["How are you?", "Where is my order SG-123456?", "I want a refund for order #40417.",
+            "我的订单 SG-555012 什么时候发货？"]
+
+
+# ------------------------------------------------------------------ the whole demo
+def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: DemoConfig | None = None,
+             seed: int = 1337) -> dict:
+    from .runs import evaluate_model, pretrain, sft
+    cfg = cfg or (QUICK if quick else DemoConfig())
+    if not progress:
+        cfg = replace(cfg, pretrain=replace(cfg.pretrain, progress=False, seed=seed),
+                      sft=replace(cfg.sft, progress=False, seed=seed))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    timings = {}
+
+    def stage(name):
+        timings[name] = round(time.perf_counter() - t_stage[0], 2)
+        t_stage[0] = time.perf_counter()
+    t_stage = [time.perf_counter()]
+
+    _say(f"[1/6] preparing the bundled data under {out / 'data'} ...")
+    dirs = prepare_data(out, progress)
+    rep_pre, rep_sft = dirs["reports"]
+    stage("prepare")
+    _say(f"[2/6] training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on the pretraining corpus ...")
+    tok_path = out / "tokenizer.json"
+    tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress)
+    metas = write_all_shards(dirs, tok, progress)
+    n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
+    n_sft = metas["sft"]["sft_train"]["n_conversations"]
+    _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
+    stage("tokenizer")
+
+    _say(f"[3/6] pretraining a GPT ({cfg.model.n_layer} layers, {cfg.model.n_embd} wide) ...")
+    pre = pretrain(dirs["pretrain_dir"], tok_path, out / "pretrain", cfg.model,
+                   replace(cfg.pretrain, seed=seed), log=_say)
+    _say(f"      pretrain: loss {pre.final_loss:.3f}, val loss {pre.last_val_loss:.3f} in {pre.elapsed:.0f}s "
+         f"({pre.tokens / max(pre.elapsed, 1e-9):,.0f} tokens/s)")
+    stage("pretrain")
+
+    _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
+    res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say)
+    _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
+    stage("sft")
+
+    _say("[5/6] evaluating on the held-out test split ...")
+    model, tok = res.model, res.tokenizer
+    ev = evaluate_model(model, tok, dirs["sft_dir"], seq_len=cfg.sft.seq_len, limit=cfg.eval_limit,
+                        max_new_tokens=cfg.max_new_tokens, progress=progress)
+    stage("eval")
+    ev["timings_s"] = timings
+    ev["total_s"] = round(time.perf_counter() - t_start, 2)
+    ev["config"] = {"quick": quick, "vocab_size": cfg.vocab_size, "model": asdict(cfg.model),
+                    "pretrain": asdict(cfg.pretrain), "sft": asdict(cfg.sft), "seed": seed}
+    ev["pretrain"] = {"final_loss": pre.final_loss, "val_loss": pre.last_val_loss, "tokens": pre.tokens,
+                      "seconds": round(pre.elapsed, 2)}
+    ev["sft"] = {"final_loss": res.final_loss, "val_loss": res.last_val_loss, "seconds": round(res.elapsed, 2)}
+    from ..commands.eval import format_eval
+    _say(format_eval(ev))
+
+    _say("[6/6] talking to the model (greedy decoding):")
+    talks = []
+    for text in SHOWCASE:
+        reply = chat(model, tok, text, cfg.max_new_tokens)
+        talks.append({"user": text, "assistant": reply})
+        _say(f"  User: {text}\n  Bot:  {reply}")
+    for ex in ev["examples"][:3]:
+        _say(f"  User: {ex['prompt'][-1]['content']}\n  Bot:  {ex['reply']}\n  (reference: {ex['reference']})")
+    ev["showcase"] = talks
+    (out / "eval.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False), encoding="utf-8")
+    from .plot import plot_run
+    for run in ("pretrain", "sft"):
+        plot_run(out / run)
+    ev["total_s"] = round(time.perf_counter() - t_start, 2)
+    (out / "eval.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False), encoding="utf-8")
+    _say(f"done in {ev['total_s']:.0f}s. Everything is in {out}/ (eval.json, pretrain/curves.svg, sft/curves.svg).")
+    _say("next:\n"
+         f"  scratchgpt chat {out / 'sft' / 'model'}            # talk to it\n"
+         f"  scratchgpt eval {out / 'sft' / 'model'} --data {dirs['sft_dir']}\n"
+         f"  scratchgpt sft --data {dirs['sft_dir']} --base {out / 'pretrain' / 'model'} --peft lora --out runs/lora\n"
+         f"  python -m scratchgpt.chapters.ch5   # the tutorial's §5, step by step")
+    return ev
