@@ -28,8 +28,8 @@ MESSY_CSV = (
     "context,reply,topic\n"
     "Where is my order A12345?,Order A12345 ships today.,orders\n"
     "Where is my order A12345?,Order A12345 ships today.,orders\n"          # exact duplicate
-    "where is my order  A12345 ?,Order A12345 ships today.,orders\n"        # same after normalization
-    "Where is my order A12346?,Order A12346 ships today!,orders\n"          # near duplicate (2 chars)
+    "where is my order  A12345?,Order A12345 ships today.,orders\n"         # same after normalization
+    "Where is my order A12345?,Order A12345 ships today!,orders\n"          # near duplicate (1 char)
     "Can I return the kettle?,NaN,returns_refunds\n"                       # NA reply
     ",Hello! How can I help?,small_talk\n"                                 # empty context
     "\"broken \"quote,oops,orders\n"                                       # bad CSV quoting
@@ -59,7 +59,7 @@ def section_data(args, state) -> None:
           "0 rows added by its 'augmentation'.")
 
     # (b) our pipeline on the same file: every drop has a reason, malformed rows a file:line
-    cfg = PrepareConfig(inputs=[messy], ratios=(1.0, 0.0, 0.0), clean=CleanConfig(near_threshold=0.7, near_min_chars=20))
+    cfg = PrepareConfig(inputs=[messy], ratios=(1.0, 0.0, 0.0), clean=CleanConfig(near_min_chars=20))
     rep = prepare(cfg, work / "messy_out", progress=False)
     print("(b) scratchgpt.data.prepare on the same file:")
     print("    " + rep.format().replace("\n", "\n    "))
