@@ -66,3 +66,16 @@ def test_chapter3_quick_runs(capsys):
     out = capsys.readouterr().out
     assert "数据预处理" in out and "ids found in two splits: 0" in out
     assert "SFT loss mask covers" in out
+
+
+def test_download_without_network_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)   # never touches the network
+    assert main(["data", "prepare", "--download", "tinyshakespeare", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot download tinyshakespeare" in err[0] and "no network?" in err[0]
+    assert not (tmp_path / "o" / "downloads" / "tinyshakespeare.txt").exists()
