@@ -2,7 +2,6 @@
 ``scratchgpt data shard``: tokenize a prepared corpus into token shards."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 

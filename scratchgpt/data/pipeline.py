@@ -27,7 +27,7 @@ from .augment import AugmentConfig, augment_conversation
 from .clean import CleanConfig, Cleaner
 from .load_yaml import chatterbot_files
 from .loaders import chunked, expand_inputs, load_records
-from .records import Conversation, Document, Message
+from .records import Conversation, Message
 from .report import Report
 from .split import SPLITS, assign_split, check_ratios
 from .textnorm import normalize_turn
