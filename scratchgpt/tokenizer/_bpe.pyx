@@ -297,7 +297,6 @@ cdef class Encoder:
     cdef int32_t byte_to_id[256]
     cdef dict cache
     cdef Py_ssize_t cache_max
-    cdef vector[int32_t] work
     cdef tuple byte_ids          # byte value -> id as Python ints (fast path for 1-byte pieces)
 
     def __cinit__(self, Splitter splitter, list merges, list byte_to_id, Py_ssize_t cache_max=1 << 18):
@@ -356,25 +355,26 @@ cdef class Encoder:
         cdef Py_ssize_t k, n, best_i, src, dst
         cdef int32_t best_rank, rank, res, best_res, a, b
         cdef int32_t* ids
-        self.work.clear()
+        cdef vector[int32_t] work  # local, so two threads may share one Encoder
+        work.reserve(4 * (j - i))
         for k in range(i, j):
             cp = PyUnicode_READ(kind, data, k)
             if cp < 0x80:
-                self.work.push_back(self.byte_to_id[cp])
+                work.push_back(self.byte_to_id[cp])
             elif cp < 0x800:
-                self.work.push_back(self.byte_to_id[0xC0 | (cp >> 6)])
-                self.work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
+                work.push_back(self.byte_to_id[0xC0 | (cp >> 6)])
+                work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
             elif cp < 0x10000:  # includes lone surrogates, encoded like "surrogatepass"
-                self.work.push_back(self.byte_to_id[0xE0 | (cp >> 12)])
-                self.work.push_back(self.byte_to_id[0x80 | ((cp >> 6) & 0x3F)])
-                self.work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
+                work.push_back(self.byte_to_id[0xE0 | (cp >> 12)])
+                work.push_back(self.byte_to_id[0x80 | ((cp >> 6) & 0x3F)])
+                work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
             else:
-                self.work.push_back(self.byte_to_id[0xF0 | (cp >> 18)])
-                self.work.push_back(self.byte_to_id[0x80 | ((cp >> 12) & 0x3F)])
-                self.work.push_back(self.byte_to_id[0x80 | ((cp >> 6) & 0x3F)])
-                self.work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
-        ids = self.work.data()
-        n = self.work.size()
+                work.push_back(self.byte_to_id[0xF0 | (cp >> 18)])
+                work.push_back(self.byte_to_id[0x80 | ((cp >> 12) & 0x3F)])
+                work.push_back(self.byte_to_id[0x80 | ((cp >> 6) & 0x3F)])
+                work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
+        ids = work.data()
+        n = work.size()
         while n >= 2:
             best_rank = -1
             best_i = 0

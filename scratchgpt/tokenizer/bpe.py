@@ -14,6 +14,16 @@ Two interchangeable backends compute the same ids: ``backend="cython"`` (default
 Special tokens are cut out of the text *before* pre-tokenization, and only those the caller
 allows (``allowed_special``): by default "<|end|>" typed by a user is ordinary text. Merges never
 produce a special id, so ordinary text can never turn into one.
+
+Lone surrogates (e.g. "\ud800", which Python strs may hold but UTF-8 cannot): encoded as their
+three "surrogatepass" bytes, so ``encode`` never raises; ``decode`` uses errors="replace", so each
+such character comes back as three U+FFFD. We chose this over errors="replace" on the way in
+(which would silently turn them into "?") and over decoding with "surrogatepass" (which would
+hand lone surrogates to callers that then fail writing UTF-8, e.g. the web server).
+
+The Cython encoder caches the ids of each distinct pre-token it has seen (up to 2**18 pieces,
+then it stops adding), which is why line-by-line encoding of real text is fast. A piece is
+merged in O(n * distinct merges applied) for n bytes; pieces are short in practice.
 """
 from __future__ import annotations
 
@@ -74,6 +84,10 @@ class BPETokenizer:
         for s in self.special_tokens:
             if not s:
                 raise ConfigError("a special token must be a non-empty string")
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"special token {s!r} is not valid Unicode text (lone surrogate)") from None
         n = 256 + len(set(self.merge_ids)) + len(self.special_tokens)
         table: list[bytes | None] = [None] * n
 
@@ -185,6 +199,8 @@ class BPETokenizer:
     def encode(self, text: str, allowed_special=()) -> list[int]:
         if not isinstance(text, str):
             raise DataError(f"encode expects a str, got {type(text).__name__}")
+        if allowed_special == ():  # the common case, kept cheap for line-by-line encoding
+            return self.encode_ordinary(text)
         allowed = self._allowed(allowed_special)
         if not allowed:
             return self.encode_ordinary(text)
@@ -202,6 +218,8 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode with every special token treated as plain text."""
+        if self._encoder is not None:
+            return self._encoder.encode(text)
         if self.backend == "ref":
             if self._ranks is None:
                 self._ranks = {p: (r, i) for r, (p, i) in reversed(list(enumerate(zip(self.merges, self.merge_ids))))}
