@@ -117,3 +117,18 @@ def test_pipeline_split_is_leak_free_with_augmentation(tmp_path):
         assert (tmp_path / "out" / f"{s}.jsonl").read_bytes() == (tmp_path / "again" / f"{s}.jsonl").read_bytes()
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["counts"]["records per split"] == rep.counts["records per split"]
+
+
+def test_chunk_size_does_not_change_the_output(tmp_path):
+    """Streaming: records pass through in chunks; dedup state spans chunks, so the result is
+    the same whether a chunk holds one record or all of them."""
+    rows = ["context,reply"] + [f"question number {i % 7} about my parcel and its tracking page,answer {i % 7}"
+                                for i in range(30)]
+    write(tmp_path / "a.csv", "\n".join(rows) + "\n")
+    outs = []
+    for chunk in (1, 4, 1000):
+        cfg = PrepareConfig(inputs=[tmp_path / "a.csv"], ratios=(0.6, 0.2, 0.2), chunk_size=chunk)
+        rep = prepare(cfg, tmp_path / f"o{chunk}", progress=False)
+        outs.append([(tmp_path / f"o{chunk}" / f"{s}.jsonl").read_text() for s in ("train", "val", "test")])
+        assert rep.steps["dedup.exact"].dropped["exact duplicate"] == 23
+    assert outs[0] == outs[1] == outs[2]
