@@ -16,10 +16,11 @@ them into the uint8 mask and the scaled output; the backward is one fused pass t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import ConfigError
+from ._numba import njit_pair
 
 
 def _check_p(p):
@@ -64,7 +65,7 @@ def dropout_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit(cache=True, parallel=True)
+@njit_pair(fastmath=False)
 def _dropout_forward_kernel(x, u, p, scale, out, mask):  # flat (N,)
     for i in prange(x.shape[0]):
         k = u[i] >= p
@@ -72,7 +73,7 @@ def _dropout_forward_kernel(x, u, p, scale, out, mask):  # flat (N,)
         out[i] = x[i] * scale if k else x.dtype.type(0.0)
 
 
-@njit(cache=True, parallel=True)
+@njit_pair(fastmath=False)
 def _dropout_backward_kernel(g, mask, scale, dx):  # flat (N,)
     for i in prange(g.shape[0]):
         dx[i] = g[i] * scale if mask[i] else g.dtype.type(0.0)
@@ -88,7 +89,7 @@ def dropout_forward(x, p, rng=None, training=True):
     out = np.empty_like(xc)
     mask = np.empty(xc.size, dtype=np.uint8)  # 1 byte per element: a quarter of a float mask
     scale = xc.dtype.type(1.0 / (1.0 - p))
-    _dropout_forward_kernel(xc.reshape(-1), u, np.float32(p), scale, out.reshape(-1), mask)
+    _dropout_forward_kernel.pick(xc.size)(xc.reshape(-1), u, np.float32(p), scale, out.reshape(-1), mask)
     return out, (mask, scale, xc.shape)
 
 
@@ -98,7 +99,7 @@ def dropout_backward(dout, cache):
     mask, scale, shape = cache
     g = np.ascontiguousarray(dout).reshape(-1)
     dx = np.empty_like(g)
-    _dropout_backward_kernel(g, mask, g.dtype.type(scale), dx)
+    _dropout_backward_kernel.pick(g.size)(g, mask, g.dtype.type(scale), dx)
     return dx.reshape(shape)
 
 

@@ -15,10 +15,11 @@ so repeated ids never race and the sum order (rows in order) is fixed: determini
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import DataError
+from ._numba import njit_pair
 
 _CBLOCK = 32  # channels per parallel task in the scatter-add
 
@@ -65,7 +66,7 @@ def token_position_embedding_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit(cache=True, parallel=True)
+@njit_pair(fastmath=False)
 def _gather_add_pos(idx, wte, wpe, out):  # idx (B, T); wte (V, C); wpe (P, C); out (B, T, C)
     B, T = idx.shape
     C = wte.shape[1]
@@ -77,7 +78,7 @@ def _gather_add_pos(idx, wte, wpe, out):  # idx (B, T); wte (V, C); wpe (P, C); 
             out[b, t, c] = wte[v, c] + wpe[t, c]
 
 
-@njit(cache=True, parallel=True)
+@njit_pair(fastmath=False)
 def _scatter_add(idx, g, dw):  # idx (N,); g (N, C); dw (V, C) zeroed: dw[idx[n]] += g[n]
     N = idx.shape[0]
     C = g.shape[1]
@@ -90,7 +91,7 @@ def _scatter_add(idx, g, dw):  # idx (N,); g (N, C); dw (V, C) zeroed: dw[idx[n]
                 dw[v, c] += g[n, c]
 
 
-@njit(cache=True, parallel=True)
+@njit_pair(fastmath=False)
 def _scatter_add_pos(idx, g, dwte, dwpe):  # idx (B, T); g (B, T, C); dwte (V, C), dwpe (P, C) zeroed
     B, T = idx.shape
     C = g.shape[2]
@@ -117,7 +118,7 @@ def embedding_backward(dout, cache):
     C = wshape[1]
     g = np.ascontiguousarray(dout).reshape(-1, C)  # (N, C)
     dw = np.zeros(wshape, dtype=g.dtype)  # (V, C)
-    _scatter_add(np.ascontiguousarray(idx).reshape(-1), g, dw)
+    _scatter_add.pick(g.size)(np.ascontiguousarray(idx).reshape(-1), g, dw)
     return None, dw
 
 
@@ -128,7 +129,7 @@ def token_position_embedding_forward(idx, wte, wpe):
     B, T = idx2.shape
     dt = np.result_type(wte, wpe)
     out = np.empty((B, T, wte.shape[1]), dtype=dt)  # (B, T, C)
-    _gather_add_pos(idx2, wte.astype(dt, copy=False), wpe.astype(dt, copy=False), out)
+    _gather_add_pos.pick(out.size)(idx2, wte.astype(dt, copy=False), wpe.astype(dt, copy=False), out)
     return out.reshape(*idx.shape, wte.shape[1]), (idx2, wte.shape, wpe.shape, idx.shape)
 
 
@@ -138,7 +139,7 @@ def token_position_embedding_backward(dout, cache):
     g = np.ascontiguousarray(dout).reshape(B, T, wte_shape[1])  # (B, T, C)
     dwte = np.zeros(wte_shape, dtype=g.dtype)  # (V, C)
     dwpe = np.zeros(wpe_shape, dtype=g.dtype)  # (P, C)
-    _scatter_add_pos(idx2, g, dwte, dwpe)
+    _scatter_add_pos.pick(g.size)(idx2, g, dwte, dwpe)
     return None, dwte, dwpe
 
 

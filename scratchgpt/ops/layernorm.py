@@ -19,9 +19,10 @@ machine.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
+from ._numba import njit_pair
 
 # Only two fast-math flags: "reassoc" lets LLVM vectorise the row sums (8-16 partial sums
 # instead of one serial chain: ~10x faster here, measured 0.14 ms vs 1.97 ms forward on
@@ -59,7 +60,7 @@ def layernorm_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _ln_forward_kernel(x, w, b, eps, out, mean, rstd):  # x, out (N, C); w, b (C,); mean, rstd (N,)
     N, C = x.shape
     for n in prange(N):
@@ -80,7 +81,7 @@ def _ln_forward_kernel(x, w, b, eps, out, mean, rstd):  # x, out (N, C); w, b (C
             out[n, i] = (x[n, i] - mc) * rc * w[i] + b[i]
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _ln_backward_kernel(dout, x, w, mean, rstd, dx, dw_part, db_part):
     # dout, x, dx (N, C); w (C,); mean, rstd (N,); dw_part, db_part (K, C) zeroed
     N, C = x.shape
@@ -125,7 +126,7 @@ def layernorm_forward(x, w, b, eps=1e-5):
     mean = np.empty(N, dtype=dt)  # (N,)
     rstd = np.empty(N, dtype=dt)  # (N,)
     bb = b if b is not None else np.zeros(C, dtype=dt)
-    _ln_forward_kernel(x2, w.astype(dt, copy=False), bb.astype(dt, copy=False), float(eps), out, mean, rstd)
+    _ln_forward_kernel.pick(x2.size)(x2, w.astype(dt, copy=False), bb.astype(dt, copy=False), float(eps), out, mean, rstd)
     return out.reshape(x.shape), (x2, w, mean, rstd, b is not None, x.shape)
 
 
@@ -138,7 +139,7 @@ def layernorm_backward(dout, cache):
     K = max(1, min(_N_CHUNKS, N))
     dw_part = np.zeros((K, C), dtype=dt)
     db_part = np.zeros((K, C), dtype=dt)
-    _ln_backward_kernel(g, x2, w.astype(dt, copy=False), mean, rstd, dx, dw_part, db_part)
+    _ln_backward_kernel.pick(g.size)(g, x2, w.astype(dt, copy=False), mean, rstd, dx, dw_part, db_part)
     dw = dw_part.sum(axis=0)
     db = db_part.sum(axis=0) if has_b else None
     return dx.reshape(xshape), dw.astype(w.dtype, copy=False), db

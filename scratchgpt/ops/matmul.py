@@ -21,10 +21,11 @@ are passed as transposed views, which NumPy hands to BLAS as a trans flag (no co
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..autograd.tensor import unbroadcast
+from ._numba import njit_pair
 
 
 def _swap(a):
@@ -40,10 +41,10 @@ def _as_matrices(a, b):
 
 def _grad_matrices(g, a, b):
     """Re-insert the axes NumPy removed from the output of a 1-D matmul."""
-    if a.ndim == 1:
-        g = np.expand_dims(g, -2)
     if b.ndim == 1:
-        g = np.expand_dims(g, -1)
+        g = g[..., None]  # (..., M) -> (..., M, 1); a 0-d g (vector . vector) becomes (1,)
+    if a.ndim == 1:
+        g = np.expand_dims(g, -2)  # (..., N) -> (..., 1, N)
     return g
 
 
@@ -76,8 +77,9 @@ def linear_backward_ref(dout, cache):
     x, w, has_b = cache
     g = np.asarray(dout, dtype=np.float64)
     dx = np.einsum("...j,ij->...i", g, w)
-    dw = np.einsum("...i,...j->ij", x, g)
-    db = g.reshape(-1, g.shape[-1]).sum(axis=0) if has_b else None
+    g2 = g.reshape(-1, g.shape[-1])  # (N, Cout)
+    dw = x.reshape(-1, x.shape[-1]).T @ g2  # (Cin, Cout) = Σ over all leading positions
+    db = g2.sum(axis=0) if has_b else None
     return dx, dw, db
 
 
@@ -88,7 +90,7 @@ def linear_backward_ref(dout, cache):
 _TM, _TN, _TK = 64, 64, 64
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit_pair(fastmath=False)
 def _matmul_tiled(a, b, out):  # a (M, K), b (K, N), out (M, N) zeroed
     M, K = a.shape
     N = b.shape[1]
@@ -114,7 +116,7 @@ def matmul_numba(a, b):
         raise ValueError(f"matmul_numba: expected a (M, K) and b (K, N), got {a.shape} and {b.shape}")
     dtype = np.result_type(a, b)
     out = np.zeros((a.shape[0], b.shape[1]), dtype=dtype)
-    _matmul_tiled(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype), out)
+    _matmul_tiled.pick(out.size * a.shape[1])(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype), out)
     return out
 
 

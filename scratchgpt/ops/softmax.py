@@ -17,9 +17,10 @@ always see contiguous rows.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
+from ._numba import njit_pair
 
 # "reassoc" lets LLVM vectorise the row sums, "contract" allows FMA; no nnan/ninf/afn, so
 # inf/NaN behave and no approximate functions are used; the order is fixed per build.
@@ -54,7 +55,7 @@ def log_softmax_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _normalise_rows(e):  # e (N, n) = exp(x - max), normalised in place to softmax
     N, n = e.shape
     for r in prange(N):
@@ -66,7 +67,7 @@ def _normalise_rows(e):  # e (N, n) = exp(x - max), normalised in place to softm
             e[r, i] *= inv
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _log_normalise_rows(z, e):  # z (N, n) = x - max, e = exp(z); z becomes z - log Σ e
     N, n = z.shape
     for r in prange(N):
@@ -78,7 +79,7 @@ def _log_normalise_rows(z, e):  # z (N, n) = x - max, e = exp(z); z becomes z - 
             z[r, i] -= ls
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _softmax_backward_rows(g, y, dx):  # (N, n): dx = y (g - Σ g y)
     N, n = y.shape
     for r in prange(N):
@@ -90,7 +91,7 @@ def _softmax_backward_rows(g, y, dx):  # (N, n): dx = y (g - Σ g y)
             dx[r, i] = y[r, i] * (g[r, i] - sc)
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit_pair(fastmath=_FM)
 def _log_softmax_backward_rows(g, p, dx):  # (N, n), p = exp(y): dx = g - p Σ g
     N, n = p.shape
     for r in prange(N):
@@ -120,7 +121,7 @@ def softmax_forward(x, axis=-1):
     x2, mshape, ax = _rows(x, axis)
     e = x2 - x2.max(axis=1, keepdims=True)  # (N, n) fresh buffer, then in place
     np.exp(e, out=e)
-    _normalise_rows(e)
+    _normalise_rows.pick(e.size)(e)
     return _unrows(e, mshape, ax, x.ndim), (e, mshape, ax, x.ndim)
 
 
@@ -128,7 +129,7 @@ def softmax_backward(dout, cache):
     y, mshape, ax, ndim = cache
     g, _, _ = _rows(np.asarray(dout, dtype=y.dtype), ax)
     dx = np.empty_like(y)
-    _softmax_backward_rows(g, y, dx)
+    _softmax_backward_rows.pick(g.size)(g, y, dx)
     return _unrows(dx, mshape, ax, ndim)
 
 
@@ -136,7 +137,7 @@ def log_softmax_forward(x, axis=-1):
     x2, mshape, ax = _rows(x, axis)
     z = x2 - x2.max(axis=1, keepdims=True)  # (N, n)
     e = np.exp(z)
-    _log_normalise_rows(z, e)
+    _log_normalise_rows.pick(z.size)(z, e)
     return _unrows(z, mshape, ax, x.ndim), (z, mshape, ax, x.ndim)
 
 
@@ -145,7 +146,7 @@ def log_softmax_backward(dout, cache):
     g, _, _ = _rows(np.asarray(dout, dtype=y.dtype), ax)
     p = np.exp(y)
     dx = np.empty_like(y)
-    _log_softmax_backward_rows(g, p, dx)
+    _log_softmax_backward_rows.pick(g.size)(g, p, dx)
     return _unrows(dx, mshape, ax, ndim)
 
 
