@@ -168,6 +168,9 @@ class GPT(Module):
             "attn_pdrop": 0.0,  # we have no dropout on attention probabilities
             "scale_attn_weights": True,
             "tie_word_embeddings": True,
+            # the tokenizer owns the special ids; null stops HF defaulting to GPT-2's 50256
+            "bos_token_id": None,
+            "eos_token_id": None,
             "scratchgpt_model": "gpt",
             "scratchgpt_config": c.to_dict(),
         }
