@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="fewer steps (a few seconds)")
     ap.add_argument("--steps", type=int, default=None, help="training steps for hello GPT")
     args = ap.parse_args(argv)
-    steps = args.steps if args.steps is not None else (120 if args.quick else 300)
+    steps = args.steps if args.steps is not None else (60 if args.quick else 300)
     print_pipeline()
     env = print_environment()
     result = hello_gpt(steps)
