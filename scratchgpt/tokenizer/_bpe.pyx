@@ -285,6 +285,7 @@ def train_merges(list words, list freqs, Py_ssize_t num_merges, object progress=
 # encoding
 
 cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFFULL
+cdef int32_t NO_RANK = 0x7FFFFFFF
 
 
 cdef class Encoder:
@@ -298,6 +299,7 @@ cdef class Encoder:
     cdef dict cache
     cdef Py_ssize_t cache_max
     cdef tuple byte_ids          # byte value -> id as Python ints (fast path for 1-byte pieces)
+    cdef list id_objs            # id -> the one Python int object for it (no allocation per token)
 
     def __cinit__(self, Splitter splitter, list merges, list byte_to_id, Py_ssize_t cache_max=1 << 18):
         """merges: [(left id, right id, merged id)] in rank order."""
@@ -309,6 +311,8 @@ cdef class Encoder:
         for k in range(256):
             self.byte_to_id[k] = byte_to_id[k]
         self.byte_ids = tuple(byte_to_id)
+        top = max([max(byte_to_id)] + [m[2] for m in merges])
+        self.id_objs = list(range(top + 1))
         while cap < 2 * <uint64_t>len(merges) + 16:
             cap <<= 1
         self.mask = cap - 1
@@ -345,7 +349,7 @@ cdef class Encoder:
     cdef inline int32_t _rank(self, int32_t a, int32_t b, int32_t* result) noexcept nogil:
         cdef uint64_t slot = self._slot(pkey(a, b))
         if self.keys[slot] == EMPTY_KEY:
-            return -1
+            return NO_RANK
         result[0] = self.results[slot]
         return self.ranks[slot]
 
@@ -373,34 +377,44 @@ cdef class Encoder:
                 work.push_back(self.byte_to_id[0x80 | ((cp >> 12) & 0x3F)])
                 work.push_back(self.byte_to_id[0x80 | ((cp >> 6) & 0x3F)])
                 work.push_back(self.byte_to_id[0x80 | (cp & 0x3F)])
-        ids = work.data()
         n = work.size()
+        # ranks[k], merged[k]: rank and result of the pair (ids[k], ids[k + 1]); NO_RANK if none.
+        # Kept up to date so each round costs one scan of ints plus lookups for new pairs only.
+        work.resize(3 * n)
+        ids = work.data()
+        cdef int32_t* ranks = ids + n
+        cdef int32_t* merged = ids + 2 * n
+        for k in range(n - 1):
+            ranks[k] = self._rank(ids[k], ids[k + 1], &merged[k])
         while n >= 2:
-            best_rank = -1
+            best_rank = NO_RANK
             best_i = 0
-            best_res = 0
-            for k in range(n - 1):
-                rank = self._rank(ids[k], ids[k + 1], &res)
-                if rank >= 0 and (best_rank < 0 or rank < best_rank):
-                    best_rank = rank
+            for k in range(n - 1):  # the leftmost lowest rank = the leftmost (a, b)
+                if ranks[k] < best_rank:
+                    best_rank = ranks[k]
                     best_i = k
-                    best_res = res
-            if best_rank < 0:
+            if best_rank == NO_RANK:
                 break
             a = ids[best_i]
             b = ids[best_i + 1]
+            best_res = merged[best_i]
             src = best_i
             dst = best_i
             while src < n:  # merge every occurrence, left to right
                 if src + 1 < n and ids[src] == a and ids[src + 1] == b:
                     ids[dst] = best_res
                     src += 2
-                else:
+                else:  # untouched: its pair with the next original keeps its rank (fixed below if not)
                     ids[dst] = ids[src]
+                    ranks[dst] = ranks[src]
+                    merged[dst] = merged[src]
                     src += 1
                 dst += 1
             n = dst
-        return tuple([ids[k] for k in range(n)])
+            for k in range(best_i - 1 if best_i > 0 else 0, n - 1):
+                if ids[k] == best_res or ids[k + 1] == best_res:
+                    ranks[k] = self._rank(ids[k], ids[k + 1], &merged[k])
+        return tuple([self.id_objs[ids[k]] for k in range(n)])
 
     def encode(self, str text):
         cdef list out = []
