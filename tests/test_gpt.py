@@ -3,6 +3,7 @@ parameter gradient — in float64 (tight) and float32 (stated tolerances) — pl
 check of the full loss, masking, generation and input validation."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from gpt_ref import gpt_backward, gpt_forward
 from scratchgpt.autograd import numerical_grad
@@ -173,3 +174,32 @@ def test_overfits_one_batch():
         opt.step()
         first = float(loss.data) if first is None else first
     assert float(loss.data) < 0.2 * first
+
+
+@given(n_layer=st.integers(1, 2), n_head=st.integers(1, 3), head_size=st.integers(1, 4),
+       t=st.integers(1, 6), vocab=st.integers(2, 19), batch_size=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_float64_matches_reference_on_drawn_configs(n_layer, n_head, head_size, t, vocab, batch_size, seed):
+    cfg = GPTConfig(vocab_size=vocab, block_size=6, n_layer=n_layer, n_head=n_head, n_embd=n_head * head_size)
+    model = GPT(cfg, seed=seed).double()
+    r = np.random.default_rng(seed)
+    for name, p in model.named_parameters():
+        p.data[...] += 0.2 * r.standard_normal(p.shape)
+    idx, tgt = r.integers(0, vocab, (batch_size, t)), r.integers(0, vocab, (batch_size, t))
+    logits, loss = model(idx, tgt)
+    loss.backward()
+    params = {n: p.data for n, p in model.named_parameters()}
+    ref_logits, ref_loss, cache = gpt_forward(params, idx, tgt, n_layer, n_head)
+    ref = gpt_backward(cache, n_layer)
+    np.testing.assert_allclose(logits.data, ref_logits, rtol=1e-10, atol=1e-12)
+    assert abs(float(loss.data) - ref_loss) < 1e-12
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, ref[n], rtol=1e-8, atol=1e-12, err_msg=n)
+
+
+def test_all_targets_masked_gives_zero_loss_and_zero_grads():
+    model = GPT(CFG)
+    idx, tgt = batch()
+    _, loss = model(idx, tgt, loss_mask=np.zeros((B, T)))
+    loss.backward()
+    assert float(loss.data) == 0.0
+    assert all(not np.any(p.grad) for p in model.parameters())
