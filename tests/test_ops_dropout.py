@@ -7,6 +7,7 @@ from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.errors import ConfigError
 from scratchgpt.ops import dropout
 from scratchgpt.ops.dropout import dropout_backward, dropout_backward_ref, dropout_forward, dropout_forward_ref
+from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-8, rtol=1e-7)  # for a fixed mask dropout is linear: numeric grad exact
 
@@ -19,16 +20,17 @@ def test_gradcheck_fixed_seed(shape, p, seed):
     gradcheck(lambda t: dropout(t, p, rng=seed), [x], **GC)
 
 
-@given(n=st.integers(1, 500), p=st.floats(0.0, 0.95), seed=st.integers(0, 2**31 - 1))
-def test_numba_matches_ref(n, p, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(n).astype(np.float32)
-    g = rng.standard_normal(n).astype(np.float32)
-    y, c = dropout_forward(x, p, np.random.default_rng(seed))
-    yr, cr = dropout_forward_ref(x, p, np.random.default_rng(seed))
-    np.testing.assert_allclose(y, yr, atol=1e-7, rtol=1e-6)  # one float32 multiply
-    np.testing.assert_allclose(dropout_backward(g, c), dropout_backward_ref(g, cr), atol=1e-7, rtol=1e-6)
-    assert np.array_equal(y == 0, yr == 0)  # the very same mask
+@given(parallel=st.booleans(), n=st.integers(1, 500), p=st.floats(0.0, 0.95), seed=st.integers(0, 2**31 - 1))
+def test_numba_matches_ref(n, p, seed, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(n).astype(np.float32)
+        g = rng.standard_normal(n).astype(np.float32)
+        y, c = dropout_forward(x, p, np.random.default_rng(seed))
+        yr, cr = dropout_forward_ref(x, p, np.random.default_rng(seed))
+        np.testing.assert_allclose(y, yr, atol=1e-7, rtol=1e-6)  # one float32 multiply
+        np.testing.assert_allclose(dropout_backward(g, c), dropout_backward_ref(g, cr), atol=1e-7, rtol=1e-6)
+        assert np.array_equal(y == 0, yr == 0)  # the very same mask
 
 
 def test_seeded_reproducibility_and_different_seeds_differ():

@@ -10,6 +10,7 @@ from scratchgpt.ops.embedding import (embedding_backward, embedding_backward_ref
                                       embedding_forward_ref, token_position_embedding_backward,
                                       token_position_embedding_backward_ref, token_position_embedding_forward,
                                       token_position_embedding_forward_ref)
+from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-8, rtol=1e-7)  # gather/scatter are linear: numeric gradient exact up to rounding
 
@@ -25,27 +26,28 @@ def test_gradcheck(B, T, V, C, seed):
     gradcheck(token_position_embedding, [idx, wte, wpe], **GC)
 
 
-@given(B=st.integers(1, 5), T=st.integers(1, 17), V=st.integers(1, 50), C=st.integers(1, 70),
+@given(parallel=st.booleans(), B=st.integers(1, 5), T=st.integers(1, 17), V=st.integers(1, 50), C=st.integers(1, 70),
        seed=st.integers(0, 2**31 - 1))
-def test_numba_matches_ref_float32(B, T, V, C, seed):
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, V, (B, T))
-    wte = rng.standard_normal((V, C)).astype(np.float32)
-    wpe = rng.standard_normal((T + 1, C)).astype(np.float32)
-    g = rng.standard_normal((B, T, C)).astype(np.float32)
-    y, c = embedding_forward(idx, wte)
-    yr, cr = embedding_forward_ref(idx, wte)
-    np.testing.assert_array_equal(y, yr.astype(np.float32))  # a gather is exact
-    # dW rows sum up to B*T float32 gradients
-    np.testing.assert_allclose(embedding_backward(g, c)[1], embedding_backward_ref(g, cr)[1], atol=1e-6 * B * T,
-                               rtol=1e-6)
-    y, c = token_position_embedding_forward(idx, wte, wpe)
-    yr, cr = token_position_embedding_forward_ref(idx, wte, wpe)
-    np.testing.assert_allclose(y, yr, atol=1e-6, rtol=1e-7)  # one float32 add
-    _, dwte, dwpe = token_position_embedding_backward(g, c)
-    _, dwter, dwper = token_position_embedding_backward_ref(g, cr)
-    np.testing.assert_allclose(dwte, dwter, atol=1e-6 * B * T, rtol=1e-6)
-    np.testing.assert_allclose(dwpe, dwper, atol=1e-6 * B, rtol=1e-6)
+def test_numba_matches_ref_float32(B, T, V, C, seed, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, V, (B, T))
+        wte = rng.standard_normal((V, C)).astype(np.float32)
+        wpe = rng.standard_normal((T + 1, C)).astype(np.float32)
+        g = rng.standard_normal((B, T, C)).astype(np.float32)
+        y, c = embedding_forward(idx, wte)
+        yr, cr = embedding_forward_ref(idx, wte)
+        np.testing.assert_array_equal(y, yr.astype(np.float32))  # a gather is exact
+        # dW rows sum up to B*T float32 gradients
+        np.testing.assert_allclose(embedding_backward(g, c)[1], embedding_backward_ref(g, cr)[1], atol=1e-6 * B * T,
+                                   rtol=1e-6)
+        y, c = token_position_embedding_forward(idx, wte, wpe)
+        yr, cr = token_position_embedding_forward_ref(idx, wte, wpe)
+        np.testing.assert_allclose(y, yr, atol=1e-6, rtol=1e-7)  # one float32 add
+        _, dwte, dwpe = token_position_embedding_backward(g, c)
+        _, dwter, dwper = token_position_embedding_backward_ref(g, cr)
+        np.testing.assert_allclose(dwte, dwter, atol=1e-6 * B * T, rtol=1e-6)
+        np.testing.assert_allclose(dwpe, dwper, atol=1e-6 * B, rtol=1e-6)
 
 
 @given(seed=st.integers(0, 2**31 - 1))

@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from scratchgpt.autograd import gradcheck
 from scratchgpt.ops import gelu
 from scratchgpt.ops.gelu import gelu_backward, gelu_backward_ref, gelu_forward, gelu_forward_ref
+from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-7, rtol=1e-6)  # smooth function: central differences good to ~1e-10
 F32 = dict(atol=1e-6, rtol=1e-5)  # cancellation-free float32 formula: a few ulps relative
@@ -19,16 +20,17 @@ def test_gradcheck(shape, seed, spread):
     gradcheck(gelu, [x], **GC)
 
 
-@given(n=st.integers(1, 3000), seed=st.integers(0, 2**31 - 1), spread=st.sampled_from([0.5, 3.0, 10.0]))
-def test_numba_matches_ref_float32(n, seed, spread):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(n) * spread).astype(np.float32)
-    y, cache = gelu_forward(x)
-    yr, cr = gelu_forward_ref(x)
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y, yr, **F32)
-    g = rng.standard_normal(n).astype(np.float32)
-    np.testing.assert_allclose(gelu_backward(g, cache), gelu_backward_ref(g, cr), **F32)
+@given(parallel=st.booleans(), n=st.integers(1, 3000), seed=st.integers(0, 2**31 - 1), spread=st.sampled_from([0.5, 3.0, 10.0]))
+def test_numba_matches_ref_float32(n, seed, spread, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal(n) * spread).astype(np.float32)
+        y, cache = gelu_forward(x)
+        yr, cr = gelu_forward_ref(x)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y, yr, **F32)
+        g = rng.standard_normal(n).astype(np.float32)
+        np.testing.assert_allclose(gelu_backward(g, cache), gelu_backward_ref(g, cr), **F32)
 
 
 def test_close_to_exact_erf_gelu():

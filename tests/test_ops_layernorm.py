@@ -7,6 +7,7 @@ from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.ops import layernorm
 from scratchgpt.ops.layernorm import (layernorm_backward, layernorm_backward_ref, layernorm_forward,
                                       layernorm_forward_ref)
+from scratchgpt.ops._numba import force_build
 
 # Gradient bound: x is drawn with row spread >= ~0.3 so 1/σ stays moderate; the numeric
 # derivative (h = 1e-6) is then good to ~1e-9 and the analytic one to ~1e-14.
@@ -32,21 +33,22 @@ def test_gradcheck(shape, seed, bias):
         gradcheck(lambda x_, w_: layernorm(x_, w_, None), [x, w], **GC)
 
 
-@given(rows=st.integers(1, 40), C=st.integers(1, 70), seed=st.integers(0, 2**31 - 1))
-def test_numba_matches_ref_float32(rows, C, seed):
-    rng = np.random.default_rng(seed)
-    x, w, b = _inputs(rng, (rows, C), np.float32)
-    y, cache = layernorm_forward(x, w, b)
-    yr, cr = layernorm_forward_ref(x, w, b)
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y, yr, **F32)
-    g = rng.standard_normal((rows, C)).astype(np.float32)
-    dx, dw, db = layernorm_backward(g, cache)
-    dxr, dwr, dbr = layernorm_backward_ref(g, cr)
-    # dx is scaled by 1/σ (up to ~2 here) and sums C terms per row
-    np.testing.assert_allclose(dx, dxr, atol=2e-5, rtol=1e-4)
-    np.testing.assert_allclose(dw, dwr, atol=1e-5 * rows, rtol=1e-5)
-    np.testing.assert_allclose(db, dbr, atol=1e-5 * rows, rtol=1e-5)
+@given(parallel=st.booleans(), rows=st.integers(1, 40), C=st.integers(1, 70), seed=st.integers(0, 2**31 - 1))
+def test_numba_matches_ref_float32(rows, C, seed, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        rng = np.random.default_rng(seed)
+        x, w, b = _inputs(rng, (rows, C), np.float32)
+        y, cache = layernorm_forward(x, w, b)
+        yr, cr = layernorm_forward_ref(x, w, b)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y, yr, **F32)
+        g = rng.standard_normal((rows, C)).astype(np.float32)
+        dx, dw, db = layernorm_backward(g, cache)
+        dxr, dwr, dbr = layernorm_backward_ref(g, cr)
+        # dx is scaled by 1/σ (up to ~2 here) and sums C terms per row
+        np.testing.assert_allclose(dx, dxr, atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(dw, dwr, atol=1e-5 * rows, rtol=1e-5)
+        np.testing.assert_allclose(db, dbr, atol=1e-5 * rows, rtol=1e-5)
 
 
 def test_caches_row_statistics_and_is_deterministic():

@@ -8,6 +8,7 @@ from scratchgpt.ops import linear, matmul
 from scratchgpt.ops.matmul import (linear_backward, linear_backward_ref, linear_forward, linear_forward_ref,
                                    matmul_backward, matmul_backward_ref, matmul_forward, matmul_forward_ref,
                                    matmul_numba)
+from scratchgpt.ops._numba import force_build
 
 # bilinear ops: central differences are exact up to rounding (~1e-10 here), so tight bounds
 GC = dict(atol=1e-7, rtol=1e-6)
@@ -75,18 +76,19 @@ def test_linear_fast_matches_ref(n, t, cin, cout, seed):
     np.testing.assert_allclose(db, dbr, **f32_tol(n * t))
 
 
-@given(m=st.integers(1, 130), k=st.integers(1, 70), n=st.integers(1, 130), seed=st.integers(0, 2**31 - 1),
+@given(parallel=st.booleans(), m=st.integers(1, 130), k=st.integers(1, 70), n=st.integers(1, 130), seed=st.integers(0, 2**31 - 1),
        f64=st.booleans())
-def test_numba_tiled_matmul_matches_ref(m, k, n, seed, f64):
-    # sizes straddle the 64-wide tiles so partial edge tiles are exercised
-    rng = np.random.default_rng(seed)
-    dt = np.float64 if f64 else np.float32
-    a = rng.standard_normal((m, k)).astype(dt)
-    b = rng.standard_normal((k, n)).astype(dt)
-    got = matmul_numba(a, b)
-    assert got.dtype == dt
-    want, _ = matmul_forward_ref(a, b)
-    np.testing.assert_allclose(got, want, **(dict(atol=1e-12 * k, rtol=1e-12) if f64 else f32_tol(k)))
+def test_numba_tiled_matmul_matches_ref(m, k, n, seed, f64, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        # sizes straddle the 64-wide tiles so partial edge tiles are exercised
+        rng = np.random.default_rng(seed)
+        dt = np.float64 if f64 else np.float32
+        a = rng.standard_normal((m, k)).astype(dt)
+        b = rng.standard_normal((k, n)).astype(dt)
+        got = matmul_numba(a, b)
+        assert got.dtype == dt
+        want, _ = matmul_forward_ref(a, b)
+        np.testing.assert_allclose(got, want, **(dict(atol=1e-12 * k, rtol=1e-12) if f64 else f32_tol(k)))
 
 
 def test_linear_is_one_matmul_plus_bias_and_skips_unneeded_grads():

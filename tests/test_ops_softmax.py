@@ -8,6 +8,7 @@ from scratchgpt.ops import log_softmax, softmax
 from scratchgpt.ops.softmax import (log_softmax_backward, log_softmax_backward_ref, log_softmax_forward,
                                     log_softmax_forward_ref, softmax_backward, softmax_backward_ref,
                                     softmax_forward, softmax_forward_ref)
+from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-7, rtol=1e-6)  # smooth: central differences good to ~1e-9 for |x| <= 5
 F32 = dict(atol=1e-6, rtol=1e-5)  # probabilities in [0, 1], a few float32 roundings
@@ -23,23 +24,24 @@ def test_gradcheck(case, seed, log):
     gradcheck(lambda t: fn(t, axis=axis), [x], **GC)
 
 
-@given(rows=st.integers(1, 20), n=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+@given(parallel=st.booleans(), rows=st.integers(1, 20), n=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
        spread=st.sampled_from([1.0, 10.0, 50.0]), axis=st.sampled_from([0, -1]))
-def test_numba_matches_ref_float32(rows, n, seed, spread, axis):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((rows, n)) * spread).astype(np.float32)
-    g = rng.standard_normal((rows, n)).astype(np.float32)
-    y, c = softmax_forward(x, axis)
-    yr, cr = softmax_forward_ref(x, axis)
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y, yr, **F32)
-    np.testing.assert_allclose(softmax_backward(g, c), softmax_backward_ref(g, cr), atol=2e-6, rtol=1e-5)
-    y, c = log_softmax_forward(x, axis)
-    yr, cr = log_softmax_forward_ref(x, axis)
-    # log-probabilities reach -spread*several; relative float32 rounding of the shift
-    np.testing.assert_allclose(y, yr, atol=1e-5, rtol=1e-6)
-    np.testing.assert_allclose(log_softmax_backward(g, c), log_softmax_backward_ref(g, cr),
-                               atol=1e-5 * np.sqrt(n), rtol=1e-5)
+def test_numba_matches_ref_float32(rows, n, seed, spread, axis, parallel):
+    with force_build(parallel):  # both builds of every kernel must match the ref
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal((rows, n)) * spread).astype(np.float32)
+        g = rng.standard_normal((rows, n)).astype(np.float32)
+        y, c = softmax_forward(x, axis)
+        yr, cr = softmax_forward_ref(x, axis)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y, yr, **F32)
+        np.testing.assert_allclose(softmax_backward(g, c), softmax_backward_ref(g, cr), atol=2e-6, rtol=1e-5)
+        y, c = log_softmax_forward(x, axis)
+        yr, cr = log_softmax_forward_ref(x, axis)
+        # log-probabilities reach -spread*several; relative float32 rounding of the shift
+        np.testing.assert_allclose(y, yr, atol=1e-5, rtol=1e-6)
+        np.testing.assert_allclose(log_softmax_backward(g, c), log_softmax_backward_ref(g, cr),
+                                   atol=1e-5 * np.sqrt(n), rtol=1e-5)
 
 
 @given(seed=st.integers(0, 2**31 - 1), axis=st.sampled_from([0, 1, -1]))

@@ -12,6 +12,7 @@ name so the two cache entries never collide.
 """
 from __future__ import annotations
 
+import contextlib
 import types
 
 from numba import njit
@@ -49,3 +50,18 @@ def njit_pair(fastmath=False):
         ser = njit(cache=True, parallel=False, fastmath=fastmath)(serial_fn)
         return KernelPair(par, ser, fn.__name__)
     return deco
+
+
+@contextlib.contextmanager
+def force_build(parallel: bool):
+    """Within the block every KernelPair runs its parallel (True) or serial (False) build.
+
+    For tests (both builds must match the reference on small arrays) and for benchmarks.
+    """
+    global PARALLEL_MIN_ELEMENTS
+    prev = PARALLEL_MIN_ELEMENTS
+    PARALLEL_MIN_ELEMENTS = 0 if parallel else 1 << 62
+    try:
+        yield
+    finally:
+        PARALLEL_MIN_ELEMENTS = prev
