@@ -2,14 +2,16 @@
 """The fast sampler: the same pipeline and the same answers as ``sample_ref``, in C loops.
 
 Where the time goes in the reference, and what this file does instead:
-- float32 -> float64 copy, NaN/inf checks, temperature and the max: one fused pass over V
-  (the reference makes ~6 passes and as many temporaries);
+- float32 -> float64 copy, NaN/inf checks, temperature: SIMD NumPy calls writing into
+  per-thread buffers that are reused across calls (no temporaries, no page faults), and one
+  max() does all three checks (NaN propagates, +inf wins, all -inf stays -inf); the
+  reference makes ~6 passes and allocates as many temporaries;
 - top-k: the k-th largest logit from a size-k min-heap, one pass, no copy (O(V log k), and
   almost every element is rejected by one comparison with the heap's root); np.partition
   only when k is large;
-- top-p: the nucleus is usually a few dozen tokens, so instead of sorting all V weights we
-  take the best 64, sort those, and only if their mass falls short of top_p look at the best
-  256, 1024, ... (the same heap/partition selection each time);
+- top-p: the nucleus is usually a few dozen to a few thousand tokens, so instead of sorting all
+  V weights one pass sums the mass per power of two of the weight, which bounds the weight of
+  the nucleus' last token; only the tokens above that bound are sorted;
 - exp: np.exp on our buffer — the *same* routine the reference calls, so the weights, and
   therefore the token drawn, are bit-identical (libm's exp may differ in the last bit).
 Every sum is a left-to-right running sum in the order the reference uses.
@@ -19,18 +21,13 @@ import threading
 import numpy as np
 
 from libc.stdlib cimport qsort
-from libc.math cimport isnan, INFINITY
+from libc.math cimport INFINITY, ldexp
 
 from ..errors import ConfigError
 from ._checks import GREEDY_TEMPERATURE, check_args, check_logits, make_rng
 
-ctypedef fused real_t:
-    float
-    double
-
 # heap selection below this k, np.partition above (heap cost grows with log k, partition's not)
 DEF HEAP_MAX_K = 2048
-DEF NUCLEUS_FIRST = 64
 
 cdef struct WeightPos:
     double w
@@ -52,23 +49,6 @@ cdef int _cmp_pos_asc(const void* a, const void* b) noexcept nogil:
     cdef Py_ssize_t x = (<const Py_ssize_t*>a)[0]
     cdef Py_ssize_t y = (<const Py_ssize_t*>b)[0]
     return (x > y) - (x < y)
-
-
-cdef int _load(const real_t[::1] src, double[::1] dst) noexcept nogil:
-    """Copy to float64. Returns 0 ok, 1 NaN, 2 +inf, 3 all -inf."""
-    cdef Py_ssize_t i, n = src.shape[0]
-    cdef double v
-    cdef bint any_finite = False
-    for i in range(n):
-        v = <double>src[i]
-        if isnan(v):
-            return 1
-        if v == INFINITY:
-            return 2
-        if v != -INFINITY:
-            any_finite = True
-        dst[i] = v
-    return 0 if any_finite else 3
 
 
 cdef void _heap_sift_down(double* h, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
@@ -138,6 +118,34 @@ cdef Py_ssize_t _collect_top(const double* x, Py_ssize_t n, Py_ssize_t k, double
     return m
 
 
+cdef double _nucleus_threshold(const double* w, Py_ssize_t n, double target) noexcept nogil:
+    """A weight threshold t such that the nucleus (almost surely) lies within {w >= t}.
+
+    One pass sums the weights per binary exponent (bucket b holds w in [2^-b, 2^-b+1), read
+    straight from the float's exponent bits), then walks the buckets from the heaviest weights
+    down until their mass reaches ``target``, and returns the lower edge of the *next* bucket:
+    one bucket of slack because the bucket sums round differently from the exact running sum.
+    The caller checks the exact sums anyway and falls back to t = 0 (all tokens) if short.
+    """
+    cdef double mass[1025]
+    cdef Py_ssize_t i
+    cdef int b
+    cdef unsigned long long bits
+    cdef double run = 0.0
+    for b in range(1025):
+        mass[b] = 0.0
+    for i in range(n):
+        bits = (<const unsigned long long*>w)[i]  # w in [0, 1]: sign bit 0
+        mass[1023 - <int>(bits >> 52)] += w[i]      # 1.0 -> 0, [0.5, 1) -> 1, ..., subnormal/0 -> 1023
+    for b in range(1023):
+        run += mass[b]
+        if run >= target:
+            if b + 1 >= 1022:
+                return 0.0
+            return ldexp(1.0, -(b + 1))
+    return 0.0
+
+
 class _Workspace(threading.local):
     """Per-thread scratch arrays, grown on demand and reused across calls.
 
@@ -172,24 +180,21 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, min_p=None, repetiti
     cdef Py_ssize_t V = arr.shape[0]
     cdef double temp, rep, freq, pres, zmax, kth, total, target, run, u, minp
     cdef Py_ssize_t i, j, n, k, c, n_keep, m, t
-    cdef int status
     (temp, top_k, top_p, min_p, rep, freq, pres, hist) = check_args(
         temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty,
         history, V)
-
     ws = _workspace.get(V)
-    cdef double[::1] z = ws.z  # (V,) float64 working copy of the logits
-    src = np.ascontiguousarray(arr)
-    if src.dtype == np.float32:
-        status = _load[float](src, z)
-    else:
-        status = _load[double](src, z)
-    if status == 1:
-        raise ConfigError(f"logits: contains NaN at index {int(np.flatnonzero(np.isnan(src))[0])}")
-    if status == 2:
-        raise ConfigError(f"logits: contains +inf at index {int(np.flatnonzero(np.isposinf(src))[0])} "
-                          "(use -inf to mask tokens)")
-    if status == 3:
+    z_arr = ws.z[:V]
+    cdef double[::1] z = z_arr  # (V,) float64 working copy of the logits
+    np.copyto(z_arr, arr)       # SIMD float32 -> float64, the same conversion as astype
+    # one SIMD max answers all three checks: NaN propagates, +inf wins, all -inf stays -inf
+    zmax = z_arr.max()
+    if not (zmax < INFINITY and zmax > -INFINITY):
+        if zmax != zmax:
+            raise ConfigError(f"logits: contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
+        if zmax == INFINITY:
+            raise ConfigError(f"logits: contains +inf at index {int(np.flatnonzero(np.isposinf(arr))[0])} "
+                              "(use -inf to mask tokens)")
         raise ConfigError("logits: every token is -inf (masked); nothing can be sampled")
 
     # 1. penalties, once per distinct token seen
@@ -206,20 +211,14 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, min_p=None, repetiti
             if freq != 0.0 or pres != 0.0:
                 z[t] = z[t] - <double>count_v[j] * freq - pres
 
-    # 2. greedy or temperature (fused with the max)
+    # 2. greedy, or temperature (vectorized NumPy: the exact IEEE ops of the reference)
     if temp < GREEDY_TEMPERATURE:
-        j = 0
-        for i in range(1, V):
-            if z[i] > z[j]:
-                j = i
-        return int(j)
-    zmax = -INFINITY
-    for i in range(V):
-        z[i] = z[i] / temp
-        if z[i] > zmax:
-            zmax = z[i]
+        return int(np.argmax(z_arr))
+    np.divide(z_arr, temp, out=z_arr)
+    zmax = z_arr.max()
     if zmax == INFINITY:
         raise ConfigError(f"logits: too large for temperature {temp} (overflow to inf)")
+
 
     # 3. top-k -> ids (increasing) and their logits shifted by the max, packed in w
     w_arr = ws.w
@@ -234,29 +233,32 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, min_p=None, repetiti
             w[i] = z[ids[i]] - zmax
     else:
         n = V
+        np.subtract(z_arr, zmax, out=w_arr[:V])
         for i in range(V):
             ids[i] = i
-            w[i] = z[i] - zmax
     np.exp(w_arr[:n], out=w_arr[:n])  # the same exp as the reference: bit-identical weights
 
-    # 4. top-p: grow the sorted head (64, 256, ...) until it holds top_p of the mass
+    # 4. top-p: sort only the tokens that can be in the nucleus
     cdef WeightPos[::1] head
     cdef Py_ssize_t[::1] pos
+    cdef double thr
     if top_p is not None:
         total = 0.0
         for i in range(n):
             total += w[i]
         target = top_p * total
-        c = min(NUCLEUS_FIRST, n)
         pos = ws.pos
         head = ws.head
-        n_keep = n
+        thr = _nucleus_threshold(&w[0], n, target)
         while True:
-            kth = _kth_largest(w, n, c, scratch)
-            m = _collect_top(&w[0], n, c, kth, &pos[0])
-            for i in range(m):
-                head[i].w = w[pos[i]]
-                head[i].pos = pos[i]
+            # {w >= thr} is a prefix of the (weight desc, id asc) order, so the running sums
+            # over it, sorted, are exactly the reference's first running sums
+            m = 0
+            for i in range(n):
+                if w[i] >= thr:
+                    head[m].w = w[i]
+                    head[m].pos = i
+                    m += 1
             qsort(&head[0], m, sizeof(WeightPos), _cmp_weight_desc)
             run = 0.0
             j = -1
@@ -268,10 +270,10 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, min_p=None, repetiti
             if j >= 0:
                 n_keep = j + 1
                 break
-            if c == n:  # rounding left the full mass a hair below target: keep everything
+            if thr <= 0.0:  # every token was a candidate: rounding left the mass a hair short
                 n_keep = n
                 break
-            c = min(4 * c, n)
+            thr = 0.0  # the bucket estimate was off by rounding: take every token
         if n_keep < n:
             for i in range(n_keep):
                 pos[i] = head[i].pos
