@@ -10,10 +10,12 @@ content is encoded as ordinary text, so a user who types "<|end|>" gets the char
                 {"role": "user", "content": "Hi!"},
                 {"role": "assistant", "content": "Hello."}]
 
-renders (shown as text; each <|...|> is one id) to ::
+renders to the ids of ``<|system|>Be brief.<|end|><|user|>Hi!<|end|><|assistant|>Hello.<|end|>``
+(no separators; spaced out below for alignment: each <|...|> is one id, and "Be brief." etc.
+are however many ordinary tokens the tokenizer makes of them) ::
 
-    <|system|>Be brief.<|end|><|user|>Hi!<|end|><|assistant|>Hello.<|end|>
-    mask: 0 ... 0 ............. 0 ........... 0 ...........  1 1 1 ... 1
+    ids : <|system|> Be brief. <|end|> <|user|> Hi! <|end|> <|assistant|> Hello. <|end|>
+    mask:     0        0 .. 0     0       0     0 .. 0   0        0         1 .. 1     1
 
 The loss mask is 1 exactly on the assistant's content tokens and on the ``<|end|>`` that
 closes an assistant turn — the model must learn both what to say and when to stop — and 0 on
