@@ -331,3 +331,18 @@ def test_invalid_arguments_raise(fn, kw, name):
 def test_invalid_logits_raise(fn, logits, what):
     with pytest.raises(ValueError, match=what):  # ConfigError is a ValueError
         fn(logits, rng=0)
+
+
+def test_penalties_come_before_temperature_and_filters():
+    """Documented order: penalties on the raw logits, then / temperature, then top-k."""
+    z = np.array([2.0, 1.0, -1.0, 0.5], dtype=np.float32)
+    hist = [0, 0, 2]
+    manual = penalized(z, hist, r=1.5, f=0.3)
+    _, probs = distribution_ref(z, temperature=0.5, history=hist, repetition_penalty=1.5, frequency_penalty=0.3)
+    np.testing.assert_allclose(probs, softmax64(manual / 0.5), rtol=1e-12)
+    # top-k ranks the *penalized* logits: token 0 drops from 1st (2.0) to 3rd (2/1.5 - 2*0.6 = 0.13 < 0.5)
+    ids, _ = distribution_ref(z, top_k=2, history=hist, repetition_penalty=1.5, frequency_penalty=0.6)
+    assert ids.tolist() == [1, 3]
+    for fn in SAMPLERS:
+        assert {fn(z, top_k=2, history=hist, repetition_penalty=1.5, frequency_penalty=0.6, rng=s)
+                for s in range(100)} == {1, 3}
