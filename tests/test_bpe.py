@@ -148,6 +148,25 @@ def test_special_tokens_only_when_allowed(tok, parts):
     assert allowed == tok.with_backend("ref").encode(text, allowed_special="all")
 
 
+@pytest.mark.parametrize("cache_max", [0, 7, 1 << 18])
+def test_piece_cache_growth_and_limit_do_not_change_ids(tok, cache_max):
+    from scratchgpt.tokenizer import _bpe
+    from scratchgpt.tokenizer.bpe import _splitter
+    from scratchgpt.tokenizer.pretokenize import get_mode
+    rng = random.Random(5)
+    # ~6000 distinct pieces: the C hash table resizes several times (it starts at 4096 slots)
+    words = [" " + "".join(rng.choice("abcde中文😀") for _ in range(rng.randint(1, 9))) for _ in range(6000)]
+    text = "".join(words) + "x" * 100 + " " + "ab" * 80  # and pieces longer than the 64 cached
+    enc = _bpe.Encoder(_splitter(get_mode(tok.pretokenizer)),
+                       [(a, b, i) for (a, b), i in zip(tok.merges, tok.merge_ids)], tok.byte_to_id, cache_max)
+    expected = tok.with_backend("ref").encode(text)
+    assert enc.encode(text) == expected
+    assert enc.encode(text) == expected  # second pass: served from the cache
+    cacheable = {p for p in tok.pretokenize(text) if len(p) <= 64 and not (len(p) == 1 and p.isascii())}
+    assert len(cacheable) > 1000
+    assert enc.cached_pieces == min(cache_max, len(cacheable))
+
+
 def test_special_token_ids_and_matching(tok):
     assert tok.vocab_size == 256 + len(tok.merges) + len(SPECIALS)
     first = 256 + len(tok.merges)

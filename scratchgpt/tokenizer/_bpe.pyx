@@ -21,7 +21,8 @@ from libcpp.unordered_map cimport unordered_map
 from libcpp.utility cimport pair
 from libcpp.vector cimport vector
 from cpython.dict cimport PyDict_GetItem
-from cpython.list cimport PyList_Append
+from cpython.list cimport PyList_Append, PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
 from cpython.object cimport PyObject
 
 
@@ -288,18 +289,37 @@ cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFFULL
 cdef int32_t NO_RANK = 0x7FFFFFFF
 
 
+cdef struct CacheSlot:
+    uint64_t h
+    int32_t key_off      # code points of the piece in key_pool
+    int32_t key_len      # -1 = empty slot
+    int32_t val_off      # its ids in val_pool
+    int32_t val_len
+
+cdef enum:
+    MAX_CACHED_LEN = 64  # longer pieces are rare and cheap to recompute relative to their size
+
+
 cdef class Encoder:
-    """Ordinary text -> ids for one set of merges (no special tokens; the caller splits them)."""
+    """Ordinary text -> ids for one set of merges (no special tokens; the caller splits them).
+
+    The piece cache is a C hash table keyed by the piece's code points, so a hit costs a hash
+    and a compare over the characters — no substring object, no dict. It holds at most
+    ``cache_max`` pieces (then stops adding); pieces longer than 64 characters are not cached.
+    The whole encode holds the GIL and creates no Python objects until the final list, so one
+    Encoder may be shared by threads.
+    """
     cdef Splitter splitter
     cdef uint64_t* keys        # open-addressing pair table: key -> (rank, merged id)
     cdef int32_t* ranks
     cdef int32_t* results
     cdef uint64_t mask
     cdef int32_t byte_to_id[256]
-    cdef dict cache
-    cdef Py_ssize_t cache_max
-    cdef tuple byte_ids          # byte value -> id as Python ints (fast path for 1-byte pieces)
     cdef list id_objs            # id -> the one Python int object for it (no allocation per token)
+    cdef Py_ssize_t cache_max, n_cached
+    cdef vector[CacheSlot] slots
+    cdef vector[uint32_t] key_pool
+    cdef vector[int32_t] val_pool
 
     def __cinit__(self, Splitter splitter, list merges, list byte_to_id, Py_ssize_t cache_max=1 << 18):
         """merges: [(left id, right id, merged id)] in rank order."""
@@ -310,7 +330,6 @@ cdef class Encoder:
             raise ValueError("byte_to_id must have 256 entries")
         for k in range(256):
             self.byte_to_id[k] = byte_to_id[k]
-        self.byte_ids = tuple(byte_to_id)
         top = max([max(byte_to_id)] + [m[2] for m in merges])
         self.id_objs = list(range(top + 1))
         while cap < 2 * <uint64_t>len(merges) + 16:
@@ -332,13 +351,18 @@ cdef class Encoder:
             self.keys[slot] = key
             self.ranks[slot] = rank
             self.results[slot] = res
-        self.cache = {}
         self.cache_max = cache_max
+        self.n_cached = 0
+        self._cache_resize(1 << 12)
 
     def __dealloc__(self):
         free(self.keys)
         free(self.ranks)
         free(self.results)
+
+    @property
+    def cached_pieces(self):
+        return self.n_cached
 
     cdef inline uint64_t _slot(self, uint64_t key) noexcept nogil:
         cdef uint64_t slot = ((key * <uint64_t>0x9E3779B97F4A7C15) >> 29) & self.mask
@@ -353,14 +377,54 @@ cdef class Encoder:
         result[0] = self.results[slot]
         return self.ranks[slot]
 
-    cdef tuple _bpe_piece(self, int kind, const void* data, Py_ssize_t i, Py_ssize_t j):
-        """UTF-8 (surrogatepass) bytes of text[i:j] -> merged ids."""
+    # -------------------------------------------------------------- piece cache
+    cdef void _cache_resize(self, Py_ssize_t size):
+        cdef vector[CacheSlot] old
+        old.swap(self.slots)
+        cdef CacheSlot empty
+        empty.h = 0
+        empty.key_off = 0
+        empty.key_len = -1
+        empty.val_off = 0
+        empty.val_len = 0
+        self.slots.assign(size, empty)
+        cdef uint64_t m = size - 1, pos
+        for k in range(<Py_ssize_t>old.size()):
+            if old[k].key_len >= 0:
+                pos = old[k].h & m
+                while self.slots[pos].key_len >= 0:
+                    pos = (pos + 1) & m
+                self.slots[pos] = old[k]
+
+    cdef Py_ssize_t _cache_find(self, uint64_t h, int kind, const void* data, Py_ssize_t i,
+                                Py_ssize_t j) noexcept:
+        """Slot index holding text[i:j], or -(empty slot index) - 1 where it would go."""
+        cdef uint64_t m = self.slots.size() - 1, pos = h & m
+        cdef Py_ssize_t t, L = j - i
+        cdef CacheSlot* sl
+        cdef const uint32_t* key
+        while True:
+            sl = &self.slots[pos]
+            if sl.key_len < 0:
+                return -<Py_ssize_t>pos - 1
+            if sl.h == h and sl.key_len == L:
+                key = self.key_pool.data() + sl.key_off
+                t = 0
+                while t < L and key[t] == PyUnicode_READ(kind, data, i + t):
+                    t += 1
+                if t == L:
+                    return pos
+            pos = (pos + 1) & m
+
+    # -------------------------------------------------------------- BPE on one piece
+    cdef void _bpe_into(self, int kind, const void* data, Py_ssize_t i, Py_ssize_t j,
+                        vector[int32_t]* out) noexcept:
+        """Append the ids of text[i:j] (its UTF-8 "surrogatepass" bytes, merged) to out."""
         cdef uint32_t cp
         cdef Py_ssize_t k, n, best_i, src, dst
-        cdef int32_t best_rank, rank, res, best_res, a, b
-        cdef int32_t* ids
-        cdef vector[int32_t] work  # local, so two threads may share one Encoder
-        work.reserve(4 * (j - i))
+        cdef int32_t best_rank, best_res, a, b
+        cdef vector[int32_t] work
+        work.reserve(12 * (j - i))
         for k in range(i, j):
             cp = PyUnicode_READ(kind, data, k)
             if cp < 0x80:
@@ -381,7 +445,7 @@ cdef class Encoder:
         # ranks[k], merged[k]: rank and result of the pair (ids[k], ids[k + 1]); NO_RANK if none.
         # Kept up to date so each round costs one scan of ints plus lookups for new pairs only.
         work.resize(3 * n)
-        ids = work.data()
+        cdef int32_t* ids = work.data()
         cdef int32_t* ranks = ids + n
         cdef int32_t* merged = ids + 2 * n
         for k in range(n - 1):
@@ -414,36 +478,68 @@ cdef class Encoder:
             for k in range(best_i - 1 if best_i > 0 else 0, n - 1):
                 if ids[k] == best_res or ids[k + 1] == best_res:
                     ranks[k] = self._rank(ids[k], ids[k + 1], &merged[k])
-        return tuple([self.id_objs[ids[k]] for k in range(n)])
+        for k in range(n):
+            out.push_back(ids[k])
 
     def encode(self, str text):
-        cdef list out = []
         cdef int kind = PyUnicode_KIND(text)
         cdef const void* data = PyUnicode_DATA(text)
-        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, j
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, j, k, L, found, start
         cdef uint32_t cp
-        cdef PyObject* hit
+        cdef uint64_t h
         cdef const Cfg* cfg = &self.splitter.cfg
-        cdef tuple ids
+        cdef vector[int32_t] out
+        cdef CacheSlot* sl
+        cdef CacheSlot fresh
+        out.reserve(n // 2 + 8)
         while i < n:
             j = match_at(cfg, kind, data, n, i)
-            if j == i + 1:
+            L = j - i
+            if L == 1:
                 cp = PyUnicode_READ(kind, data, i)
                 if cp < 0x80:  # one ASCII byte: no merge can apply
-                    PyList_Append(out, self.byte_ids[<Py_ssize_t>cp])
+                    out.push_back(self.byte_to_id[cp])
                     i = j
                     continue
-            piece = PyUnicode_Substring(text, i, j)
-            hit = PyDict_GetItem(self.cache, piece)
-            if hit != NULL:
-                out.extend(<tuple>hit)
+            if L > MAX_CACHED_LEN:
+                self._bpe_into(kind, data, i, j, &out)
+                i = j
+                continue
+            h = <uint64_t>L * <uint64_t>0x9E3779B97F4A7C15
+            for k in range(i, j):
+                h = (h ^ PyUnicode_READ(kind, data, k)) * <uint64_t>0x100000001B3
+            h ^= h >> 31
+            found = self._cache_find(h, kind, data, i, j)
+            if found >= 0:
+                sl = &self.slots[found]
+                out.insert(out.end(), self.val_pool.begin() + sl.val_off,
+                           self.val_pool.begin() + sl.val_off + sl.val_len)
             else:
-                ids = self._bpe_piece(kind, data, i, j)
-                if len(self.cache) < self.cache_max:
-                    self.cache[piece] = ids
-                out.extend(ids)
+                start = out.size()
+                self._bpe_into(kind, data, i, j, &out)
+                if self.n_cached < self.cache_max:
+                    fresh.h = h
+                    fresh.key_off = self.key_pool.size()
+                    fresh.key_len = L
+                    fresh.val_off = self.val_pool.size()
+                    fresh.val_len = out.size() - start
+                    for k in range(i, j):
+                        self.key_pool.push_back(PyUnicode_READ(kind, data, k))
+                    self.val_pool.insert(self.val_pool.end(), out.begin() + start, out.end())
+                    self.slots[-found - 1] = fresh
+                    self.n_cached += 1
+                    if 2 * self.n_cached > <Py_ssize_t>self.slots.size():
+                        self._cache_resize(2 * self.slots.size())
             i = j
-        return out
+        cdef Py_ssize_t m = out.size()
+        cdef list result = PyList_New(m)
+        cdef list objs = self.id_objs
+        cdef object item
+        for k in range(m):
+            item = objs[out[k]]
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, k, item)
+        return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -478,3 +574,4 @@ def join_token_bytes(list table, ids):
         memcpy(dst, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece))
         dst += PyBytes_GET_SIZE(piece)
     return out, -1
+

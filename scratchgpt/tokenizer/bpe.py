@@ -197,6 +197,8 @@ class BPETokenizer:
         return allowed
 
     def encode(self, text: str, allowed_special=()) -> list[int]:
+        if allowed_special == () and self._encoder is not None and type(text) is str:
+            return self._encoder.encode(text)  # the hot path: one call straight into Cython
         if not isinstance(text, str):
             raise DataError(f"encode expects a str, got {type(text).__name__}")
         if allowed_special == ():  # the common case, kept cheap for line-by-line encoding
