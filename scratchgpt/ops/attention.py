@@ -100,24 +100,28 @@ def _causal_softmax_inplace(att, scale):
     """
     BH, T, _ = att.shape
     zero = np.zeros(1, dtype=att.dtype)[0]  # a 0 of the input dtype keeps float32 math float32
-    for r in prange(BH * T):
-        bh = r // T
-        i = r - bh * T
-        row = att[bh, i]
-        live = row[:i + 1]                      # keys 0..i; the rest is the future
-        m = row_max(live) * scale
-        for j in range(i + 1):
-            live[j] = live[j] * scale - m
-        ibuf = np.empty(i + 1, dtype=np.int32)
-        exp_inplace(live, ibuf)
-        total = zero
-        for j in range(i + 1):
-            total += live[j]
-        inv = 1 / total
-        for j in range(i + 1):
-            live[j] *= inv
-        for j in range(i + 1, T):
-            row[j] = zero
+    R = BH * T
+    n_chunks = min(R, 64)                   # rows in contiguous chunks: scratch allocated per chunk
+    for c in prange(n_chunks):
+        ibuf = np.empty(T, dtype=np.int32)
+        acc = np.empty(16, dtype=att.dtype)
+        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
+            bh = r // T
+            i = r - bh * T
+            row = att[bh, i]
+            live = row[:i + 1]                  # keys 0..i; the rest is the future
+            m = row_max(live, acc) * scale
+            for j in range(i + 1):
+                live[j] = live[j] * scale - m
+            exp_inplace(live, ibuf)
+            total = zero
+            for j in range(i + 1):
+                total += live[j]
+            inv = 1 / total
+            for j in range(i + 1):
+                live[j] *= inv
+            for j in range(i + 1, T):
+                row[j] = zero
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -138,17 +142,52 @@ def _softmax_backward_inplace(p, dp, scale):
             grow[j] = prow[j] * (grow[j] - dot) * scale
 
 
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _causal_softmax_backward_inplace(p, dp, scale):
+    """dp (BH, T, T) gradient of the causal probabilities p in; scale * dS out, in place.
+
+    dS_ij = p_ij (dp_ij - sum_k p_ik dp_ik) for j <= i; the future j > i is written as 0
+    (the blocked products never filled it, so it may hold garbage).
+    """
+    BH, T, _ = p.shape
+    zero = np.zeros(1, dtype=p.dtype)[0]
+    for r in prange(BH * T):
+        bh = r // T
+        i = r - bh * T
+        prow = p[bh, i]
+        grow = dp[bh, i]
+        dot = zero
+        for j in range(i + 1):
+            dot += prow[j] * grow[j]
+        for j in range(i + 1):
+            grow[j] = prow[j] * (grow[j] - dot) * scale
+        for j in range(i + 1, T):
+            grow[j] = zero
+
+
+# Block size of the causal blocking: the products are split into row blocks of this many
+# queries, and block r only multiplies against keys 0 .. end of block r — the all-masked
+# upper blocks are never computed. With nb blocks the work is (nb+1)/(2 nb) of the dense
+# products (T=256: 4 blocks -> 62.5%). Smaller blocks waste less but make smaller, slower GEMMs;
+# 64 was the fastest on config M (see the table in causal_self_attention_forward).
+_CAUSAL_BLOCK = 64
+
+
+def _blocks(T: int, block: int):
+    """[(start, stop)] row blocks covering 0..T."""
+    return [(s, min(s + block, T)) for s in range(0, T, block)]
+
+
 def causal_self_attention_forward(qkv, n_head):
-    """Fast path: batched BLAS for q k^T and P v, fused Numba causal softmax in between.
+    """Fast path: batched BLAS for q k^T and P v (causally blocked), fused Numba softmax between.
 
     Returns (out (B, T, C), cache); cache = (qkv, P, n_head).
 
-    Measured on 2 cores (forward+backward, float32, median of repeated runs,
-    benchmarks/attention_design.py):
-      config S (B=12, T=64, C=128, NH=4):   (a) BLAS + fused softmax  {S_A}
-                                            (b) fully fused Numba      {S_B}
-      config M (B=8, T=256, C=384, NH=6):   (a) BLAS + fused softmax  {M_A}
-                                            (b) fully fused Numba      {M_B}
+    Design, measured on 2 cores (forward+backward, float32, benchmarks/attention_design.py):
+      config S (B=12, T=64, C=128, NH=4):  (a) BLAS + fused softmax  {S_A}
+                                           (b) fully fused Numba      {S_B}
+      config M (B=8, T=256, C=384, NH=6):  (a) BLAS + fused softmax  {M_A}
+                                           (b) fully fused Numba      {M_B}
     """
     qkv = np.asarray(qkv)
     B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
@@ -156,10 +195,16 @@ def causal_self_attention_forward(qkv, n_head):
     q = _heads(qkv[:, :, :C], B, T, NH, HS)                                # (B, NH, T, HS) view
     k = _heads(qkv[:, :, C:2 * C], B, T, NH, HS)                           # (B, NH, T, HS) view
     v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)                            # (B, NH, T, HS) view
-    att = np.matmul(q, k.transpose(0, 1, 3, 2))                            # (B, NH, T, T)
+    att = np.empty((B, NH, T, T), dtype=dt)                                # (B, NH, T, T)
+    blocks = _blocks(T, _CAUSAL_BLOCK)
+    kT = k.transpose(0, 1, 3, 2)                                           # (B, NH, HS, T)
+    for r0, r1 in blocks:                                                  # scores of keys <= r1
+        np.matmul(q[:, :, r0:r1], kT[:, :, :, :r1], out=att[:, :, r0:r1, :r1])
     _causal_softmax_inplace(att.reshape(B * NH, T, T), dt.type(1.0 / math.sqrt(HS)))
     out = np.empty((B, T, C), dtype=dt)                                    # (B, T, C)
-    np.matmul(att, v, out=_heads(out, B, T, NH, HS))                       # heads merged in place
+    y = _heads(out, B, T, NH, HS)                                          # heads merged in place
+    for r0, r1 in blocks:
+        np.matmul(att[:, :, r0:r1, :r1], v[:, :, :r1], out=y[:, :, r0:r1])
     return out, (qkv, att, NH)
 
 
@@ -176,12 +221,25 @@ def causal_self_attention_backward(dout, cache):
     v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)
     dy = _heads(dout, B, T, NH, HS)                                        # (B, NH, T, HS)
     dqkv = np.empty((B, T, C3), dtype=dt)                                  # (B, T, 3C)
-    np.matmul(att.transpose(0, 1, 3, 2), dy, out=_heads(dqkv[:, :, 2 * C:], B, T, NH, HS))
-    datt = np.matmul(dy, v.transpose(0, 1, 3, 2))                          # (B, NH, T, T)
-    _softmax_backward_inplace(att.reshape(B * NH * T, T), datt.reshape(B * NH * T, T),
-                              dt.type(1.0 / math.sqrt(HS)))
-    np.matmul(datt, k, out=_heads(dqkv[:, :, :C], B, T, NH, HS))
-    np.matmul(datt.transpose(0, 1, 3, 2), q, out=_heads(dqkv[:, :, C:2 * C], B, T, NH, HS))
+    dq = _heads(dqkv[:, :, :C], B, T, NH, HS)
+    dk = _heads(dqkv[:, :, C:2 * C], B, T, NH, HS)
+    dv = _heads(dqkv[:, :, 2 * C:], B, T, NH, HS)
+    blocks = _blocks(T, _CAUSAL_BLOCK)
+    attT = att.transpose(0, 1, 3, 2)
+    # dv[keys c0:c1] = sum over queries i >= c0 of P_ic dy_i  (queries before c0 cannot see them)
+    for c0, c1 in blocks:
+        np.matmul(attT[:, :, c0:c1, c0:], dy[:, :, c0:], out=dv[:, :, c0:c1])
+    datt = np.empty((B, NH, T, T), dtype=dt)                               # (B, NH, T, T)
+    vT = v.transpose(0, 1, 3, 2)
+    for r0, r1 in blocks:
+        np.matmul(dy[:, :, r0:r1], vT[:, :, :, :r1], out=datt[:, :, r0:r1, :r1])
+    _causal_softmax_backward_inplace(att.reshape(B * NH, T, T), datt.reshape(B * NH, T, T),
+                                     dt.type(1.0 / math.sqrt(HS)))
+    for r0, r1 in blocks:
+        np.matmul(datt[:, :, r0:r1, :r1], k[:, :, :r1], out=dq[:, :, r0:r1])
+    dattT = datt.transpose(0, 1, 3, 2)
+    for c0, c1 in blocks:
+        np.matmul(dattT[:, :, c0:c1, c0:], q[:, :, c0:], out=dk[:, :, c0:c1])
     return dqkv
 
 

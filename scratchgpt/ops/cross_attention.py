@@ -30,7 +30,7 @@ from numba import njit, prange
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
 from ._vexp import FASTMATH as _FASTMATH
-from ._vexp import exp_inplace, row_max
+from ._vexp import exp_inplace
 from .attention import _softmax_backward_inplace
 
 
@@ -117,41 +117,44 @@ def _masked_softmax_inplace(att, kv_mask, NH, last_key, scale):
     """
     BH, Tq, Tk = att.shape
     zero = np.zeros(1, dtype=att.dtype)[0]
-    for r in prange(BH * Tq):
-        bh = r // Tq
-        i = r - bh * Tq
-        b = bh // NH
-        row = att[bh, i]
-        hi = min(Tk, i + last_key + 1)          # keys >= hi are in the future
-        first = -1
-        for j in range(max(hi, 0)):
-            if kv_mask[b, j]:
-                first = j
-                break
-        if first < 0:                           # nothing to attend to: output 0, gradient 0
-            row[:] = zero
-            continue
-        live = row[:hi]
-        m = live[first]
-        for j in range(first + 1, hi):
-            if kv_mask[b, j] and live[j] > m:
-                m = live[j]
-        m = m * scale
-        for j in range(hi):
-            live[j] = live[j] * scale - m
-        ibuf = np.empty(hi, dtype=np.int32)
-        exp_inplace(live, ibuf)
-        total = zero
-        for j in range(hi):
-            if kv_mask[b, j]:
-                total += live[j]
-            else:
-                live[j] = zero
-        inv = 1 / total
-        for j in range(hi):
-            live[j] *= inv
-        for j in range(hi, Tk):
-            row[j] = zero
+    R = BH * Tq
+    n_chunks = min(R, 64)                   # rows in contiguous chunks: scratch allocated per chunk
+    for c in prange(n_chunks):
+        ibuf = np.empty(Tk, dtype=np.int32)
+        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
+            bh = r // Tq
+            i = r - bh * Tq
+            b = bh // NH
+            row = att[bh, i]
+            hi = min(Tk, i + last_key + 1)      # keys >= hi are in the future
+            first = -1
+            for j in range(max(hi, 0)):
+                if kv_mask[b, j]:
+                    first = j
+                    break
+            if first < 0:                       # nothing to attend to: output 0, gradient 0
+                row[:] = zero
+                continue
+            live = row[:hi]
+            m = live[first]
+            for j in range(first + 1, hi):
+                if kv_mask[b, j] and live[j] > m:
+                    m = live[j]
+            m = m * scale
+            for j in range(hi):
+                live[j] = live[j] * scale - m
+            exp_inplace(live, ibuf)
+            total = zero
+            for j in range(hi):
+                if kv_mask[b, j]:
+                    total += live[j]
+                else:
+                    live[j] = zero
+            inv = 1 / total
+            for j in range(hi):
+                live[j] *= inv
+            for j in range(hi, Tk):
+                row[j] = zero
 
 
 def cross_attention_forward(q, kv, n_head, kv_mask=None, causal=False):

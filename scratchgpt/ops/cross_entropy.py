@@ -93,34 +93,35 @@ def _ce_rows(z, t, valid, w, grad, losses, compute_grad):
     """Per row n: losses[n] = lse - z[n, t[n]] (0 if not valid); if compute_grad,
     grad[n] = w * (softmax(z[n]) - onehot(t[n])) (0 if not valid). Rows in parallel."""
     N, V = z.shape
-    for n in prange(N):
-        if not valid[n]:
-            losses[n] = 0.0
-            if compute_grad:
-                grad[n, :] = 0
-            continue
-        row = z[n]
-        m = row_max(row)
-        if compute_grad:
-            e = grad[n]                      # the exps land where the gradient will be
-        else:
-            e = np.empty(V, dtype=z.dtype)
-        for j in range(V):
-            e[j] = row[j] - m
+    n_chunks = min(N, 64)                  # rows in contiguous chunks: scratch allocated per chunk
+    for c in prange(n_chunks):
         ibuf = np.empty(V, dtype=np.int32)
-        exp_inplace(e, ibuf)
-        total = np.float64(0.0)              # float64 sum: V up to ~50k terms
-        for j in range(V):
-            total += e[j]
-        tn = t[n]
-        losses[n] = np.log(total) - (np.float64(row[tn]) - np.float64(m))
-        if compute_grad:
-            scale = np.empty(1, dtype=e.dtype)   # w/total in the row's dtype: float32 stays SIMD
-            scale[0] = w / total
-            s = scale[0]
+        acc = np.empty(16, dtype=z.dtype)
+        ebuf = np.empty(V, dtype=z.dtype)
+        scale = np.empty(1, dtype=z.dtype)  # w/total in the row's dtype: float32 stays SIMD
+        for n in range(c * N // n_chunks, (c + 1) * N // n_chunks):
+            if not valid[n]:
+                losses[n] = 0.0
+                if compute_grad:
+                    grad[n, :] = 0
+                continue
+            row = z[n]
+            m = row_max(row, acc)
+            e = grad[n] if compute_grad else ebuf   # the exps land where the gradient will be
             for j in range(V):
-                e[j] = e[j] * s
-            e[tn] -= w
+                e[j] = row[j] - m
+            exp_inplace(e, ibuf)
+            total = np.float64(0.0)             # float64 sum: V up to ~50k terms
+            for j in range(V):
+                total += e[j]
+            tn = t[n]
+            losses[n] = np.log(total) - (np.float64(row[tn]) - np.float64(m))
+            if compute_grad:
+                scale[0] = w / total
+                s = scale[0]
+                for j in range(V):
+                    e[j] = e[j] * s
+                e[tn] -= w
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean", compute_grad=True):
