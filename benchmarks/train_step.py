@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 
+# wall time by default; --clock cpu switches to process CPU time, which on a shared machine
+# measures the work of a 1-thread run without the time spent waiting for a core
+CLOCK = time.process_time if os.environ.get("BENCH_CLOCK") == "cpu" else time.perf_counter
+
 CONFIGS = {
     "S": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
     "M": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8, vocab_size=4096),
@@ -62,9 +66,13 @@ def make_batch(c: dict, seed: int = 0):
 def run_ours(c: dict, steps: int, warmup: int) -> dict:
     import numpy as np
 
+    from scratchgpt.allocator import tune_malloc
     from scratchgpt.models import GPT, GPTConfig
     from scratchgpt.optim import AdamW, decay_groups
 
+    # keep freed activation buffers for the next step (see scratchgpt/allocator.py);
+    # --no-malloc-tuning (SCRATCHGPT_MALLOC_TUNING=0) measures without it
+    malloc_tuned = tune_malloc()
     cfg = GPTConfig(vocab_size=c["vocab_size"], block_size=c["block_size"], n_layer=c["n_layer"],
                     n_head=c["n_head"], n_embd=c["n_embd"], dropout=0.0, bias=True)
     model = GPT(cfg, seed=0)
@@ -74,17 +82,18 @@ def run_ours(c: dict, steps: int, warmup: int) -> dict:
 
     times, losses = [], []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         opt.zero_grad()
         _, loss = model(idx, targets)
         loss.backward()
         opt.step()
-        dt = time.perf_counter() - t0
+        dt = CLOCK() - t0
         losses.append(float(loss.data))
         if i >= warmup:
             times.append(dt)
     n_params = sum(p.data.size for p in model.parameters())
-    return _summary("ours", c, times, losses, n_params, dtype=str(model.transformer.wte.weight.data.dtype))
+    return _summary("ours", c, times, losses, n_params, dtype=str(model.transformer.wte.weight.data.dtype),
+                    malloc_tuned=malloc_tuned)
 
 
 # ------------------------------------------------------------------------------- PyTorch
@@ -155,12 +164,12 @@ def run_torch(c: dict, steps: int, warmup: int, threads: int) -> dict:
 
     times, losses = [], []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         opt.zero_grad(set_to_none=True)
         _, loss = model(idx, targets)
         loss.backward()
         opt.step()
-        dt = time.perf_counter() - t0
+        dt = CLOCK() - t0
         losses.append(float(loss.item()))
         if i >= warmup:
             times.append(dt)
@@ -183,9 +192,25 @@ def _summary(impl, c, times, losses, n_params, **extra) -> dict:
         "gflops_per_s": round(flops_per_token(c) * tokens / med / 1e9, 1),
         "n_params": int(n_params),
         "loss_first": round(losses[0], 4),
+        "step_s": [round(t, 5) for t in times],
         "loss_last": round(losses[-1], 4),
         **extra,
     }
+
+
+def _pool(runs: list, c: dict) -> dict:
+    """Merge the workers' results of one impl: median and best over all their timed steps."""
+    times = [t for r in runs for t in r["step_s"]]
+    med = statistics.median(times)
+    tokens = c["batch_size"] * c["block_size"]
+    out = {k: v for k, v in runs[0].items() if k not in ("step_s",)}
+    out.update(steps_timed=len(times), rounds=len(runs),
+               step_ms_median=round(med * 1e3, 3), step_ms_min=round(min(times) * 1e3, 3),
+               step_ms_max=round(max(times) * 1e3, 3),
+               tokens_per_s=round(tokens / med, 1), tokens_per_s_best_step=round(tokens / min(times), 1),
+               gflops_per_s=round(flops_per_token(c) * tokens / med / 1e9, 1),
+               loss_last=runs[-1]["loss_last"])
+    return out
 
 
 # ------------------------------------------------------------------------------ driver
@@ -212,10 +237,23 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default per config)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default per config)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-malloc-tuning", action="store_true",
+                    help="leave glibc malloc at its defaults in our process (see scratchgpt/allocator.py)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate ours/torch subprocesses this many times and pool the step times "
+                         "(on a shared machine, spreads the disturbance over both)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall time, or process CPU time (use with --threads 1 on a busy machine)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--config", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global CLOCK
+    if args.clock == "cpu":
+        os.environ["BENCH_CLOCK"] = "cpu"  # inherited by the worker subprocesses
+        CLOCK = time.process_time
+    if args.no_malloc_tuning:
+        os.environ["SCRATCHGPT_MALLOC_TUNING"] = "0"
 
     if args.worker:
         c = CONFIGS[args.config]
@@ -236,21 +274,35 @@ def main(argv=None) -> int:
         steps = args.steps or DEFAULT_STEPS[n]
         warmup = DEFAULT_WARMUP[n] if args.warmup is None else args.warmup
         row = {"config": {**CONFIGS[n]}, "flops_per_token": flops_per_token(CONFIGS[n])}
+        runs = {impl: [] for impl in impls}
+        for r in range(args.rounds):
+            for impl in impls:
+                print(f"[{n}] round {r + 1}/{args.rounds} {impl}: {warmup} warm-up + {steps} timed steps ...",
+                      file=sys.stderr, flush=True)
+                runs[impl].append(run_worker_subprocess(impl, n, steps, warmup, args.threads))
         for impl in impls:
-            print(f"[{n}] {impl}: {warmup} warm-up + {steps} timed steps ...", file=sys.stderr, flush=True)
-            row[impl] = run_worker_subprocess(impl, n, steps, warmup, args.threads)
+            row[impl] = _pool(runs[impl], CONFIGS[n])
         if "ours" in row and "torch" in row:
             row["ratio_ours_over_torch"] = round(row["ours"]["tokens_per_s"] / row["torch"]["tokens_per_s"], 3)
+            row["ratio_best_step"] = round(row["ours"]["tokens_per_s_best_step"]
+                                           / row["torch"]["tokens_per_s_best_step"], 3)
         results[n] = row
+    results["_machine"] = {"loadavg_at_end": os.getloadavg(), "cpus": os.cpu_count(), "threads": args.threads}
 
     print(json.dumps(results, indent=2))
     print()
-    print(f"{'config':<7}{'ours tok/s':>12}{'torch tok/s':>13}{'ratio':>8}{'ours GF/s':>11}{'torch GF/s':>12}")
+    print("tok/s = tokens per second at the median step; 'best' = at the fastest step")
+    print(f"{'config':<7}{'ours tok/s':>12}{'torch tok/s':>13}{'ratio':>8}{'ours GF/s':>11}{'torch GF/s':>12}"
+          f"{'ours best':>11}{'torch best':>12}{'ratio best':>12}")
     for n, row in results.items():
+        if n.startswith("_"):
+            continue
         o, t = row.get("ours", {}), row.get("torch", {})
         ratio = row.get("ratio_ours_over_torch", float("nan"))
         print(f"{n:<7}{o.get('tokens_per_s', float('nan')):>12.0f}{t.get('tokens_per_s', float('nan')):>13.0f}"
-              f"{ratio:>8.2f}{o.get('gflops_per_s', float('nan')):>11.1f}{t.get('gflops_per_s', float('nan')):>12.1f}")
+              f"{ratio:>8.2f}{o.get('gflops_per_s', float('nan')):>11.1f}{t.get('gflops_per_s', float('nan')):>12.1f}"
+              f"{o.get('tokens_per_s_best_step', float('nan')):>11.0f}{t.get('tokens_per_s_best_step', float('nan')):>12.0f}"
+              f"{row.get('ratio_best_step', float('nan')):>12.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
