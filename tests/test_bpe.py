@@ -44,6 +44,12 @@ def test_cython_scanner_equals_reference(tok, text, mode):
     assert "".join(split_ref(text, mode)) == text
 
 
+def test_fast_class_table_equals_unicodedata_table():
+    from scratchgpt.tokenizer.bpe import fast_class_table
+    from scratchgpt.tokenizer.pretokenize import class_table
+    assert fast_class_table() == class_table()
+
+
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # Code points unassigned in Python's Unicode tables may be letters in the newer tables of the
 # `regex` package; their class is a Unicode-version question, not a scanner one.

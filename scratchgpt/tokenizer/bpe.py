@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
 from . import bpe_ref
-from .pretokenize import DEFAULT_MODE, class_table, get_mode, split_ref
+from .pretokenize import CJK_RANGES, DEFAULT_MODE, WHITE_SPACE, get_mode, split_ref
 
 BACKENDS = ("cython", "ref")
 FORMAT_VERSION = 1
@@ -396,12 +396,20 @@ def _valid_id(i, n) -> bool:
 
 
 _SPLITTERS = {}
+_FAST_TABLE = []
+
+
+def fast_class_table() -> bytes:
+    """pretokenize.class_table(), built by the Cython module (same bytes, ~30x faster)."""
+    if not _FAST_TABLE:
+        _FAST_TABLE.append(_load_cython().build_class_table(WHITE_SPACE, [list(r) for r in CJK_RANGES]))
+    return _FAST_TABLE[0]
 
 
 def _splitter(mode):
     if mode.name not in _SPLITTERS:
         _SPLITTERS[mode.name] = _load_cython().Splitter(
-            class_table(), mode.case_insensitive_contractions, mode.max_digits, mode.cjk_chunk)
+            fast_class_table(), mode.case_insensitive_contractions, mode.max_digits, mode.cjk_chunk)
     return _SPLITTERS[mode.name]
 
 
