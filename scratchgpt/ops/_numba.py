@@ -8,7 +8,9 @@ nothing from threads, so ``KernelPair`` runs the serial build below ``PARALLEL_M
 and the parallel build above it. Inside a serial build ``prange`` is a plain ``range``.
 
 Both builds are cached on disk (``cache=True``); the serial copy gets its own qualified
-name so the two cache entries never collide.
+name so the two cache entries never collide. Numba's on-disk cache is keyed on the source
+file of the kernel, not on this file: after changing the compile options here, delete
+``scratchgpt/ops/__pycache__/*.nbi`` / ``*.nbc`` or the old machine code is reused.
 """
 from __future__ import annotations
 
@@ -46,8 +48,12 @@ def njit_pair(fastmath=False):
                                        fn.__defaults__, fn.__closure__)
         serial_fn.__qualname__ = fn.__qualname__ + "_serial"
         serial_fn.__module__ = fn.__module__
-        par = njit(cache=True, parallel=True, fastmath=fastmath)(fn)
-        ser = njit(cache=True, parallel=False, fastmath=fastmath)(serial_fn)
+        # error_model="numpy": a float division by zero gives inf/NaN as in NumPy instead of
+        # raising ZeroDivisionError; the per-element zero check of the default "python" model
+        # stops LLVM from vectorising any loop that divides (measured: scalar divss vs
+        # 16-wide vdivps). Parallel builds already use the numpy model.
+        par = njit(cache=True, parallel=True, fastmath=fastmath, error_model="numpy")(fn)
+        ser = njit(cache=True, parallel=False, fastmath=fastmath, error_model="numpy")(serial_fn)
         return KernelPair(par, ser, fn.__name__)
     return deco
 

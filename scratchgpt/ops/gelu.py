@@ -67,10 +67,11 @@ def _gelu_inner_kernel(x, a):  # x, a flat (N,): a = -2 |u|, u = k (x + a x³)
 def _gelu_out_kernel(x, e, out):  # flat (N,): y = ½ x (1 + t)
     n = x.shape[0]
     one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)  # a typed 0: comparing with int 0 would promote v to float64
     for i in prange(n):
         v = x[i]
         ei = e[i]
-        num = one if v >= 0 else ei  # (1 + t) = 2 num / (1 + e)
+        num = one if v >= zero else ei  # (1 + t) = 2 num / (1 + e)
         out[i] = v * num / (one + ei)
 
 
@@ -82,12 +83,14 @@ def _gelu_backward_kernel(dout, x, e, dx):  # flat (N,)
     half = x.dtype.type(0.5)
     one = x.dtype.type(1.0)
     two = x.dtype.type(2.0)
+    zero = x.dtype.type(0.0)
     for i in prange(n):
         v = x[i]
         ei = e[i]
         inv = two / (one + ei)
-        p = inv if v >= 0 else ei * inv  # 1 + t
-        q = ei * inv if v >= 0 else inv  # 1 - t
+        pos = v >= zero
+        p = inv if pos else ei * inv  # 1 + t
+        q = ei * inv if pos else inv  # 1 - t
         d = half * p + half * v * (p * q) * k * (one + a3 * v * v)
         dx[i] = dout[i] * d
 

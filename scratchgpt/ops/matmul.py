@@ -13,10 +13,12 @@ linear (GPT-2 "Conv1D" layout, so Hugging Face GPT-2 weights load without transp
 Fast path: BLAS sgemm/dgemm through ``np.matmul``. For the sizes a GPT step uses (e.g.
 (2048, 384) @ (384, 1536)) OpenBLAS reaches ~160 GFLOP/s on 2 cores (packing, register
 blocking, AVX2/AVX-512 micro-kernels); the tiled Numba kernel ``matmul_numba`` below is the
-readable version of the same idea and is several times slower (measured in the tests'
-sibling benchmark: see the final report of issue 2), so the ops dispatch to BLAS. linear works on the 2-D
-(N, Cin) view so each of its three products is exactly one gemm call; transposed operands
-are passed as transposed views, which NumPy hands to BLAS as a trans flag (no copy).
+readable version of the same idea and is far slower — measured here on (2048, 384) @ (384, 1536)
+float32: np.matmul 13.9 ms (174 GFLOP/s), matmul_numba 384 ms (6.3 GFLOP/s) — so the ops
+dispatch to BLAS and the Numba kernel is kept for learning and tested against the ref.
+linear works on the 2-D (N, Cin) view so each of its three products is exactly one gemm
+call; transposed operands are passed as transposed views, which NumPy hands to BLAS as a
+trans flag (no copy).
 """
 from __future__ import annotations
 
