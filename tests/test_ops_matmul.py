@@ -108,3 +108,18 @@ def test_bad_shapes_are_clear_errors():
         linear(Tensor(np.ones((2, 4))), Tensor(np.ones((3, 5))))
     with pytest.raises(ValueError, match="matmul_numba"):
         matmul_numba(np.ones((2, 3)), np.ones((4, 2)))
+
+
+def test_linear_with_transposed_weight_tied_head():
+    # the GPT lm_head: linear(x, transpose(wte)); dW must come back in wte's own (C-) layout
+    rng = np.random.default_rng(1)
+    from scratchgpt.ops import transpose
+    gradcheck(lambda x_, w_: linear(x_, transpose(w_)), [rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 4))],
+              **GC)
+    wte = Tensor(rng.standard_normal((7, 4)).astype(np.float32), requires_grad=True)
+    x = Tensor(rng.standard_normal((2, 3, 4)).astype(np.float32))
+    y = linear(x, transpose(wte))
+    g = rng.standard_normal((2, 3, 7)).astype(np.float32)
+    y.backward(g)
+    assert wte.grad.flags.c_contiguous
+    np.testing.assert_allclose(wte.grad, g.reshape(-1, 7).T @ x.data.reshape(-1, 4), rtol=1e-5, atol=1e-5)

@@ -151,7 +151,15 @@ def linear_backward(dout, cache, need_x=True, need_w=True, need_b=True):
     x2, w, xshape, has_b = cache
     g = dout.reshape(-1, w.shape[1])  # (N, Cout)
     dx = np.matmul(g, w.T).reshape(xshape) if need_x else None  # (N, Cin): sgemm with trans flag
-    dw = np.matmul(x2.T, g) if need_w else None  # (Cin, Cout)
+    dw = None
+    if need_w:
+        if w.flags.f_contiguous and not w.flags.c_contiguous:
+            # w is a transposed view (the tied lm_head: linear(x, transpose(wte))): produce dW
+            # in the same layout, so its transpose — what reaches wte — is C-contiguous and
+            # adds to the embedding's gradient without a strided pass
+            dw = np.matmul(g.T, x2).T  # (Cin, Cout), F-ordered
+        else:
+            dw = np.matmul(x2.T, g)  # (Cin, Cout)
     db = g.sum(axis=0) if (has_b and need_b) else None  # (Cout,)
     return dx, dw, db
 
