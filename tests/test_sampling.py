@@ -346,3 +346,15 @@ def test_penalties_come_before_temperature_and_filters():
     for fn in SAMPLERS:
         assert {fn(z, top_k=2, history=hist, repetition_penalty=1.5, frequency_penalty=0.6, rng=s)
                 for s in range(100)} == {1, 3}
+
+
+@pytest.mark.parametrize("kw,allowed", [
+    ({"top_k": 2}, {0, 1}),
+    ({"top_p": 0.5}, {0, 1, 2}),                  # 3 of 6 equal tokens reach mass 0.5
+    ({"top_k": 4, "top_p": 0.5}, {0, 1}),
+    ({"top_p": 0.34}, {0, 1, 2}),                 # 2/6 < 0.34 <= 3/6
+])
+def test_ties_at_the_cut_go_to_lower_ids(kw, allowed):
+    z = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -50.0], dtype=np.float32)  # 6 tied + a negligible tail
+    for fn in SAMPLERS:
+        assert {fn(z, rng=s, **kw) for s in range(200)} == allowed
