@@ -32,6 +32,21 @@ _LO = np.float32(-87.33654)   # exp(_LO) = smallest normal float32
 _HI = np.float32(88.72283)    # exp(_HI) = largest float32
 
 
+@njit(fastmath=FASTMATH, inline="always", cache=True)
+def _exp_parts(v0):
+    """float32 v0 -> (mantissa polynomial exp(r), int32 bits of 2^k); exp(v0) = their product.
+    Below the normal range the mantissa is 0 (and NaN stays NaN)."""
+    v = min(max(v0, _LO), _HI)
+    k = np.floor(v * np.float32(1.44269504) + np.float32(0.5))
+    r = v - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+    p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
+           + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
+         + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    bits = (np.int32(k) + np.int32(127)) << np.int32(23)
+    return (p if v0 >= _LO else (v0 if v0 != v0 else np.float32(0.0))), bits
+
+
 def exp_inplace(x, ibuf):  # pragma: no cover - the Python body is never run; see the overload
     """x[:] = exp(x[:]) (Numba-only; ``ibuf``: int32 scratch, len >= len(x))."""
     raise TypeError("exp_inplace is callable from Numba-compiled code only")
@@ -44,17 +59,7 @@ def _exp_inplace_overload(x, ibuf):
             n = x.shape[0]
             pow2 = ibuf[:n].view(np.float32)
             for j in range(n):
-                v0 = x[j]
-                v = min(max(v0, _LO), _HI)
-                k = np.floor(v * np.float32(1.44269504) + np.float32(0.5))
-                r = v - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
-                p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
-                       + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
-                     + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
-                p = p * (r * r) + r + np.float32(1.0)
-                ibuf[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-                # below the normal range -> 0; a NaN stays NaN (v0 != v0 only for NaN)
-                x[j] = p if v0 >= _LO else (v0 if v0 != v0 else np.float32(0.0))
+                x[j], ibuf[j] = _exp_parts(x[j])
             for j in range(n):
                 x[j] *= pow2[j]
         return impl32
@@ -62,6 +67,73 @@ def _exp_inplace_overload(x, ibuf):
     def impl_other(x, ibuf):
         for j in range(x.shape[0]):
             x[j] = np.exp(x[j])
+    return impl_other
+
+
+def exp_affine_sum(src, dst, a, b, ibuf):  # pragma: no cover - Numba-only, see the overload
+    """dst[:] = exp(a * src[:] - b); returns sum(dst) as float64 (Numba-only).
+
+    One fused pass instead of separate scale / exp / sum passes. ``src`` and ``dst`` must not
+    overlap (LLVM's runtime alias check would send overlapping arrays down the scalar loop);
+    use ``exp_affine_sum_inplace`` for in place.
+    """
+    raise TypeError("exp_affine_sum is callable from Numba-compiled code only")
+
+
+@overload(exp_affine_sum, jit_options={"fastmath": FASTMATH})
+def _exp_affine_sum_overload(src, dst, a, b, ibuf):
+    if dst.dtype == types.float32:
+        def impl32(src, dst, a, b, ibuf):
+            n = dst.shape[0]
+            pow2 = ibuf[:n].view(np.float32)
+            for j in range(n):
+                dst[j], ibuf[j] = _exp_parts(src[j] * a - b)
+            total = 0.0
+            for j in range(n):
+                e = dst[j] * pow2[j]
+                dst[j] = e
+                total += e
+            return total
+        return impl32
+
+    def impl_other(src, dst, a, b, ibuf):
+        total = 0.0
+        for j in range(dst.shape[0]):
+            e = np.exp(src[j] * a - b)
+            dst[j] = e
+            total += e
+        return total
+    return impl_other
+
+
+def exp_affine_sum_inplace(x, a, b, ibuf):  # pragma: no cover - Numba-only, see the overload
+    """x[:] = exp(a * x[:] - b); returns sum(x) as float64 (Numba-only)."""
+    raise TypeError("exp_affine_sum_inplace is callable from Numba-compiled code only")
+
+
+@overload(exp_affine_sum_inplace, jit_options={"fastmath": FASTMATH})
+def _exp_affine_sum_inplace_overload(x, a, b, ibuf):
+    if x.dtype == types.float32:
+        def impl32(x, a, b, ibuf):
+            n = x.shape[0]
+            pow2 = ibuf[:n].view(np.float32)
+            for j in range(n):
+                x[j], ibuf[j] = _exp_parts(x[j] * a - b)
+            total = 0.0
+            for j in range(n):
+                e = x[j] * pow2[j]
+                x[j] = e
+                total += e
+            return total
+        return impl32
+
+    def impl_other(x, a, b, ibuf):
+        total = 0.0
+        for j in range(x.shape[0]):
+            e = np.exp(x[j] * a - b)
+            x[j] = e
+            total += e
+        return total
     return impl_other
 
 

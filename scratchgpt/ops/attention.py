@@ -33,7 +33,7 @@ from numba import njit, prange
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
 from ._vexp import FASTMATH as _FASTMATH
-from ._vexp import exp_inplace, row_max
+from ._vexp import exp_affine_sum_inplace, row_max
 
 # _FASTMATH: reassociation lets LLVM vectorise the max/sum reductions; 'nnan'/'ninf' stay off so
 # -inf and NaN still behave as IEEE says. exp_inplace: a SIMD float32 exp (see _vexp.py).
@@ -105,19 +105,16 @@ def _causal_softmax_inplace(att, scale):
     for c in prange(n_chunks):
         ibuf = np.empty(T, dtype=np.int32)
         acc = np.empty(16, dtype=att.dtype)
+        sc = np.empty(1, dtype=att.dtype)
         for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
             bh = r // T
             i = r - bh * T
             row = att[bh, i]
             live = row[:i + 1]                  # keys 0..i; the rest is the future
             m = row_max(live, acc) * scale
-            for j in range(i + 1):
-                live[j] = live[j] * scale - m
-            exp_inplace(live, ibuf)
-            total = zero
-            for j in range(i + 1):
-                total += live[j]
-            inv = 1 / total
+            total = exp_affine_sum_inplace(live, scale, m, ibuf)
+            sc[0] = 1.0 / total                 # 1/total cast to the row's dtype (SIMD multiply)
+            inv = sc[0]
             for j in range(i + 1):
                 live[j] *= inv
             for j in range(i + 1, T):

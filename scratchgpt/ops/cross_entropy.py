@@ -28,7 +28,7 @@ from numba import njit, prange
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
 from ._vexp import FASTMATH as _FASTMATH
-from ._vexp import exp_inplace, row_max
+from ._vexp import exp_affine_sum, row_max
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -99,6 +99,7 @@ def _ce_rows(z, t, valid, w, grad, losses, compute_grad):
         acc = np.empty(16, dtype=z.dtype)
         ebuf = np.empty(V, dtype=z.dtype)
         scale = np.empty(1, dtype=z.dtype)  # w/total in the row's dtype: float32 stays SIMD
+        one = np.ones(1, dtype=z.dtype)[0]
         for n in range(c * N // n_chunks, (c + 1) * N // n_chunks):
             if not valid[n]:
                 losses[n] = 0.0
@@ -108,12 +109,7 @@ def _ce_rows(z, t, valid, w, grad, losses, compute_grad):
             row = z[n]
             m = row_max(row, acc)
             e = grad[n] if compute_grad else ebuf   # the exps land where the gradient will be
-            for j in range(V):
-                e[j] = row[j] - m
-            exp_inplace(e, ibuf)
-            total = np.float64(0.0)             # float64 sum: V up to ~50k terms
-            for j in range(V):
-                total += e[j]
+            total = exp_affine_sum(row, e, one, m, ibuf)   # float64 sum: V up to ~50k terms
             tn = t[n]
             losses[n] = np.log(total) - (np.float64(row[tn]) - np.float64(m))
             if compute_grad:
