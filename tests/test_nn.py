@@ -177,3 +177,17 @@ def test_config_is_frozen_and_roundtrips():
     assert Seq2SeqConfig.from_dict(s.to_dict()) == s
     with pytest.raises(ConfigError, match="n_decoder_layer"):
         Seq2SeqConfig(vocab_size=12, block_size=8, n_encoder_layer=1, n_decoder_layer=0, n_head=2, n_embd=8)
+
+
+def test_gpt_without_biases(tmp_path):
+    model = GPT(TINY.replace(bias=False), seed=0)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(n.endswith(".bias") for n in names)
+    assert len(names) == 2 + TINY.n_layer * 6 + 1
+    idx = np.arange(16).reshape(2, 8) % TINY.vocab_size
+    _, loss = model(idx, idx)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    model.save(tmp_path)
+    again = GPT.load(tmp_path)
+    assert np.array_equal(again(idx)[0].data, model(idx)[0].data)
