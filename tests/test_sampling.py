@@ -167,7 +167,7 @@ def test_small_positive_temperature_approaches_argmax():
     rng = np.random.default_rng(0)
     z = (rng.permutation(1000) * 0.1).astype(np.float32)   # distinct, gaps >= 0.1
     for fn in SAMPLERS:
-        assert {fn(z, temperature=1e-3, rng=s) for s in range(30)} == {int(np.argmax(z))}
+        assert {fn(z, temperature=1e-3, rng=s) for s in range(12)} == {int(np.argmax(z))}
 
 
 def test_greedy_sees_penalties():
@@ -358,3 +358,16 @@ def test_ties_at_the_cut_go_to_lower_ids(kw, allowed):
     z = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -50.0], dtype=np.float32)  # 6 tied + a negligible tail
     for fn in SAMPLERS:
         assert {fn(z, rng=s, **kw) for s in range(200)} == allowed
+
+
+def test_threads_do_not_share_scratch_buffers():
+    """The Cython sampler reuses per-thread buffers; concurrent calls must not clobber each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def job(V):
+        z = np.random.default_rng(V).standard_normal(V).astype(np.float32) * 2
+        got = [sample(z, rng=s, top_p=0.8, top_k=V // 3) for s in range(12)]
+        return got == [sample_ref(z, rng=s, top_p=0.8, top_k=V // 3) for s in range(12)]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(job, [40_000, 60_000, 30_000, 50_000, 20_000, 70_000]))
