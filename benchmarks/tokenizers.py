@@ -130,6 +130,16 @@ def train_ours(texts, workdir):
     return BPETokenizer.train(texts, VOCAB)
 
 
+def train_ours_gpt2(texts, workdir):
+    """Ours with the GPT-2 pre-tokenizer (whole CJK runs are one piece), for an apples-to-apples
+    comparison with tiktoken running GPT-2's own pattern."""
+    from scratchgpt.tokenizer import BPETokenizer
+    return BPETokenizer.train(texts, VOCAB, pretokenizer="gpt2")
+
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
 def train_hf(texts, workdir):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
@@ -154,11 +164,14 @@ def train_sp(kind):
 
 
 def tiktoken_from(ours):
+    """tiktoken over our merges: a token's rank is its id (merge i -> id 256 + i), and the
+    pattern is the regex form of our pre-tokenizer mode."""
     import tiktoken
 
     from scratchgpt.tokenizer.bpe_formats import SCRATCHGPT_REGEX
     ranks = {data: i for i, data in enumerate(ours.id_to_bytes)}
-    return tiktoken.Encoding(name="scratchgpt-merges", pat_str=SCRATCHGPT_REGEX,
+    pattern = GPT2_PATTERN if ours.pretokenizer == "gpt2" else SCRATCHGPT_REGEX
+    return tiktoken.Encoding(name=f"scratchgpt-merges-{ours.pretokenizer}", pat_str=pattern,
                              mergeable_ranks=ranks, special_tokens={})
 
 
@@ -166,7 +179,7 @@ def encoders(name, tok):
     """(encode one str, decode ids) for each library. Called again for every timed run, so
     tokenizers with a piece cache (ours, HF) start each run with an EMPTY cache: the numbers are
     what encoding a corpus once costs, not a replay of text the cache has already seen."""
-    if name == "ours":
+    if name.startswith("ours"):
         tok = tok.with_backend("cython")  # a new Encoder, new cache
         return tok.encode, tok.decode
     if name == "hf":
@@ -175,7 +188,7 @@ def encoders(name, tok):
         return (lambda s: tok.encode(s, add_special_tokens=False).ids), tok.decode
     if name.startswith("sentencepiece"):
         return tok.encode, tok.decode
-    if name == "tiktoken":
+    if name.startswith("tiktoken"):
         return tok.encode_ordinary, tok.decode
     raise ValueError(name)
 
@@ -195,7 +208,7 @@ def main(argv=None):
 
     results = {}
     trained = {}
-    for name, train in (("ours", train_ours), ("hf", train_hf),
+    for name, train in (("ours", train_ours), ("ours-gpt2", train_ours_gpt2), ("hf", train_hf),
                         ("sentencepiece-bpe", train_sp("bpe")), ("sentencepiece-unigram", train_sp("unigram"))):
         if name in args.skip:
             continue
@@ -203,9 +216,10 @@ def main(argv=None):
         trained[name] = tok
         results[name] = {"train_s": secs}
         print(f"  trained {name:22s} {secs:7.2f} s", flush=True)
-    if "ours" in trained and "tiktoken" not in args.skip:
-        trained["tiktoken"] = tiktoken_from(trained["ours"])
-        results["tiktoken"] = {"train_s": None}
+    for ours, tt in (("ours", "tiktoken"), ("ours-gpt2", "tiktoken-gpt2")):
+        if ours in trained and tt not in args.skip:
+            trained[tt] = tiktoken_from(trained[ours])
+            results[tt] = {"train_s": None}
 
     for name, tok in trained.items():
         row = results[name]
@@ -222,12 +236,15 @@ def main(argv=None):
             row[f"{lang}_tokens"] = len(ids)
             row[f"{lang}_roundtrip"] = back == text
         print(f"  measured {name}", flush=True)
-    if "tiktoken" in trained:  # same merges: do the ids agree?
-        enc_o, _ = encoders("ours", trained["ours"])
-        enc_t, _ = encoders("tiktoken", trained["tiktoken"])
-        for lang, text in texts.items():
-            lines = text.splitlines(keepends=True)
-            results["tiktoken"][f"{lang}_lines_equal_to_ours"] = sum(enc_o(x) == enc_t(x) for x in lines) / len(lines)
+    for ours, tt in (("ours", "tiktoken"), ("ours-gpt2", "tiktoken-gpt2")):
+        if tt in trained:  # same merges: do the ids agree?
+            enc_o, _ = encoders(ours, trained[ours])
+            enc_t, _ = encoders(tt, trained[tt])
+            for lang, text in texts.items():
+                lines = text.splitlines(keepends=True)
+                same = sum(enc_o(x) == enc_t(x) for x in lines) / len(lines)
+                results[tt][f"{lang}_lines_equal_to_{ours}"] = same
+                print(f"  {tt} ids == {ours} ids on {same:.2%} of {lang} lines")
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
@@ -240,11 +257,12 @@ def print_table(results):
             ("zh_encode_lines_MBps", "zh lines"), ("zh_encode_string_MBps", "zh string"),
             ("en_decode_MBps", "en decode"), ("zh_decode_MBps", "zh decode"),
             ("en_tokens", "en tokens"), ("zh_tokens", "zh tokens")]
-    ours = results.get("ours", {})
-    print("\nencode/decode in MB/s (higher is better), train in s; (x) = ours / theirs "
-          "(speed: >1 means ours is faster; tokens: <1 means ours uses fewer)")
+    print("\nencode/decode in MB/s (higher is better), train in s (CPU time, single thread); "
+          "(x) = ours / theirs (speed: >1 means ours is faster; tokens: <1 means ours uses fewer); "
+          "rows ending in -gpt2 compare with ours-gpt2, the others with ours")
     print(f"{'':24s}" + "".join(f"{label:>18s}" for _, label in cols))
     for name, row in results.items():
+        ours = results.get("ours-gpt2" if name.endswith("gpt2") else "ours", {})
         cells = []
         for key, _ in cols:
             v = row.get(key)
@@ -252,7 +270,7 @@ def print_table(results):
                 cells.append(f"{'-':>18s}")
                 continue
             ratio = ""
-            if name != "ours" and ours.get(key):
+            if row is not ours and ours.get(key):
                 r = (v / ours[key]) if key == "train_s" else (ours[key] / v)
                 ratio = f" ({r:.2f}x)"
             fmt = f"{v:.0f}" if key.endswith("tokens") else f"{v:.2f}"

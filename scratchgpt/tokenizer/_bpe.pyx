@@ -2,15 +2,18 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Fast byte-level BPE: the same algorithms as bpe_ref.py / pretokenize.py, in Cython.
 
+* ``build_class_table``: pretokenize.class_table() in C (7 ms instead of ~0.1 s).
 * ``Splitter``: the pre-tokenizer scanner over the code points of a str (no regex engine; one
-  table lookup per character), plus word counting for training.
+  table lookup per character, ~250 MB/s), plus word counting for training in a C hash table.
 * ``train_merges``: BPE training with incremental pair counts. Each pair keeps its count and the
   list of places it occurs; a merge visits only those places and updates the counts of the
   neighbouring pairs it destroys and creates. A max-heap keyed (count, -(left, right)) gives the
   best pair with the same tie-break as the reference; heap entries are lazy (checked against the
   live count when popped, re-pushed if the count dropped).
-* ``Encoder``: pre-tokenize, look each piece up in a cache (str -> ids), and on a miss run the
-  merge-rank loop over a C int buffer with an open-addressing pair table.
+* ``Encoder``: pre-tokenize, look each piece up in a cache (a C hash table keyed by the piece's
+  code points -> ids), and on a miss run the merge-rank loop over a C int buffer with an
+  open-addressing pair table. The output list is built once at the end from shared int objects.
+* ``join_token_bytes``: decoding, one memcpy per token.
 """
 from cython.operator cimport dereference as deref
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
