@@ -19,9 +19,12 @@ import types
 
 from numba import njit
 
-# Work (in array elements) below which the serial build runs. 2**15 floats = 128 KiB: about
-# where one thread stops finishing the job faster than waking the second one.
-PARALLEL_MIN_ELEMENTS = 1 << 15
+# Work (in array elements) below which the serial build runs. 2**17 floats = 512 KiB. Measured
+# (serial, vectorised): layernorm on (768, 128) float32 takes 0.037 ms forward / 0.073 ms
+# backward on one core — the same order as waking a second thread — so arrays of the small
+# benchmark config's (B*T, C) size stay serial, while its (B*T, 4C) MLP activations and every
+# activation of the larger config go parallel.
+PARALLEL_MIN_ELEMENTS = 1 << 17
 
 
 class KernelPair:
