@@ -64,6 +64,15 @@ def test_imported_layout_keeps_hf_ids(hf_pair):
     assert load_tokenizer(path).merges == ours.merges  # load_tokenizer recognises tokenizer.json
 
 
+def test_imported_layout_survives_our_json(hf_pair, tmp_path):
+    hf, ours, _ = hf_pair
+    assert ours.byte_to_id != list(range(256))  # HF numbers bytes and specials its own way
+    ours.save(tmp_path / "ours.json")
+    back = BPETokenizer.load(tmp_path / "ours.json")
+    text = "Hello <|end|> world! 我们是中国人民的朋友 😀"
+    assert back.encode(text, allowed_special="all") == hf.encode(text).ids
+
+
 def test_hf_gpt2_files_import(hf_pair, tmp_path):
     hf, ours, _ = hf_pair
     hf.model.save(str(tmp_path))  # vocab.json + merges.txt
