@@ -24,11 +24,11 @@ from numba import prange
 from ..autograd import Function, Tensor
 from ._numba import njit_pair
 
-# Only two fast-math flags: "reassoc" lets LLVM vectorise the row sums (8-16 partial sums
-# instead of one serial chain: ~10x faster here, measured 0.14 ms vs 1.97 ms forward on
-# (2048, 384) float32) and "contract" allows FMA. No nnan/ninf/afn, so inf/NaN propagate
-# and no approximate math functions are used; the compiled order is fixed, so runs are
-# bit-for-bit repeatable.
+# Only two fast-math flags: "reassoc" lets LLVM vectorise the row sums (several partial sums
+# instead of one serial chain; measured on one core, (2048, 384) float32 forward: 0.22 ms vs
+# 1.36 ms with strict IEEE order) and "contract" allows FMA. No nnan/ninf/afn, so inf/NaN
+# propagate and no approximate math functions are used; the compiled order is fixed, so runs
+# are bit-for-bit repeatable.
 _FM = {"reassoc", "contract"}
 _N_CHUNKS = 16  # fixed partial-sum count for dw/db: deterministic whatever the thread count
 
