@@ -28,6 +28,7 @@ merged in O(n * distinct merges applied) for n bytes; pieces are short in practi
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 from pathlib import Path
@@ -144,6 +145,8 @@ class BPETokenizer:
         specials = list(special_tokens or [])
         if len(set(specials)) != len(specials):
             raise ConfigError(f"special_tokens has duplicates: {specials}")
+        if hasattr(vocab_size, "__index__") and not isinstance(vocab_size, bool):
+            vocab_size = operator.index(vocab_size)  # numpy ints are fine
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
             raise ConfigError(f"vocab_size must be an int >= 256 + {len(specials)} special tokens "
                               f"= {256 + len(specials)}, got {vocab_size!r}")
