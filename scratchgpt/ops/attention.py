@@ -18,8 +18,9 @@ Backward, with dy the gradient of y (one head):
     dq = dS k · s,   dk = dS^T q · s
 
 Fast CPU path (chosen by measurement, see the numbers below ``causal_self_attention_forward``):
-the four matrix products run as batched BLAS calls (``np.matmul`` over (B, NH) on strided
-views of ``qkv``, no head-split copies), and everything between them — scale, causal mask,
+the matrix products run as batched BLAS calls (``np.matmul`` over (B, NH) on strided views of
+``qkv``, no head-split copies; split into causal row blocks so the all-masked upper blocks are
+never computed), and everything between them — scale, causal mask,
 max-subtracted softmax, and the softmax backward — is one fused Numba pass per row, in place.
 Forward caches ``qkv`` (a reference, not a copy) and the probabilities P (B, NH, T, T).
 """
@@ -165,8 +166,9 @@ def _causal_softmax_backward_inplace(p, dp, scale):
 # Block size of the causal blocking: the products are split into row blocks of this many
 # queries, and block r only multiplies against keys 0 .. end of block r — the all-masked
 # upper blocks are never computed. With nb blocks the work is (nb+1)/(2 nb) of the dense
-# products (T=256: 4 blocks -> 62.5%). Smaller blocks waste less but make smaller, slower GEMMs;
-# 64 was the fastest on config M (see the table in causal_self_attention_forward).
+# products (T=256: 4 blocks -> 62.5%). Smaller blocks waste less but make smaller, slower GEMMs.
+# Config M forward+backward, 1 thread, CPU time: no blocking 42.2 ms, block 128: 37.8 ms,
+# 64: 35.5 ms, 32: 36.5 ms.
 _CAUSAL_BLOCK = 64
 
 
@@ -180,11 +182,21 @@ def causal_self_attention_forward(qkv, n_head):
 
     Returns (out (B, T, C), cache); cache = (qkv, P, n_head).
 
-    Design, measured on 2 cores (forward+backward, float32, benchmarks/attention_design.py):
-      config S (B=12, T=64, C=128, NH=4):  (a) BLAS + fused softmax  {S_A}
-                                           (b) fully fused Numba      {S_B}
-      config M (B=8, T=256, C=384, NH=6):  (a) BLAS + fused softmax  {M_A}
-                                           (b) fully fused Numba      {M_B}
+    Design, measured (forward+backward, float32, min over repeats; benchmarks/attention_design.py
+    and benchmarks/fused_ops.py). The shared 2-core machine was heavily loaded by parallel jobs,
+    so these are 1-thread process-CPU times, which waiting does not inflate:
+                                              config S            config M
+                                              B=12 T=64 C=128     B=8 T=256 C=384
+                                              NH=4                NH=6
+      (a) BLAS + fused Numba softmax (chosen)   1.3 ms             32.5 ms
+      (b) one fully fused Numba kernel         17.7 ms            520 ms
+      (a) without causal blocking              (T=64 = one block)  42.2 ms
+      torch 2.13 sdpa (is_causal=True)          1.8 ms             39.6 ms
+      torch explicit composition                2.6 ms             53.5 ms
+    (b) loses because Numba's loop dot products do not reach BLAS's register-blocked FMA
+    throughput, and its backward scatters into dk/dv rows; it is kept in the benchmark only.
+    Earlier 2-thread wall times, at lighter load: S (a) 1.36 ms vs (b) 14.0 ms; M (a) 53 ms
+    vs (b) 398 ms (before causal blocking); torch sdpa 6.1 / 25.5 ms.
     """
     qkv = np.asarray(qkv)
     B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
