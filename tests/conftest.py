@@ -2,8 +2,15 @@
 import os
 import sys
 
-import numpy as np
-import pytest
+# pytest runs with -n 2 (two worker processes on two cores): one thread per worker. Parallel
+# Numba kernels and OpenBLAS threads in two processes on two cores would oversubscribe them, and
+# on tiny test arrays the thread wake-ups cost more than the work (measured: a seq2seq step took
+# 17 ms single-threaded vs 1.3 s with default threads on a loaded machine). Set before numpy/numba load.
+for _var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 # Same examples every run (no flaky CI); no per-example deadline because the first call of a

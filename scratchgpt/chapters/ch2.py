@@ -133,10 +133,12 @@ def show_languages() -> list[tuple]:
     print("\n== 4. Which parts are Python, Cython, Numba CPU and CUDA (read from the running library) ==")
     from numba.core.registry import CPUDispatcher
 
+    from ..ops._numba import KernelPair
+
     rows = []
     for name in OP_MODULES:
         mod = importlib.import_module(f"scratchgpt.ops.{name}")
-        njit = sorted(k for k, v in vars(mod).items() if isinstance(v, CPUDispatcher))
+        njit = sorted(k for k, v in vars(mod).items() if isinstance(v, (CPUDispatcher, KernelPair)))
         cuda = sorted(k for k in vars(mod) if "cuda" in k.lower() and callable(vars(mod)[k]))
         rows.append((f"ops/{name}.py", f"{len(njit)} @njit kernels", ", ".join(cuda) or "-"))
     for modname, label in [("scratchgpt.tokenizer._bpe", "tokenizer/_bpe.pyx"),
