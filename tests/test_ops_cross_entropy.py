@@ -179,3 +179,55 @@ def test_matches_torch():
         tl.backward()
         np.testing.assert_allclose(loss, tl.item(), atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(g, tz.grad.numpy(), atol=1e-7, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- the SIMD exp / max helpers
+# (scratchgpt/ops/_vexp.py; shared by the softmax kernels of attention and cross-entropy)
+from numba import njit  # noqa: E402
+
+from scratchgpt.ops._vexp import exp_affine_sum, exp_affine_sum_inplace, exp_inplace, row_max  # noqa: E402
+
+
+@njit(cache=True)
+def _run_vexp(x, a, b):
+    ibuf = np.empty(x.shape[0], dtype=np.int32)
+    y1 = x.copy()
+    exp_inplace(y1, ibuf)
+    y2 = np.empty_like(x)
+    s2 = exp_affine_sum(x, y2, a, b, ibuf)
+    y3 = x.copy()
+    s3 = exp_affine_sum_inplace(y3, a, b, ibuf)
+    acc = np.empty(16, dtype=x.dtype)
+    return y1, y2, s2, y3, s3, row_max(x, acc)
+
+
+@given(st.lists(st.floats(-120.0, 100.0, width=32), min_size=1, max_size=70),
+       st.sampled_from([1.0, 0.125]), st.floats(-5.0, 5.0, width=32))
+def test_simd_exp_and_max_match_numpy(values, a, b):
+    x = np.array(values, dtype=np.float32)
+    y1, y2, s2, y3, s3, m = _run_vexp(x, np.float32(a), np.float32(b))
+    x64 = x.astype(np.float64)
+    in_range = x64 < 88.37                             # above: saturates at exp(88.376)
+    # about 1 ulp in the normal float32 range; exactly 0 below it (exp(-87.34) = 1.2e-38)
+    np.testing.assert_allclose(y1[in_range], np.exp(x64[in_range]), rtol=3e-7, atol=1.2e-38)
+    assert np.all(y1[x64 < -87.34] == 0.0)
+    assert np.all(np.isfinite(y1)) and np.all(y1[~in_range] >= 2.3e38)
+    # shifted: the float32 argument v = a*x - b itself carries up to one ulp of v of rounding,
+    # which exp turns into a relative error of |v| * 2^-23 on top of the ~1 ulp of exp
+    v = np.float64(a) * x64 - np.float64(b)
+    ok = v < 88.37
+    shifted = np.exp(np.minimum(v, 88.37))
+    err = np.abs(y2[ok] - shifted[ok])
+    assert np.all(err <= (3e-7 + np.abs(v[ok]) * 2.0**-23) * shifted[ok] + 1.2e-38)
+    np.testing.assert_array_equal(y2, y3)
+    np.testing.assert_allclose([s2, s3], y2.astype(np.float64).sum(), rtol=1e-12)
+    assert m == x.max()
+
+
+def test_simd_exp_special_values():
+    x = np.array([-np.inf, np.nan, 0.0, 1.0, -1.0, 88.0, -88.0, 1000.0], dtype=np.float32)
+    y1 = _run_vexp(x, np.float32(1.0), np.float32(0.0))[0]
+    assert y1[0] == 0.0 and np.isnan(y1[1]) and y1[2] == 1.0
+    np.testing.assert_allclose(y1[3:6], np.exp(np.array([1.0, -1.0, 88.0])), rtol=3e-7)
+    assert y1[6] == 0.0                                # below the normal range flushes to 0
+    assert np.isfinite(y1[7]) and y1[7] > 2.3e38       # saturates instead of inf
