@@ -88,3 +88,12 @@ def test_cli_errors_are_one_line(argv, needle, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ch5_walkthrough_on_the_demo_run(demo_run):
+    out, _, _ = demo_run
+    proc = subprocess.run([sys.executable, "-m", "scratchgpt.chapters.ch5", "--quick", "--from", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "§5.4" in proc.stdout and proc.stdout.count("User: How are you?") >= 4
+    assert "reusing the finished run" in proc.stdout

@@ -65,3 +65,51 @@ def step_memory_and_time(trainer, steps: int = 2) -> dict:
 
 def quiet(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, progress=False)
+
+
+class ShardSubset:
+    """The first ``n`` conversations of an SFT shard (same interface: len, [i], meta)."""
+
+    def __init__(self, shard, n: int):
+        self.shard, self.n = shard, min(int(n), len(shard))
+        self.meta = shard.meta
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.shard[i]
+
+
+def sft_trainer(base_dir, data_dir, cfg: TrainConfig, run_dir, subset: int | None = None, peft=None,
+                packing: str = "padded", log=lambda s: None):
+    """A Trainer for SFT from ``base_dir`` on ``data_dir``'s shards (optionally on the first
+    ``subset`` training conversations; ``peft`` = dict of apply_peft arguments incl. method)."""
+    from ..data.batches import SFTBatches
+    from ..nn.peft import apply_peft
+    from .batches import conversation_eval_batches
+    from .runs import load_model_dir, sft_examples
+    from .trainer import Trainer
+    model, tok = load_model_dir(base_dir)
+    shard = sft_examples(data_dir, "train", tok)
+    if subset is not None:
+        shard = ShardSubset(shard, subset)
+    val_shard = sft_examples(data_dir, "val", tok)
+    pad = tok.special_tokens.get("<|pad|>", 0)
+    if peft:
+        apply_peft(model, **{**peft, "seed": cfg.seed})
+    batches = SFTBatches(shard, cfg.batch_size, cfg.seq_len, seed=cfg.seed, packing=packing, pad_id=pad)
+    val = conversation_eval_batches([val_shard[i] for i in range(len(val_shard))], cfg.batch_size,
+                                    cfg.seq_len, pad)[:cfg.eval_batches]
+    return Trainer(model, cfg, batches, val, run_dir, log=log), tok
+
+
+def train_loss_on(trainer, shard_like, seq_len: int, batch_size: int = 16) -> float:
+    """Loss on (a subset of) the training conversations, in eval mode, for train/val tables."""
+    from .batches import conversation_eval_batches
+    from .trainer import evaluate_loss
+    pad = 0
+    ex = [shard_like[i] for i in range(len(shard_like))]
+    return evaluate_loss(trainer.model, conversation_eval_batches(ex, batch_size, seq_len, pad))
