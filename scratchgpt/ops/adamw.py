@@ -34,8 +34,8 @@ def _check_hyper(step, lr, beta1, beta2, eps, weight_decay):
     for name, b in (("beta1", beta1), ("beta2", beta2)):
         if not 0.0 <= b < 1.0:
             raise ConfigError(f"{name} must be in [0, 1), got {b!r}")
-    if eps <= 0:
-        raise ConfigError(f"eps must be > 0, got {eps!r}")
+    if not eps >= 0:  # eps = 0 is allowed, as in torch (0/0 then gives NaN where v = 0)
+        raise ConfigError(f"eps must be >= 0, got {eps!r}")
     if lr < 0 or weight_decay < 0:
         raise ConfigError(f"lr and weight_decay must be >= 0, got lr={lr!r}, weight_decay={weight_decay!r}")
 
