@@ -169,3 +169,34 @@ def test_matches_torch():
     y.backward(torch.tensor(dout))
     np.testing.assert_allclose(out, y.detach().numpy(), atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(dqkv, x.grad.numpy(), atol=1e-5, rtol=1e-4)
+
+
+@given(attn_case(max_t=9), st.sampled_from([1, 2, 3, 4]))
+def test_causal_blocking_matches_reference(case, block):
+    """The causally blocked products (row blocks that skip all-masked key blocks) for any block
+    size, including partial last blocks, equal the dense reference in float64."""
+    import scratchgpt.ops.attention as attention_module
+    qkv, NH = case
+    saved = attention_module._CAUSAL_BLOCK
+    attention_module._CAUSAL_BLOCK = block
+    try:
+        out, cache = causal_self_attention_forward(qkv, NH)
+        dout = np.random.default_rng(8).standard_normal(out.shape)
+        dqkv = causal_self_attention_backward(dout, cache)
+    finally:
+        attention_module._CAUSAL_BLOCK = saved
+    out_ref, cache_ref = causal_self_attention_forward_ref(qkv, NH)
+    np.testing.assert_allclose(out, out_ref, atol=1e-12, rtol=1e-10)
+    np.testing.assert_allclose(dqkv, causal_self_attention_backward_ref(dout, cache_ref), atol=1e-12, rtol=1e-10)
+
+
+def test_training_size_float32():
+    """T = 150 spans three causal blocks of 64 (the last partial) and many row chunks."""
+    rng = np.random.default_rng(9)
+    qkv = rng.standard_normal((2, 150, 3 * 16)).astype(np.float32)
+    out, cache = causal_self_attention_forward(qkv, 2)
+    out_ref, cache_ref = causal_self_attention_forward_ref(qkv, 2)
+    np.testing.assert_allclose(out, out_ref, atol=F32_ATOL, rtol=F32_RTOL)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(causal_self_attention_backward(dout, cache),
+                               causal_self_attention_backward_ref(dout, cache_ref), atol=F32_ATOL, rtol=F32_RTOL)

@@ -203,3 +203,18 @@ def test_matches_torch():
     np.testing.assert_allclose(out, y.detach().numpy(), atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(dq, tq.grad.numpy(), atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(dkv, tkv.grad.numpy(), atol=1e-5, rtol=1e-4)
+
+
+def test_larger_shapes_float32():
+    """Many row chunks in the masked softmax kernel, a padding mask and the causal offset."""
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((2, 70, 16)).astype(np.float32)
+    kv = rng.standard_normal((2, 90, 32)).astype(np.float32)
+    mask = rng.random((2, 90)) < 0.8
+    for causal in (False, True):
+        out, cache = cross_attention_forward(q, kv, 2, mask, causal)
+        ref, cache_ref = cross_attention_forward_ref(q, kv, 2, mask, causal)
+        np.testing.assert_allclose(out, ref, atol=F32_ATOL, rtol=F32_RTOL)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        for a, b in zip(cross_attention_backward(dout, cache), cross_attention_backward_ref(dout, cache_ref)):
+            np.testing.assert_allclose(a, b, atol=F32_ATOL, rtol=F32_RTOL)
