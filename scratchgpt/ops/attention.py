@@ -20,8 +20,8 @@ Backward, with dy the gradient of y (one head):
 Fast CPU path (chosen by measurement, see the numbers below ``causal_self_attention_forward``):
 the matrix products run as batched BLAS calls (``np.matmul`` over (B, NH) on strided views of
 ``qkv``, no head-split copies; split into causal row blocks so the all-masked upper blocks are
-never computed), and everything between them — scale, causal mask,
-max-subtracted softmax, and the softmax backward — is one fused Numba pass per row, in place.
+never computed), and everything between them — scale, causal mask, max-subtracted softmax,
+and the softmax backward — is one fused Numba pass per row, in place.
 Forward caches ``qkv`` (a reference, not a copy) and the probabilities P (B, NH, T, T).
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ from ._vexp import FASTMATH as _FASTMATH
 from ._vexp import exp_affine_sum_inplace, row_max
 
 # _FASTMATH: reassociation lets LLVM vectorise the max/sum reductions; 'nnan'/'ninf' stay off so
-# -inf and NaN still behave as IEEE says. exp_inplace: a SIMD float32 exp (see _vexp.py).
+# -inf and NaN still behave as IEEE says. exp_affine_sum_inplace / row_max: SIMD float32 exp
+# and max (see _vexp.py; Numba's own np.exp and max do not vectorise).
 
 
 def _split_qkv_shape(qkv: np.ndarray, n_head: int):
@@ -97,7 +98,7 @@ def causal_self_attention_backward_ref(dout, cache):
 def _causal_softmax_inplace(att, scale):
     """att (BH, T, T) raw scores q k^T in; causal softmax(scale * scores) out, in place.
 
-    One row per task (BH*T rows, split over the threads); the upper triangle is written as 0.
+    BH*T rows in contiguous chunks over the threads; the upper triangle is written as 0.
     """
     BH, T, _ = att.shape
     zero = np.zeros(1, dtype=att.dtype)[0]  # a 0 of the input dtype keeps float32 math float32
@@ -127,7 +128,8 @@ def _softmax_backward_inplace(p, dp, scale):
     """dp (R, N) gradient of the probabilities p (R, N) in; scale * dS out, in place.
 
     dS_ij = p_ij (dp_ij - sum_k p_ik dp_ik). Masked entries have p = 0, so they get dS = 0
-    without the kernel knowing the mask (shared by causal and cross attention).
+    without the kernel knowing the mask. Used by cross attention (any mask); causal attention
+    has its own kernel that skips the future.
     """
     R, N = p.shape
     for r in prange(R):
