@@ -200,3 +200,16 @@ def test_training_size_float32():
     dout = rng.standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(causal_self_attention_backward(dout, cache),
                                causal_self_attention_backward_ref(dout, cache_ref), atol=F32_ATOL, rtol=F32_RTOL)
+
+
+def test_strided_inputs():
+    """A non-contiguous qkv (e.g. a transposed view) and a strided dout give the same result."""
+    rng = np.random.default_rng(10)
+    qkv = rng.standard_normal((36, 5, 2)).astype(np.float32).transpose(2, 1, 0)   # (2, 5, 36)
+    assert not qkv.flags.c_contiguous
+    out, cache = causal_self_attention_forward(qkv, 3)
+    out_ref, cache_ref = causal_self_attention_forward_ref(np.ascontiguousarray(qkv), 3)
+    np.testing.assert_allclose(out, out_ref, atol=F32_ATOL, rtol=F32_RTOL)
+    dout = rng.standard_normal((2, 5, 12)).astype(np.float32)[:, :, ::-1]
+    np.testing.assert_allclose(causal_self_attention_backward(dout, cache),
+                               causal_self_attention_backward_ref(dout, cache_ref), atol=F32_ATOL, rtol=F32_RTOL)

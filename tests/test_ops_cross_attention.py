@@ -218,3 +218,18 @@ def test_larger_shapes_float32():
         dout = rng.standard_normal(out.shape).astype(np.float32)
         for a, b in zip(cross_attention_backward(dout, cache), cross_attention_backward_ref(dout, cache_ref)):
             np.testing.assert_allclose(a, b, atol=F32_ATOL, rtol=F32_RTOL)
+
+
+def test_strided_inputs():
+    """Non-contiguous q / kv (e.g. transposed views) give the same result as contiguous ones."""
+    rng = np.random.default_rng(6)
+    q = rng.standard_normal((8, 4, 2)).astype(np.float32).transpose(2, 1, 0)      # (2, 4, 8)
+    kv = rng.standard_normal((16, 6, 2)).astype(np.float32).transpose(2, 1, 0)    # (2, 6, 16)
+    assert not q.flags.c_contiguous and not kv.flags.c_contiguous
+    mask = np.array([[True] * 6, [True, False, True, True, False, True]])
+    out, cache = cross_attention_forward(q, kv, 2, mask)
+    ref, cache_ref = cross_attention_forward_ref(np.ascontiguousarray(q), np.ascontiguousarray(kv), 2, mask)
+    np.testing.assert_allclose(out, ref, atol=F32_ATOL, rtol=F32_RTOL)
+    dout = rng.standard_normal((2, 4, 8)).astype(np.float32).transpose(0, 1, 2)[:, :, ::-1]
+    for a, b in zip(cross_attention_backward(dout, cache), cross_attention_backward_ref(dout, cache_ref)):
+        np.testing.assert_allclose(a, b, atol=F32_ATOL, rtol=F32_RTOL)

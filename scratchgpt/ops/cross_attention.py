@@ -166,7 +166,10 @@ def cross_attention_forward(q, kv, n_head, kv_mask=None, causal=False):
     qh = _heads(q, B, Tq, NH, HS)                                            # (B, NH, Tq, HS)
     kh = _heads(kv[:, :, :C], B, Tk, NH, HS)                                 # (B, NH, Tk, HS)
     vh = _heads(kv[:, :, C:], B, Tk, NH, HS)                                 # (B, NH, Tk, HS)
-    att = np.matmul(qh, kh.transpose(0, 1, 3, 2))                            # (B, NH, Tq, Tk)
+    # C-contiguous by construction: the kernels below work on a reshaped *view* of it (matmul's
+    # own output can come back strided when its inputs are, and reshape would then copy)
+    att = np.empty((B, NH, Tq, Tk), dtype=dt)                                # (B, NH, Tq, Tk)
+    np.matmul(qh, kh.transpose(0, 1, 3, 2), out=att)
     mask = np.ones((B, Tk), dtype=np.bool_) if kv_mask is None else np.ascontiguousarray(kv_mask)
     last_key = (Tk - Tq) if causal else Tk
     _masked_softmax_inplace(att.reshape(B * NH, Tq, Tk), mask, NH, last_key,
@@ -191,7 +194,8 @@ def cross_attention_backward(dout, cache):
     dq = np.empty((B, Tq, C), dtype=dt)                                      # (B, Tq, C)
     dkv = np.empty((B, Tk, 2 * C), dtype=dt)                                 # (B, Tk, 2C)
     np.matmul(att.transpose(0, 1, 3, 2), dy, out=_heads(dkv[:, :, C:], B, Tk, NH, HS))
-    datt = np.matmul(dy, vh.transpose(0, 1, 3, 2))                           # (B, NH, Tq, Tk)
+    datt = np.empty((B, NH, Tq, Tk), dtype=dt)                               # (B, NH, Tq, Tk)
+    np.matmul(dy, vh.transpose(0, 1, 3, 2), out=datt)                        # C-contiguous, as att
     _softmax_backward_inplace(att.reshape(B * NH * Tq, Tk), datt.reshape(B * NH * Tq, Tk),
                               dt.type(1.0 / math.sqrt(HS)))
     np.matmul(datt, kh, out=_heads(dq, B, Tq, NH, HS))
