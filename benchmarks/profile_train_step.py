@@ -95,12 +95,12 @@ def main(argv=None) -> int:
     from train_step import CONFIGS, LR, WEIGHT_DECAY, make_batch
 
     import scratchgpt.ops as ops_pkg
-    from scratchgpt.allocator import tune_malloc
+    from scratchgpt.runtime import tune_runtime
     from scratchgpt.models import GPT, GPTConfig
     from scratchgpt.optim import AdamW, decay_groups
 
     c = CONFIGS[args.config]
-    print(f"malloc tuned: {tune_malloc()}")
+    print(f"runtime tuning in effect: {tune_runtime()}")
     steps = args.steps or (10 if args.config == "S" else 4)
     cfg = GPTConfig(vocab_size=c["vocab_size"], block_size=c["block_size"], n_layer=c["n_layer"],
                     n_head=c["n_head"], n_embd=c["n_embd"], dropout=0.0, bias=True)

@@ -66,13 +66,13 @@ def make_batch(c: dict, seed: int = 0):
 def run_ours(c: dict, steps: int, warmup: int) -> dict:
     import numpy as np
 
-    from scratchgpt.allocator import tune_malloc
+    from scratchgpt.runtime import tune_runtime
     from scratchgpt.models import GPT, GPTConfig
     from scratchgpt.optim import AdamW, decay_groups
 
-    # keep freed activation buffers for the next step (see scratchgpt/allocator.py);
-    # --no-malloc-tuning (SCRATCHGPT_MALLOC_TUNING=0) measures without it
-    malloc_tuned = tune_malloc()
+    # idle OpenMP threads sleep, freed activation buffers are reused (scratchgpt/runtime.py);
+    # called before any Numba parallel kernel runs. --tuning none|malloc|threads measures without.
+    runtime = tune_runtime()
     cfg = GPTConfig(vocab_size=c["vocab_size"], block_size=c["block_size"], n_layer=c["n_layer"],
                     n_head=c["n_head"], n_embd=c["n_embd"], dropout=0.0, bias=True)
     model = GPT(cfg, seed=0)
@@ -93,7 +93,7 @@ def run_ours(c: dict, steps: int, warmup: int) -> dict:
             times.append(dt)
     n_params = sum(p.data.size for p in model.parameters())
     return _summary("ours", c, times, losses, n_params, dtype=str(model.transformer.wte.weight.data.dtype),
-                    malloc_tuned=malloc_tuned)
+                    runtime_tuning=runtime)
 
 
 # ------------------------------------------------------------------------------- PyTorch
@@ -237,8 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default per config)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default per config)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-malloc-tuning", action="store_true",
-                    help="leave glibc malloc at its defaults in our process (see scratchgpt/allocator.py)")
+    ap.add_argument("--tuning", choices=["all", "none", "malloc", "threads"], default="all",
+                    help="which scratchgpt.runtime settings our process uses (default all)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate ours/torch subprocesses this many times and pool the step times "
                          "(on a shared machine, spreads the disturbance over both)")
@@ -252,8 +252,8 @@ def main(argv=None) -> int:
     if args.clock == "cpu":
         os.environ["BENCH_CLOCK"] = "cpu"  # inherited by the worker subprocesses
         CLOCK = time.process_time
-    if args.no_malloc_tuning:
-        os.environ["SCRATCHGPT_MALLOC_TUNING"] = "0"
+    os.environ["SCRATCHGPT_MALLOC_TUNING"] = "1" if args.tuning in ("all", "malloc") else "0"
+    os.environ["SCRATCHGPT_THREAD_TUNING"] = "1" if args.tuning in ("all", "threads") else "0"
 
     if args.worker:
         c = CONFIGS[args.config]

@@ -1,22 +1,32 @@
-"""Keep freed activation buffers in the process instead of handing them back to the kernel.
+"""CPU runtime settings that make a training step several times faster on a small machine.
 
-Why: a training step allocates and frees the same large arrays every step (activations,
-gradients: 0.1-35 MB each). glibc's malloc serves big requests with mmap and returns them with
-munmap (and trims the heap top once 128 kB are free), so every step the kernel maps fresh
-pages and zero-fills them on first touch. Measured on the 2-core machine with 1 thread
-(benchmarks/train_step.py configs, minor page faults and CPU seconds per step):
-  config S: 8.6k faults, 0.082 s/step (0.02-0.04 s of it system time) -> 0 faults, 0.060 s
-  config M: 45k faults,  2.2-2.5 s/step (0.25-0.85 s system time)     -> 17 faults, 1.95 s
-With the thresholds below, freed blocks stay in malloc's free lists and the next step reuses
-them. The price: the process keeps its peak heap size until it exits (it does anyway during
-training, whose steps all need the same peak).
+Two process-wide settings, applied by ``tune_runtime()`` (idempotent, each can be switched off):
 
-Rejected alternative: our own buffer pool inside the ops — every op would need an explicit
-release point, and the autograd engine frees cached activations simply by dropping them.
+1. Threads that sleep when idle (``OMP_WAIT_POLICY=PASSIVE``).
+   Numba's parallel kernels run on a GNU OpenMP pool, NumPy's matmuls on OpenBLAS's own pool.
+   By default an OpenMP worker keeps spinning on its core for a while after each parallel
+   loop, exactly when the next op (usually a matmul) wants both cores for OpenBLAS; a step is
+   ~100 such hand-overs. Measured on the 2-core machine, config S (benchmarks/train_step.py,
+   2 threads, median tokens/s of 15 steps, machine shared with other jobs):
+       default 3,993   OMP_WAIT_POLICY=PASSIVE 17,943   NUMBA_THREADING_LAYER=workqueue 15,249
+       NUMBA_NUM_THREADS=1 3,072
+   libgomp reads the variable once, when it is loaded (by Numba, at the first parallel
+   kernel), so it must be set before that: ``scratchgpt`` should call this on import. A value
+   the user already set wins. ``SCRATCHGPT_THREAD_TUNING=0`` skips it.
 
-``tune_malloc()`` is idempotent and a no-op where glibc's ``mallopt`` is missing (macOS,
-Windows, musl) or when ``SCRATCHGPT_MALLOC_TUNING=0``. Environment variables the user already
-set (``MALLOC_MMAP_THRESHOLD_`` ...) win: glibc reads them at start-up and we do not override them.
+2. Keep freed activation buffers in the process (glibc ``mallopt``).
+   A step allocates and frees the same large arrays every step (activations, gradients:
+   0.1-35 MB each). glibc serves big requests with mmap and hands them back with munmap (and
+   trims the heap top), so every step the kernel maps fresh pages and zero-fills them on first
+   touch. Measured on the 2-core machine, 1 thread (minor page faults, CPU seconds per step):
+     config S: 8.6k faults, 0.082 s/step (0.02-0.04 s of it system time) -> 0 faults, 0.060 s
+     config M: 45k faults,  2.2-2.5 s/step (0.25-0.85 s system time)     -> 17 faults, 1.95 s
+   With the thresholds below freed blocks stay in malloc's free lists and the next step reuses
+   them. The price: the process keeps its peak heap until it exits (training needs that peak
+   every step anyway). Rejected alternative: a buffer pool inside the ops — every op would
+   need an explicit release point, while the autograd engine frees activations by dropping
+   them. No-op where glibc's ``mallopt`` is missing (macOS, Windows, musl) or with
+   ``SCRATCHGPT_MALLOC_TUNING=0``; ``MALLOC_*_`` variables the user set win.
 """
 from __future__ import annotations
 
@@ -36,6 +46,30 @@ TRIM_THRESHOLD = 2**31 - 1        # (mallopt takes an int) in effect: never trim
 TOP_PAD = 64 * 1024 * 1024        # grow the heap in big steps
 
 _state = {"done": False, "applied": False}
+_thread_state = {"done": False, "applied": False}
+
+
+def tune_threads() -> bool:
+    """Set OMP_WAIT_POLICY=PASSIVE unless the user chose a policy. Returns True when our value
+    is in place and Numba's OpenMP pool has not started yet (so libgomp will read it)."""
+    if _thread_state["done"]:
+        return _thread_state["applied"]
+    _thread_state["done"] = True
+    if os.environ.get("SCRATCHGPT_THREAD_TUNING", "1") == "0" or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from numba.np.ufunc import parallel as _numba_parallel
+        started = bool(_numba_parallel._is_initialized)
+    except (ImportError, AttributeError):  # a Numba without this private flag: assume not started
+        started = False
+    _thread_state["applied"] = not started
+    return not started
+
+
+def tune_runtime() -> dict:
+    """Apply both settings; returns {"threads": bool, "malloc": bool} (True = in effect)."""
+    return {"threads": tune_threads(), "malloc": tune_malloc()}
 
 
 def tune_malloc() -> bool:
