@@ -22,6 +22,9 @@ def register(sub) -> None:
                    help="parameter-efficient method (default none = full fine-tuning)")
     p.add_argument("--packing", choices=["packed", "padded"], default="packed",
                    help="lay conversations end to end (packed) or one per row (padded)")
+    p.add_argument("--slot-copies", type=int, default=0,
+                   help="add N slot-resampled copies of each training conversation with slots (teaches copying "
+                        "order numbers etc.; default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
     add_config_arguments(p, TrainConfig, defaults=SFT_DEFAULTS)
     add_config_arguments(p, PeftConfig, exclude=("method",))
@@ -33,7 +36,8 @@ def run(args) -> int:
     from ..train.runs import sft
     train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS)
     peft_cfg = with_overrides(config_from_args(PeftConfig, args), {"method": args.peft})
-    res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing)
+    res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing,
+              slot_copies=args.slot_copies)
     svg = plot_run(args.out)
     where = Path(args.out) / ("model" if peft_cfg.method == "none" else "peft")
     print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "

@@ -19,12 +19,13 @@ from .config import ModelConfig, TrainConfig
 class DemoConfig:
     vocab_size: int = 1024
     model: ModelConfig = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)
-    pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=600, batch_size=16,
+    pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=400, batch_size=16,
                                         seq_len=128, weight_decay=0.1, eval_every=100, eval_batches=4,
                                         checkpoint_every=200, log_every=10)
-    sft: TrainConfig = TrainConfig(lr=1.5e-3, min_lr=1.5e-4, warmup_steps=20, max_steps=400, batch_size=16,
+    sft: TrainConfig = TrainConfig(lr=1.5e-3, min_lr=1.5e-4, warmup_steps=20, max_steps=800, batch_size=16,
                                    seq_len=128, weight_decay=0.0, eval_every=100, eval_batches=4,
                                    checkpoint_every=200, log_every=10)
+    slot_copies: int = 4                # slot-resampled copies per SFT conversation (slot_augment.py)
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -36,7 +37,7 @@ QUICK = DemoConfig(
                          eval_every=20, eval_batches=2, log_every=5),
     sft=TrainConfig(lr=2e-3, min_lr=2e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
                     weight_decay=0.0, eval_every=20, eval_batches=2, log_every=5),
-    eval_limit=12, max_new_tokens=24)
+    slot_copies=1, eval_limit=12, max_new_tokens=24)
 
 
 def _say(msg: str) -> None:
@@ -122,7 +123,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     stage("pretrain")
 
     _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
-    res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say)
+    res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
+              slot_copies=cfg.slot_copies)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
     stage("sft")
 

@@ -134,8 +134,13 @@ def sft_examples(data_dir, split: str, tok):
 
 
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
-        resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed"):
-    """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``."""
+        resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
+        slot_copies: int = 0):
+    """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
+
+    ``slot_copies > 0`` adds that many slot-resampled variants of every training conversation
+    with slot values (``slot_augment.py``), rendered from ``data_dir``/train.jsonl.
+    """
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft, count_parameters, save_peft
     peft_cfg = peft_cfg or PeftConfig()
@@ -145,6 +150,12 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
         raise ConfigError(f"seq_len={train_cfg.seq_len} is longer than the base model's block_size="
                           f"{model.config.block_size}")
     train_shard = sft_examples(data_dir, "train", tok)
+    if slot_copies:
+        from .slot_augment import augmented_sft_shard
+        convs = load_test_conversations(data_dir, "train")
+        train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed)
+        log(f"slot resampling: {len(convs)} training conversations -> {len(train_shard)} with {slot_copies} "
+            "slot-resampled copies of each one that has slot values")
     try:
         val_shard = sft_examples(data_dir, "val", tok)
     except (DataError, FileNotFoundError):
@@ -164,7 +175,7 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     out_dir = Path(out_dir)
     trainer = Trainer(model, train_cfg, batches, val, out_dir, resume=resume, log=log,
                       extra_state={"kind": "sft", "peft": to_dict(peft_cfg), "base_dir": str(base_dir),
-                                   "data_dir": str(data_dir)})
+                                   "data_dir": str(data_dir), "slot_copies": slot_copies, "packing": packing})
     log(f"SFT ({peft_cfg.method if peft_cfg.method != 'none' else 'full fine-tuning'}): "
         f"{counts['trainable']:,} of {counts['total']:,} parameters train ({counts['trainable_pct']}%), "
         f"{len(train_shard)} training conversations")

@@ -1,0 +1,110 @@
+"""Slot resampling: extra SFT conversations that teach the model to *copy* slot values.
+
+A customer-service reply must echo what the user said — the order number, the amount, the
+e-mail, the product. With ~700 training conversations a small model can instead memorise the
+few hundred order numbers it has seen and fail on every new one (measured: with the plain data
+the demo model echoed 4.5% of test slot values). So for each training conversation we make
+``copies`` variants where every slot value is replaced, in every turn, by a fresh one of the
+same shape:
+
+  * values with digits (order ids, amounts, e-mails): each digit -> a random digit and each
+    upper-case ASCII letter -> a random upper-case letter; punctuation and lower-case text stay
+    ("SG-202760" -> "SG-918245", "#37042" -> "#55108", "$14.00" -> "$83.17");
+  * other values (product names): another value of the same slot seen in training conversations
+    of the same language.
+
+The model then sees thousands of distinct order numbers, each once or twice, and the only way to
+predict the reply is to copy from the user's turn. Only the train split is augmented and only
+with values drawn at random or from the train split itself, so nothing about the test set leaks.
+This is SFT-time augmentation of the rendered token ids; the data pipeline's EDA augmentation
+(``scratchgpt.data.augment``) rewrites wording instead and protects slot values.
+"""
+from __future__ import annotations
+
+import random
+import string
+from collections import defaultdict
+
+from ..errors import DataError
+
+
+def _reshape(value: str, rng: random.Random) -> str:
+    out = []
+    for ch in value:
+        if ch.isdigit():
+            out.append(rng.choice(string.digits))
+        elif ch in string.ascii_uppercase:
+            out.append(rng.choice(string.ascii_uppercase))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def slot_pools(conversations) -> dict:
+    """(slot name, language) -> sorted list of values seen, for the values without digits."""
+    pools = defaultdict(set)
+    for c in conversations:
+        for k, v in (c.meta.get("slots") or {}).items():
+            v = str(v)
+            if v and not any(ch.isdigit() for ch in v):
+                pools[(k, c.language)].add(v)
+    return {key: sorted(vals) for key, vals in pools.items()}
+
+
+def resample_slots(conv, pools: dict, rng: random.Random):
+    """A copy of ``conv`` (a Conversation) with every slot value replaced in every message."""
+    slots = {k: str(v) for k, v in (conv.meta.get("slots") or {}).items() if str(v)}
+    new = {}
+    for k, v in slots.items():
+        if any(ch.isdigit() for ch in v):
+            new[k] = _reshape(v, rng)
+        else:
+            pool = [x for x in pools.get((k, conv.language), []) if x != v]
+            new[k] = rng.choice(pool) if pool else v
+    msgs = []
+    # longest value first, so a value that contains another is replaced whole
+    order = sorted(slots, key=lambda k: -len(slots[k]))
+    for m in conv.messages:
+        text = m.content
+        marks = {}
+        for i, k in enumerate(order):
+            mark = f"\x00{i}\x00"  # placeholders: a new value must never be replaced again
+            text = text.replace(slots[k], mark)
+            marks[mark] = new[k]
+        for mark, val in marks.items():
+            text = text.replace(mark, val)
+        msgs.append({"role": m.role, "content": text})
+    return msgs, new
+
+
+class ListShard:
+    """An in-memory SFT shard: ``len``, ``[i] -> (ids, mask)``, ``meta`` (what SFTBatches reads)."""
+
+    def __init__(self, examples: list, pad_id: int):
+        self.examples = examples
+        self.meta = {"pad_id": pad_id, "n_conversations": len(examples)}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]
+
+
+def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0) -> ListShard:
+    """The rendered originals plus ``copies`` slot-resampled variants of each conversation with slots."""
+    from ..tokenizer.chat_template import render_chat
+    if copies < 0:
+        raise DataError(f"slot copies must be >= 0, got {copies}")
+    rng = random.Random(seed)
+    pools = slot_pools(conversations)
+    examples = []
+    for c in conversations:
+        msgs = [m.to_dict() for m in c.messages]
+        examples.append(render_chat(tok, msgs))
+        if c.meta.get("slots"):
+            for _ in range(copies):
+                new_msgs, _ = resample_slots(c, pools, rng)
+                examples.append(render_chat(tok, new_msgs))
+    pad = tok.special_tokens.get("<|pad|>", 0)
+    return ListShard(examples, pad)
