@@ -198,7 +198,13 @@ def causal_self_attention_forward(qkv, n_head):
     (b) loses because Numba's loop dot products do not reach BLAS's register-blocked FMA
     throughput, and its backward scatters into dk/dv rows; it is kept in the benchmark only.
     Earlier 2-thread wall times, at lighter load: S (a) 1.36 ms vs (b) 14.0 ms; M (a) 53 ms
-    vs (b) 398 ms (before causal blocking); torch sdpa 6.1 / 25.5 ms.
+    vs (b) 398 ms (before causal blocking); torch sdpa 6.1 / 25.5 ms. Final 2-thread wall
+    (load ~2): S (a) 1.14 ms vs sdpa 1.57 ms; M (a) 28.1 ms vs sdpa 24.0 ms — M scales poorly
+    to 2 threads because each (b, h) GEMM is too small for OpenBLAS to thread.
+    Not adopted yet: (c) split the batch over 2 Python threads, each running serial nogil
+    kernels and single-threaded BLAS. Prototype, config M, heavily loaded machine,
+    OPENBLAS_NUM_THREADS=1: (c) 44 ms vs (a) 90 ms. It needs per-call control of the
+    process-wide BLAS thread count, so it is left to the performance work.
     """
     qkv = np.asarray(qkv)
     B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
