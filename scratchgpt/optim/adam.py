@@ -24,6 +24,8 @@ kernel with the penalty added to a copy of the gradient and the decoupled decay 
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -58,7 +60,7 @@ class Adam(Optimizer):
             raise ConfigError(f"{where}: betas must each be in [0, 1), got {betas!r}")
         group["betas"] = (b1, b2)
         eps = group["eps"]
-        if not isinstance(eps, (int, float)) or not eps >= 0.0:
+        if not isinstance(eps, numbers.Real) or not eps >= 0.0:
             raise ConfigError(f"{where}: eps must be a number >= 0, got {eps!r}")
 
     def _update(self, group, param, grad, state):

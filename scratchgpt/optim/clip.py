@@ -14,6 +14,7 @@ hide the problem. The trainer checks ``math.isfinite`` on the result and skips t
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
     are skipped. Returns the norm *before* clipping (inf/nan when a gradient is not finite,
     in which case nothing is changed).
     """
-    if not isinstance(max_norm, (int, float)) or isinstance(max_norm, bool) or not max_norm > 0.0:
+    if not isinstance(max_norm, numbers.Real) or isinstance(max_norm, bool) or not max_norm > 0.0:
         raise ConfigError(f"clip_grad_norm: max_norm must be a number > 0, got {max_norm!r}")
     grads = [p.grad for p in _flatten_params(params) if p.grad is not None]
     total = math.sqrt(math.fsum(_sum_squares(g) for g in grads)) if grads else 0.0

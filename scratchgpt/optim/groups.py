@@ -12,6 +12,8 @@ A tied output head (GPT-2's lm_head = wte) is the same Parameter as wte and so f
 """
 from __future__ import annotations
 
+import numbers
+
 from ..autograd import Tensor
 from ..errors import ConfigError
 
@@ -36,7 +38,7 @@ def decay_groups(model_or_named_params, weight_decay: float) -> list[dict]:
     parameter reached under two names (tied weights) is listed once. Both groups are always
     returned, possibly empty, so the optimizer state has the same layout for every model.
     """
-    if not isinstance(weight_decay, (int, float)) or isinstance(weight_decay, bool) or not weight_decay >= 0.0:
+    if not isinstance(weight_decay, numbers.Real) or isinstance(weight_decay, bool) or not weight_decay >= 0.0:
         raise ConfigError(f"decay_groups: weight_decay must be a number >= 0, got {weight_decay!r}")
     if hasattr(model_or_named_params, "named_parameters"):
         named = model_or_named_params.named_parameters()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +81,10 @@ class Optimizer:
     # ----------------------------------------------------------------- hooks
     def _check_hyper(self, group: dict, where: str) -> None:
         lr = group.get("lr")
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr >= 0.0:
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr >= 0.0:
             raise ConfigError(f"{where}: lr must be a number >= 0, got {lr!r}")
         wd = group.get("weight_decay", 0.0)
-        if not isinstance(wd, (int, float)) or isinstance(wd, bool) or not wd >= 0.0:
+        if not isinstance(wd, numbers.Real) or isinstance(wd, bool) or not wd >= 0.0:
             raise ConfigError(f"{where}: weight_decay must be a number >= 0, got {wd!r}")
 
     def _init_state(self, param: Tensor) -> dict:

@@ -16,6 +16,8 @@ hot path in this project (AdamW is), so it has no Numba kernel.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -38,10 +40,10 @@ class SGD(Optimizer):
     def _check_hyper(self, group, where):
         super()._check_hyper(group, where)
         mu = group["momentum"]
-        if not isinstance(mu, (int, float)) or not 0.0 <= mu <= 1.0:
+        if not isinstance(mu, numbers.Real) or not 0.0 <= mu <= 1.0:
             raise ConfigError(f"{where}: momentum must be in [0, 1], got {mu!r}")
         d = group["dampening"]
-        if not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
+        if not isinstance(d, numbers.Real) or not 0.0 <= d <= 1.0:
             raise ConfigError(f"{where}: dampening must be in [0, 1], got {d!r}")
         if group["nesterov"] and (mu <= 0.0 or d != 0.0):
             raise ConfigError(f"{where}: nesterov needs momentum > 0 and dampening 0 "
