@@ -26,18 +26,17 @@ OP_MODULES = ["matmul", "embedding", "layernorm", "gelu", "softmax", "attention"
 
 
 def corpus_lines(limit: int) -> list[str]:
-    """Turns of the bundled customer-service dialogues (English and Chinese)."""
+    """Up to ``limit`` turns of the bundled customer-service dialogues, English and Chinese interleaved."""
     from ..data.loaders import load_records
     from ..data.report import Report
 
     if not REPO_DATA.exists():
         from ..errors import DataError
         raise DataError(f"bundled data not found at {REPO_DATA} (run from a source checkout)")
-    lines = []
+    by_lang: dict[str, list[str]] = {}
     for conv in load_records([REPO_DATA], Report()):
-        lines.extend(m.content for m in conv.messages)
-        if len(lines) >= limit:
-            break
+        by_lang.setdefault(conv.language or "other", []).extend(m.content for m in conv.messages)
+    lines = [line for group in zip(*by_lang.values()) for line in group]
     return lines[:limit]
 
 

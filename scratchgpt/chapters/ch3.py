@@ -110,7 +110,39 @@ def section_data(args, state) -> None:
     state["tokenizer"] = tok
 
 
-SECTIONS = [("3.2.1", "数据预处理 data preprocessing", section_data)]
+TINY_CORPUS = ["where is my order", "where is my order", "my order is late", "where is the refund",
+               "我的订单在哪里", "我的订单在哪里", "退款在哪里"]
+
+
+def section_text_to_ids(args, state) -> None:
+    """Text -> ids: a BPE merge learned step by step, then the fast tokenizers on real text."""
+    from ..data.loaders import load_records
+    from ..data.report import Report
+    from .tokenization_walkthrough import compare_fast_tokenizers, show_merges_step_by_step
+
+    print("\n== §3.2.1 (cont.) text -> token ids: byte-level BPE ==")
+    print("(a) the readable reference (scratchgpt/tokenizer/bpe_ref.py) learning merges on a tiny corpus:")
+    show_merges_step_by_step(TINY_CORPUS, 4 if args.quick else 8, print_fn=lambda line: print("    " + line))
+    csv_path = Path(__file__).resolve().parents[2] / "data" / "customer_service" / "train.csv"
+    en, zh = [], []
+    for conv in load_records([csv_path], Report()):
+        (zh if conv.language == "zh" else en).extend(m.content for m in conv.messages)
+    n = 400 if args.quick else 3000
+    print(f"(b) the fast tokenizers on {min(n, len(en))} English and {min(n, len(zh))} Chinese turns of the "
+          "bundled dialogues (same vocab size), side by side:")
+    rows = compare_fast_tokenizers("\n".join(en[:n]), "\n".join(zh[:n]), vocab_size=600 if args.quick else 2000,
+                                   print_fn=lambda line: print("    " + line))
+    state["tokenizer_comparison"] = rows
+
+
+def _training_sections():
+    from .ch3_training import SECTIONS as training
+    return training
+
+
+SECTIONS = [("3.2.1", "数据预处理 data preprocessing", section_data),
+            ("3.2.1b", "text -> ids", section_text_to_ids)]
+SECTIONS += _training_sections()
 
 
 def main(argv=None) -> int:

@@ -211,15 +211,38 @@ def reverse_digits_case_study(steps: int, seed: int = 0) -> dict:
     return {"token_accuracy": acc, "exact": exact / len(src), "seconds": secs}
 
 
+def text_to_ids(quick: bool) -> dict:
+    """§4.2.1 starts before Embed: w_i are token ids. Show a merge being learned, then real text."""
+    from ..tokenizer import BPETokenizer
+    from .ch2 import corpus_lines
+    from .tokenization_walkthrough import show_merges_step_by_step
+
+    print("== §4.2.1 输入层, step 0: text -> ids (byte-level BPE) ==")
+    show_merges_step_by_step(["low lower lowest", "low low newer newest"], 3, max_words=4,
+                             print_fn=lambda line: print("  " + line))
+    lines = corpus_lines(600 if quick else 3000)
+    tok = BPETokenizer.train(lines, vocab_size=512 if quick else 2048)
+    shown = {}
+    for text in ("Where is my order A12345?", "我的订单A12345到哪了？"):
+        ids = tok.encode(text)
+        pieces = [tok.id_to_token_bytes(i).decode("utf-8", errors="backslashreplace") for i in ids]
+        print(f"  {text!r}: {len(text)} chars -> {len(ids)} ids {ids}")
+        print(f"    pieces: {' | '.join(pieces)}")
+        shown[text] = ids
+    print()
+    return shown
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m scratchgpt.chapters.ch4", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer training steps for the case study")
     args = ap.parse_args(argv)
+    ids = text_to_ids(args.quick)
     rows = run_checks()
     print_table(rows)
     comp = fused_vs_composition()
     case = reverse_digits_case_study(steps=300 if args.quick else 800)
-    return {"checks": rows, **comp, "case_study": case}
+    return {"text_to_ids": ids, "checks": rows, **comp, "case_study": case}
 
 
 if __name__ == "__main__":
