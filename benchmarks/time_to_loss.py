@@ -89,7 +89,7 @@ def worker_torch(a, train, val, V):
     import torch
     import torch.nn as tnn
     import torch.nn.functional as F
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     C, NH, L, T = a.n_embd, a.n_head, a.n_layer, a.seq_len
 
@@ -186,6 +186,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--eval_batches", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="threads per side (Numba, BLAS, torch)")
     p.add_argument("--worker", choices=["ours", "torch"], default=None)
     a = p.parse_args(argv)
     workdir = Path(a.workdir)
@@ -200,7 +201,8 @@ def main(argv=None):
     prepare(workdir, a.vocab_size)
     results = []
     args = [x for x in (argv if argv is not None else sys.argv[1:])]
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    n = str(a.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": n, "NUMBA_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
     for side in ("ours", "torch"):
         print(f"training {side} for {a.budget:.0f}s ...", flush=True)
         out = subprocess.run([sys.executable, __file__, *args, "--worker", side], capture_output=True, text=True,
@@ -213,7 +215,7 @@ def main(argv=None):
     meta = json.loads((workdir / "meta.json").read_text())
     print(f"\nsame GPT ({results[0]['params']:,} params, {a.n_layer} layers x {a.n_embd}), same batches "
           f"({a.batch_size} x {a.seq_len} tokens of a {meta['n_tokens']:,}-token corpus), {a.budget:.0f}s each, "
-          f"float32, 2 threads:")
+          f"float32, {a.threads} thread(s) each:")
     print(f"{'':12}{'steps':>8}{'tokens/s':>12}{'val loss':>10}")
     for r in results:
         print(f"{r['side']:12}{r['steps']:>8}{r['tokens_per_s']:>12,.0f}{r['val_loss']:>10.4f}")
