@@ -34,10 +34,10 @@ def settings(quick: bool):
     return dict(vocab=1024, model=ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128),
                 pre=TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=600, batch_size=16, seq_len=128,
                                 eval_every=200, eval_batches=4, progress=True),
-                sft=TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=150, batch_size=16, seq_len=128,
+                sft=TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=100, batch_size=16, seq_len=128,
                                 weight_decay=0.0, eval_every=50, eval_batches=4, progress=False),
-                lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), warmup=30, mem_batch=16, mem_micro=4,
-                subset=48, overfit_steps=400, overfit_eval_every=25)
+                lrs=(3e-4, 1e-3, 3e-3, 1e-2), warmup=20, mem_batch=16, mem_micro=4,
+                subset=48, overfit_steps=240, overfit_eval_every=20)
 
 
 # ------------------------------------------------------------------ Q2

@@ -27,6 +27,7 @@ class DemoConfig:
                                    seq_len=128, weight_decay=0.0, eval_every=100, eval_batches=4,
                                    checkpoint_every=200, log_every=10)
     slot_copies: int = 4                # slot-resampled copies per SFT conversation (slot_augment.py)
+    pretrain_slot_copies: int = 0       # ... and per dialogue added to the pretraining text
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -94,6 +95,29 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
             "sft": write_shards(dirs["sft_dir"], tok, progress=progress)}
 
 
+def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0) -> dict:
+    """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
+    dialogue appended (train split only). Pretraining then already rewards copying values from
+    earlier in the text, the skill the SFT task needs most (``slot_augment.py``)."""
+    import random
+
+    from ..data.pipeline import read_jsonl
+    from ..data.records import Conversation
+    from ..data.shards import write_pretrain_shard
+    from .slot_augment import resample_slots, slot_pools
+    convs = [r for r in read_jsonl(dirs["sft_dir"] / "train.jsonl") if isinstance(r, Conversation)]
+    pools = slot_pools(convs)
+    rng = random.Random(seed)
+    extra = []
+    for c in convs:
+        if c.meta.get("slots"):
+            for _ in range(copies):
+                msgs, _ = resample_slots(c, pools, rng)
+                extra.append("\n".join(m["content"] for m in msgs))
+    texts = corpus_texts(dirs["pretrain_dir"]) + extra
+    return write_pretrain_shard(texts, tok, dirs["pretrain_dir"] / "shards", "pretrain_train")
+
+
 def chat(model, tok, user_text: str, max_new_tokens: int = 48) -> str:
     from .evaluate import greedy_reply
     return greedy_reply(model, tok, [{"role": "user", "content": user_text}], max_new_tokens)
@@ -129,6 +153,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     tok_path = out / "tokenizer.json"
     tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress, cfg.number_groups)
     metas = write_all_shards(dirs, tok, progress)
+    if cfg.pretrain_slot_copies:
+        metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
