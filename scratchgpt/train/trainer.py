@@ -176,6 +176,7 @@ class Trainer:
             "best_val": self.best_val,
             "bad_evals": self.bad_evals,
             "last_val": self.last_val,
+            "stopped_early": self.stopped_early,
             "data": self.train_batches.state_dict(),
             "dropout_rng": [g.bit_generator.state for g in rng_modules(self.model)],
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -215,6 +216,7 @@ class Trainer:
         self.best_val = st["best_val"]
         self.bad_evals = int(st["bad_evals"])
         self.last_val = st["last_val"]
+        self.stopped_early = bool(st.get("stopped_early", False))
         self.log(f"resumed from {path} at step {self.step}")
         return self.step
 
@@ -315,7 +317,7 @@ class Trainer:
         window_tokens, window_t0 = 0, time.perf_counter()
         steps_this_call = 0
         try:
-            while self.step < cfg.max_steps:
+            while self.step < cfg.max_steps and not self.stopped_early:
                 t0 = time.perf_counter()
                 info = self.train_step()
                 dt = time.perf_counter() - t0
