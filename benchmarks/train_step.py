@@ -221,9 +221,9 @@ def _thread_env(threads: int) -> dict:
     return env
 
 
-def run_worker_subprocess(impl: str, name: str, steps: int, warmup: int, threads: int) -> dict:
+def run_worker_subprocess(impl: str, name: str, steps: int, warmup: int, threads: int, tuning: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--config", name,
-           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--tuning", tuning]
     proc = subprocess.run(cmd, env=_thread_env(threads), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl}/{name} worker failed:\n{proc.stderr[-4000:]}")
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
             for impl in impls:
                 print(f"[{n}] round {r + 1}/{args.rounds} {impl}: {warmup} warm-up + {steps} timed steps ...",
                       file=sys.stderr, flush=True)
-                runs[impl].append(run_worker_subprocess(impl, n, steps, warmup, args.threads))
+                runs[impl].append(run_worker_subprocess(impl, n, steps, warmup, args.threads, args.tuning))
         for impl in impls:
             row[impl] = _pool(runs[impl], CONFIGS[n])
         if "ours" in row and "torch" in row:
