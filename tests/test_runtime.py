@@ -60,6 +60,8 @@ def _clean_env(**extra):
 
 
 def _run(probe, mode, **env):
+    if mode == "default":  # importing scratchgpt applies the tuning: switch it off for the baseline
+        env = {"SCRATCHGPT_MALLOC_TUNING": "0", "SCRATCHGPT_THREAD_TUNING": "0", **env}
     out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True,
                          env=_clean_env(**env), check=True)
     return out.stdout.strip().splitlines()[-1]
