@@ -5,28 +5,16 @@ import numpy as np
 import pytest
 
 from scratchgpt.autograd import numerical_grad
+from scratchgpt.data.toy import BOS, EOS, reverse_digits_batch
 from scratchgpt.errors import DataError
 from scratchgpt.models import Seq2SeqConfig, Seq2SeqTransformer
 from scratchgpt.optim import AdamW, lr_schedule
 
-PAD, BOS, EOS = 10, 11, 12          # digits are 0..9
 MAX_LEN = 6
 
 
 def reverse_batch(rng, n, min_len=3, max_len=MAX_LEN):
-    """src: digits padded with PAD; tgt_in: BOS + reversed; tgt_out: reversed + EOS (-100 after)."""
-    lens = rng.integers(min_len, max_len + 1, n)
-    src = np.full((n, max_len), PAD, np.int64)
-    tgt_in = np.full((n, max_len + 1), PAD, np.int64)
-    tgt_out = np.full((n, max_len + 1), -100, np.int64)
-    for i, L in enumerate(lens):
-        digits = rng.integers(0, 10, L)
-        src[i, :L] = digits
-        tgt_in[i, 0] = BOS
-        tgt_in[i, 1:L + 1] = digits[::-1]
-        tgt_out[i, :L] = digits[::-1]
-        tgt_out[i, L] = EOS
-    return src, src != PAD, tgt_in, tgt_out
+    return reverse_digits_batch(rng, n, min_len, max_len)
 
 
 CFG = Seq2SeqConfig(vocab_size=13, block_size=MAX_LEN + 1, n_encoder_layer=1, n_decoder_layer=1,

@@ -161,23 +161,14 @@ def reverse_digits_case_study(steps: int, seed: int = 0) -> dict:
     from ..optim import AdamW, lr_schedule
 
     print("\n== §4.3 in miniature: an encoder-decoder learns to reverse digit strings ==")
-    PAD, BOS, EOS, L = 10, 11, 12, 6
+    from ..data.toy import BOS, DIGITS_VOCAB, EOS, reverse_digits_batch
+
+    L = 6
 
     def batch(rng, n):
-        lens = rng.integers(3, L + 1, n)
-        src = np.full((n, L), PAD, np.int64)
-        tin = np.full((n, L + 1), PAD, np.int64)
-        tout = np.full((n, L + 1), -100, np.int64)
-        for i, n_digits in enumerate(lens):
-            d = rng.integers(0, 10, n_digits)
-            src[i, :n_digits] = d
-            tin[i, 0] = BOS
-            tin[i, 1:n_digits + 1] = d[::-1]
-            tout[i, :n_digits] = d[::-1]
-            tout[i, n_digits] = EOS
-        return src, src != PAD, tin, tout
+        return reverse_digits_batch(rng, n, 3, L)
 
-    cfg = Seq2SeqConfig(vocab_size=13, block_size=L + 1, n_encoder_layer=1, n_decoder_layer=1, n_head=2, n_embd=32)
+    cfg = Seq2SeqConfig(vocab_size=DIGITS_VOCAB, block_size=L + 1, n_encoder_layer=1, n_decoder_layer=1, n_head=2, n_embd=32)
     model = Seq2SeqTransformer(cfg, seed=seed)
     opt = AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     rng = np.random.default_rng(seed)
