@@ -213,3 +213,46 @@ def test_strided_inputs():
     dout = rng.standard_normal((2, 5, 12)).astype(np.float32)[:, :, ::-1]
     np.testing.assert_allclose(causal_self_attention_backward(dout, cache),
                                causal_self_attention_backward_ref(dout, cache_ref), atol=F32_ATOL, rtol=F32_RTOL)
+
+
+@given(BH=st.integers(1, 3), T=st.integers(1, 80), seed=st.integers(0, 2**31 - 1),
+       spread=st.sampled_from([0.5, 3.0, 30.0]))
+def test_float32_softmax_kernel_matches_float64_softmax(BH, T, seed, spread):
+    """The float32-only causal softmax kernel (full-width rows, mask inside the exp loop) vs
+    the float64 definition, for widths that are and are not multiples of the SIMD width; the
+    future must come out exactly 0 even when the buffer held garbage there."""
+    from scratchgpt.ops.attention import _causal_softmax
+    rng = np.random.default_rng(seed)
+    s = (rng.standard_normal((BH, T, T)) * spread).astype(np.float32)
+    scale = 0.37
+    ref = s.astype(np.float64) * scale
+    ref[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] = -np.inf
+    ref = np.exp(ref - ref.max(axis=-1, keepdims=True))
+    ref /= ref.sum(axis=-1, keepdims=True)
+    att = s.copy()
+    att[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] = np.nan   # never read as data
+    _causal_softmax(att, scale)
+    assert att.dtype == np.float32
+    np.testing.assert_allclose(att, ref, atol=1e-6, rtol=1e-5)
+    assert np.all(att[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
+
+
+@given(BH=st.integers(1, 3), T=st.integers(1, 80), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_softmax_backward_kernel_ignores_the_future(BH, T, seed, dtype):
+    """scale * dS = scale * p (dp - sum p dp) on and below the diagonal, exactly 0 above it, even
+    when dp holds NaN/inf garbage above the diagonal (the blocked products never fill it)."""
+    from scratchgpt.ops.attention import _causal_softmax, _causal_softmax_backward_inplace
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal((BH, T, T)).astype(dtype)
+    _causal_softmax(p, 1.0)
+    dp = rng.standard_normal((BH, T, T)).astype(dtype)
+    p64, dp64 = p.astype(np.float64), dp.astype(np.float64)
+    ref = 0.5 * p64 * (dp64 - (p64 * dp64).sum(axis=-1, keepdims=True))
+    iu = np.triu_indices(T, 1)
+    dp[:, iu[0], iu[1]] = np.where(rng.random(iu[0].size) < 0.5, np.nan, np.inf)
+    _causal_softmax_backward_inplace(p, dp, dtype(0.5))
+    assert dp.dtype == dtype
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-13, rtol=1e-12)
+    np.testing.assert_allclose(dp, ref, **tol)
+    assert np.all(dp[:, iu[0], iu[1]] == 0)

@@ -34,7 +34,7 @@ from numba import njit, prange
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
 from ._vexp import FASTMATH as _FASTMATH
-from ._vexp import exp_affine_sum_inplace, row_max
+from ._vexp import _exp_parts, exp_affine_sum_inplace, row_max
 
 # _FASTMATH: reassociation lets LLVM vectorise the max/sum reductions; 'nnan'/'ninf' stay off so
 # -inf and NaN still behave as IEEE says. exp_affine_sum_inplace / row_max: SIMD float32 exp
@@ -124,6 +124,48 @@ def _causal_softmax_inplace(att, scale):
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _causal_softmax_inplace_f32(att, scale):
+    """float32 only: the same result as ``_causal_softmax_inplace`` (to ~1 ulp), faster.
+
+    Differences, each measured (1 thread, process CPU, median of 100, (48, T, T) scores):
+    parallel over heads instead of row chunks, and every row is processed over its full
+    width T with the future masked inside the exp loop (exp input -1e30 -> exactly 0), so
+    the SIMD loops have one fixed length and no ragged scalar tails; _vexp's exp is inlined
+    per element instead of called per row. T=64 (config S): 0.269 -> 0.189 ms;
+    T=256 (config M): 3.35-3.62 -> 2.80-3.03 ms, although M's rows do twice the exp work.
+    """
+    BH, T, _ = att.shape
+    masked = np.float32(-1e30)
+    for bh in prange(BH):
+        ibuf = np.empty(T, dtype=np.int32)      # bit patterns of 2^k, per row
+        pow2 = ibuf.view(np.float32)
+        acc = np.empty(16, dtype=np.float32)
+        for i in range(T):
+            row = att[bh, i]
+            m = row_max(row[:i + 1], acc) * scale
+            for j in range(T):
+                x = row[j] * scale - m
+                x = x if j <= i else masked
+                row[j], ibuf[j] = _exp_parts(x)
+            total = np.float32(0.0)
+            for j in range(T):
+                e = row[j] * pow2[j]
+                row[j] = e
+                total += e
+            inv = np.float32(1.0) / total
+            for j in range(T):
+                row[j] *= inv
+
+
+def _causal_softmax(att, scale):
+    """Dispatch: the float32 kernel, or the dtype-generic one (float64 gradient checks)."""
+    if att.dtype == np.float32:
+        _causal_softmax_inplace_f32(att, np.float32(scale))
+    else:
+        _causal_softmax_inplace(att, scale)
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def _softmax_backward_inplace(p, dp, scale):
     """dp (R, N) gradient of the probabilities p (R, N) in; scale * dS out, in place.
 
@@ -147,22 +189,26 @@ def _causal_softmax_backward_inplace(p, dp, scale):
     """dp (BH, T, T) gradient of the causal probabilities p in; scale * dS out, in place.
 
     dS_ij = p_ij (dp_ij - sum_k p_ik dp_ik) for j <= i; the future j > i is written as 0
-    (the blocked products never filled it, so it may hold garbage).
+    (the blocked products never filled it, so it may hold garbage — hence selects, not p = 0).
+    Parallel over heads; each row is swept over its full width T with the mask as a select,
+    so both loops are fixed-length SIMD loops without ragged tails. Measured (1 thread,
+    process CPU, median of 100, (48, T, T) float32), vs the previous row-chunked kernel that
+    looped over keys 0..i only: T=64 (config S) 0.127-0.134 -> 0.063 ms; T=256 (config M)
+    3.27-3.32 -> 1.30-1.34 ms.
     """
     BH, T, _ = p.shape
-    zero = np.zeros(1, dtype=p.dtype)[0]
-    for r in prange(BH * T):
-        bh = r // T
-        i = r - bh * T
-        prow = p[bh, i]
-        grow = dp[bh, i]
-        dot = zero
-        for j in range(i + 1):
-            dot += prow[j] * grow[j]
-        for j in range(i + 1):
-            grow[j] = prow[j] * (grow[j] - dot) * scale
-        for j in range(i + 1, T):
-            grow[j] = zero
+    zero = np.zeros(1, dtype=p.dtype)[0]   # a 0 of the input dtype keeps float32 math float32
+    for bh in prange(BH):
+        for i in range(T):
+            prow = p[bh, i]
+            grow = dp[bh, i]
+            dot = zero
+            for j in range(T):
+                t = prow[j] * grow[j]
+                dot += t if j <= i else zero
+            for j in range(T):
+                t = prow[j] * (grow[j] - dot) * scale
+                grow[j] = t if j <= i else zero
 
 
 # Block size of the causal blocking: the products are split into row blocks of this many
@@ -217,7 +263,7 @@ def causal_self_attention_forward(qkv, n_head):
     kT = k.transpose(0, 1, 3, 2)                                           # (B, NH, HS, T)
     for r0, r1 in blocks:                                                  # scores of keys <= r1
         np.matmul(q[:, :, r0:r1], kT[:, :, :, :r1], out=att[:, :, r0:r1, :r1])
-    _causal_softmax_inplace(att.reshape(B * NH, T, T), dt.type(1.0 / math.sqrt(HS)))
+    _causal_softmax(att.reshape(B * NH, T, T), dt.type(1.0 / math.sqrt(HS)))
     out = np.empty((B, T, C), dtype=dt)                                    # (B, T, C)
     y = _heads(out, B, T, NH, HS)                                          # heads merged in place
     for r0, r1 in blocks:
