@@ -89,3 +89,60 @@ def test_backward_on_non_scalar_needs_gradient():
 def test_default_dtype_is_float32_and_float64_is_kept():
     assert Tensor([1, 2, 3]).dtype == np.float32
     assert Tensor(np.zeros(2, dtype=np.float64)).dtype == np.float64
+
+
+class ScaledByCached(Function):
+    """y = c * x; backward returns the SAME cached array for every call (an array the engine
+    must never write into, even when it sums several such gradients)."""
+    cached = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return 3.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return (ScaledByCached.cached,)
+
+
+class Passthrough(Function):
+    """y = x; backward returns the incoming gradient array itself (aliasing)."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)
+
+
+@pytest.mark.parametrize("n_uses", [2, 3, 5])
+def test_summed_gradients_never_write_into_returned_arrays(n_uses):
+    # the engine sums several gradients for x in place only into a buffer it allocated itself
+    ScaledByCached.cached = np.full((2, 3), 0.5, dtype=np.float32)
+    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    h = Passthrough.apply(x)                 # h's gradient sum is passed on as x's gradient
+    outs = [ScaledByCached.apply(h) for _ in range(n_uses)]
+    total = outs[0]
+    for o in outs[1:]:
+        total = total + o
+    user_grad = np.full((2, 3), 2.0, dtype=np.float32)
+    total.backward(user_grad)
+    np.testing.assert_array_equal(ScaledByCached.cached, np.full((2, 3), 0.5, dtype=np.float32))
+    np.testing.assert_array_equal(user_grad, np.full((2, 3), 2.0, dtype=np.float32))
+    np.testing.assert_allclose(x.grad, np.full((2, 3), 0.5 * n_uses, dtype=np.float32))
+    # a second backward accumulates into x.grad; the first result must not have been aliased
+    first = x.grad.copy()
+    h2 = Passthrough.apply(x)
+    (ScaledByCached.apply(h2) + ScaledByCached.apply(h2)).backward(user_grad)
+    np.testing.assert_allclose(x.grad, first + 1.0)
+    np.testing.assert_array_equal(ScaledByCached.cached, np.full((2, 3), 0.5, dtype=np.float32))
+
+
+def test_summed_gradient_keeps_the_wider_dtype():
+    # float32 + float64 gradient terms: the in-place path must not truncate a float64 sum
+    x = Tensor(np.ones(3, dtype=np.float64), requires_grad=True)
+    y = (x + x) + x
+    y.backward(np.ones(3))
+    np.testing.assert_array_equal(x.grad, np.full(3, 3.0))
+    assert x.grad.dtype == np.float64

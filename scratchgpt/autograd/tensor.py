@@ -136,14 +136,24 @@ class Tensor:
 
         order = _topological_order(self)
         grads: dict[int, np.ndarray] = {id(self): grad}
+        # ids of the nodes whose pending gradient is a sum this engine allocated (prev + pg):
+        # no one else holds a reference to such an array until its node is popped, so further
+        # terms can be added into it in place. Every other array (what a backward returned) may
+        # alias another node's buffer, a cached array or the caller's data: never written to.
+        owned: set[int] = set()
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            g_owned = id(node) in owned
+            owned.discard(id(node))
             if node._ctx is None or node._retain:
                 # a leaf (parameter/input) or a tensor asked to keep its grad
                 if node.grad is None:
-                    node.grad = np.array(g, dtype=node.data.dtype, copy=True)
+                    if g_owned and node._ctx is None and g.dtype == node.data.dtype:
+                        node.grad = g       # the engine's own sum, seen by no one else: no copy
+                    else:
+                        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
                 else:
                     node.grad += g
             if node._ctx is None:
@@ -164,9 +174,13 @@ class Tensor:
                 prev = grads.get(id(p))
                 if prev is None:
                     grads[id(p)] = pg
+                elif (id(p) in owned and prev.shape == pg.shape
+                      and np.result_type(prev, pg) == prev.dtype):
+                    np.add(prev, pg, out=prev)  # our own sum buffer: accumulate in place
                 else:
-                    # never modify a gradient array in place: it may be another node's buffer
+                    # a returned array may be another node's buffer: sum into a new array
                     grads[id(p)] = prev + pg
+                    owned.add(id(p))
             if not retain_graph:
                 node._ctx = None  # free the saved activations as soon as they are used
 
