@@ -23,11 +23,11 @@ class DemoConfig:
     pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=400, batch_size=16,
                                         seq_len=128, weight_decay=0.1, eval_every=100, eval_batches=4,
                                         checkpoint_every=200, log_every=10)
-    sft: TrainConfig = TrainConfig(lr=1.5e-3, min_lr=1.5e-4, warmup_steps=20, max_steps=800, batch_size=16,
+    sft: TrainConfig = TrainConfig(lr=4e-3, min_lr=4e-4, warmup_steps=20, max_steps=1400, batch_size=16,
                                    seq_len=128, weight_decay=0.0, eval_every=100, eval_batches=4,
                                    checkpoint_every=200, log_every=10)
-    slot_copies: int = 4                # slot-resampled copies per SFT conversation (slot_augment.py)
-    pretrain_slot_copies: int = 0       # ... and per dialogue added to the pretraining text
+    slot_copies: int = 12               # slot-resampled copies per SFT conversation (slot_augment.py)
+    pretrain_slot_copies: int = 8       # ... and per dialogue added to the pretraining text
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -39,7 +39,7 @@ QUICK = DemoConfig(
                          eval_every=20, eval_batches=2, log_every=5),
     sft=TrainConfig(lr=2e-3, min_lr=2e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
                     weight_decay=0.0, eval_every=20, eval_batches=2, log_every=5),
-    slot_copies=1, eval_limit=12, max_new_tokens=24)
+    slot_copies=1, pretrain_slot_copies=1, eval_limit=12, max_new_tokens=24)
 
 
 def _say(msg: str) -> None:
