@@ -33,7 +33,7 @@ class DemoConfig:
 
 
 QUICK = DemoConfig(
-    vocab_size=512,
+    vocab_size=512, number_groups=False,  # 1000 number tokens would not fit a 512-token vocabulary
     model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=96),
     pretrain=TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
                          eval_every=20, eval_batches=2, log_every=5),
