@@ -256,3 +256,26 @@ def test_softmax_backward_kernel_ignores_the_future(BH, T, seed, dtype):
     tol = dict(atol=1e-6, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-13, rtol=1e-12)
     np.testing.assert_allclose(dp, ref, **tol)
     assert np.all(dp[:, iu[0], iu[1]] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_split_path_matches_reference(dtype, monkeypatch):
+    """The opt-in batch split over threads (serial nogil kernels, thread-local 1-thread BLAS)
+    against the reference, float32 and float64, T spanning two causal blocks."""
+    import scratchgpt.ops.attention as attention_module
+    if attention_module._set_local_blas_threads() is None:
+        pytest.skip("this NumPy's OpenBLAS has no openblas_set_num_threads_local")
+    monkeypatch.setattr(attention_module, "SPLIT_BATCH", True)
+    monkeypatch.setattr(attention_module, "_SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(attention_module._numba, "get_num_threads", lambda: 2)
+    assert attention_module._n_split(3, 2, 70) == 2
+    rng = np.random.default_rng(11)
+    qkv = rng.standard_normal((3, 70, 3 * 12)).astype(dtype)
+    out, cache = causal_self_attention_forward(qkv, 2)
+    out_ref, cache_ref = causal_self_attention_forward_ref(qkv, 2)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dqkv = causal_self_attention_backward(dout, cache)
+    assert out.dtype == dtype and dqkv.dtype == dtype
+    tol = dict(atol=F32_ATOL, rtol=F32_RTOL) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-10)
+    np.testing.assert_allclose(out, out_ref, **tol)
+    np.testing.assert_allclose(dqkv, causal_self_attention_backward_ref(dout, cache_ref), **tol)

@@ -254,20 +254,13 @@ def causal_self_attention_forward(qkv, n_head):
     """
     qkv = np.asarray(qkv)
     B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
-    dt = qkv.dtype
-    q = _heads(qkv[:, :, :C], B, T, NH, HS)                                # (B, NH, T, HS) view
-    k = _heads(qkv[:, :, C:2 * C], B, T, NH, HS)                           # (B, NH, T, HS) view
-    v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)                            # (B, NH, T, HS) view
-    att = np.empty((B, NH, T, T), dtype=dt)                                # (B, NH, T, T)
-    blocks = _blocks(T, _CAUSAL_BLOCK)
-    kT = k.transpose(0, 1, 3, 2)                                           # (B, NH, HS, T)
-    for r0, r1 in blocks:                                                  # scores of keys <= r1
-        np.matmul(q[:, :, r0:r1], kT[:, :, :, :r1], out=att[:, :, r0:r1, :r1])
-    _causal_softmax(att.reshape(B * NH, T, T), dt.type(1.0 / math.sqrt(HS)))
-    out = np.empty((B, T, C), dtype=dt)                                    # (B, T, C)
-    y = _heads(out, B, T, NH, HS)                                          # heads merged in place
-    for r0, r1 in blocks:
-        np.matmul(att[:, :, r0:r1, :r1], v[:, :, :r1], out=y[:, :, r0:r1])
+    att = np.empty((B, NH, T, T), dtype=qkv.dtype)                         # (B, NH, T, T)
+    out = np.empty((B, T, C), dtype=qkv.dtype)                             # (B, T, C)
+    n = _n_split(B, NH, T)
+    if n > 1:
+        _run_split(_forward_slice, n, [qkv, att, out], (NH, HS))
+    else:
+        _forward_slice(qkv, att, out, NH, HS, False)
     return out, (qkv, att, NH)
 
 
@@ -278,12 +271,138 @@ def causal_self_attention_backward(dout, cache):
     C = C3 // 3
     HS = C // NH
     dt = qkv.dtype
-    dout = np.asarray(dout, dtype=dt)
+    dout = np.asarray(dout, dtype=dt)                                      # (B, T, C)
+    dqkv = np.empty((B, T, C3), dtype=dt)                                  # (B, T, 3C)
+    datt = np.empty((B, NH, T, T), dtype=dt)                               # (B, NH, T, T)
+    n = _n_split(B, NH, T)
+    if n > 1:
+        _run_split(_backward_slice, n, [qkv, att, dout, dqkv, datt], (NH, HS))
+    else:
+        _backward_slice(qkv, att, dout, dqkv, datt, NH, HS, False)
+    return dqkv
+
+
+# ---------------------------------------------------------------------------- batch split over threads
+# Each (b, h) product is a small GEMM (S: 64x64x32; M: <= 64x256x64) that OpenBLAS runs on
+# one thread or threads badly, and np.matmul walks the (B, NH) heads one after the other, so at
+# 2 threads the attention products use ~1 core (profile, quiet machine, M: 174 ms of attention
+# per step vs ~60 ms of equivalent BLAS work).
+# Split: one batch slice per thread, each running the whole forward/backward of its slice in a
+# Python thread (np.matmul and the serial nogil Numba kernels release the GIL), with OpenBLAS
+# limited to 1 thread *for that thread only* (openblas_set_num_threads_local, OpenBLAS >= 0.3.27)
+# so the slices do not fight over OpenBLAS's pool. Results equal the plain path to float32
+# rounding (different BLAS blocking), see the tests.
+# OFF by default: it only pays when a second core is free, and it could not be shown on the
+# shared 2-core machine (load ~3.5 from other jobs; fwd+bwd, 2 threads, wall, median of 30:
+# S plain 1.21 vs split 1.35 ms; M plain 27.7 vs split 27.2 ms). An earlier prototype on a less
+# loaded machine (OPENBLAS_NUM_THREADS=1, M) measured 44 ms split vs 90 ms plain. Turn it on with
+# SCRATCHGPT_ATTN_SPLIT=1 (or attention.SPLIT_BATCH = True) and measure on a quiet machine.
+import ctypes
+import glob
+import os
+import threading
+import types as _types
+from concurrent.futures import ThreadPoolExecutor
+
+import numba as _numba
+
+
+def _serial_nogil(kernel):
+    fn = kernel.py_func
+    clone = _types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + "_serial"   # its own on-disk cache entry
+    clone.__module__ = fn.__module__
+    return njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")(clone)
+
+
+_SERIAL = {}
+
+
+def _serial(kernel):
+    if kernel not in _SERIAL:
+        _SERIAL[kernel] = _serial_nogil(kernel)
+    return _SERIAL[kernel]
+
+
+def _openblas_local_setter():
+    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    return None
+
+
+_blas_setter: list = []      # [setter or None] once looked up (lazily: only when the split is on)
+
+
+def _set_local_blas_threads():
+    if not _blas_setter:
+        _blas_setter.append(_openblas_local_setter())
+    return _blas_setter[0]
+_pool_lock = threading.Lock()
+_pool: dict = {}
+
+
+def _init_worker():
+    _set_local_blas_threads()(1)
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    with _pool_lock:
+        ex = _pool.get(n)
+        if ex is None:
+            ex = _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratchgpt-attn",
+                                               initializer=_init_worker)
+        return ex
+
+
+_SPLIT_MIN_WORK = 1 << 15   # B*NH*T*T score elements below which the split is not tried
+SPLIT_BATCH = os.environ.get("SCRATCHGPT_ATTN_SPLIT", "0") == "1"
+
+
+def _n_split(B: int, NH: int, T: int) -> int:
+    if not SPLIT_BATCH or B < 2 or B * NH * T * T < _SPLIT_MIN_WORK or _set_local_blas_threads() is None:
+        return 1
+    n = min(_numba.get_num_threads(), B)
+    return n if n >= 2 else 1
+
+
+def _forward_slice(qkv, att, out, NH, HS, serial):
+    """Forward of one batch slice (all arrays are views into the caller's buffers)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    dt = qkv.dtype
+    q = _heads(qkv[:, :, :C], B, T, NH, HS)                                # (B, NH, T, HS) view
+    kT = _heads(qkv[:, :, C:2 * C], B, T, NH, HS).transpose(0, 1, 3, 2)    # (B, NH, HS, T) view
+    v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)                            # (B, NH, T, HS) view
+    blocks = _blocks(T, _CAUSAL_BLOCK)
+    for r0, r1 in blocks:                                                  # scores of keys <= r1
+        np.matmul(q[:, :, r0:r1], kT[:, :, :, :r1], out=att[:, :, r0:r1, :r1])
+    a3 = att.reshape(B * NH, T, T)
+    scale = dt.type(1.0 / math.sqrt(HS))
+    if dt == np.float32:
+        (_serial(_causal_softmax_inplace_f32) if serial else _causal_softmax_inplace_f32)(a3, scale)
+    else:
+        (_serial(_causal_softmax_inplace) if serial else _causal_softmax_inplace)(a3, scale)
+    y = _heads(out, B, T, NH, HS)                                          # heads merged in place
+    for r0, r1 in blocks:
+        np.matmul(att[:, :, r0:r1, :r1], v[:, :, :r1], out=y[:, :, r0:r1])
+
+
+def _backward_slice(qkv, att, dout, dqkv, datt, NH, HS, serial):
+    """Backward of one batch slice into the views dqkv (B, T, 3C) and scratch datt."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
     q = _heads(qkv[:, :, :C], B, T, NH, HS)
     k = _heads(qkv[:, :, C:2 * C], B, T, NH, HS)
     v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)
     dy = _heads(dout, B, T, NH, HS)                                        # (B, NH, T, HS)
-    dqkv = np.empty((B, T, C3), dtype=dt)                                  # (B, T, 3C)
     dq = _heads(dqkv[:, :, :C], B, T, NH, HS)
     dk = _heads(dqkv[:, :, C:2 * C], B, T, NH, HS)
     dv = _heads(dqkv[:, :, 2 * C:], B, T, NH, HS)
@@ -292,18 +411,26 @@ def causal_self_attention_backward(dout, cache):
     # dv[keys c0:c1] = sum over queries i >= c0 of P_ic dy_i  (queries before c0 cannot see them)
     for c0, c1 in blocks:
         np.matmul(attT[:, :, c0:c1, c0:], dy[:, :, c0:], out=dv[:, :, c0:c1])
-    datt = np.empty((B, NH, T, T), dtype=dt)                               # (B, NH, T, T)
     vT = v.transpose(0, 1, 3, 2)
     for r0, r1 in blocks:
         np.matmul(dy[:, :, r0:r1], vT[:, :, :, :r1], out=datt[:, :, r0:r1, :r1])
-    _causal_softmax_backward_inplace(att.reshape(B * NH, T, T), datt.reshape(B * NH, T, T),
-                                     dt.type(1.0 / math.sqrt(HS)))
+    kern = _serial(_causal_softmax_backward_inplace) if serial else _causal_softmax_backward_inplace
+    kern(att.reshape(B * NH, T, T), datt.reshape(B * NH, T, T), qkv.dtype.type(1.0 / math.sqrt(HS)))
     for r0, r1 in blocks:
         np.matmul(datt[:, :, r0:r1, :r1], k[:, :, :r1], out=dq[:, :, r0:r1])
     dattT = datt.transpose(0, 1, 3, 2)
     for c0, c1 in blocks:
         np.matmul(dattT[:, :, c0:c1, c0:], q[:, :, c0:], out=dk[:, :, c0:c1])
-    return dqkv
+
+
+def _run_split(fn, n, arrays_b, rest):
+    """fn(*[a[b0:b1] for a in arrays_b], *rest, True) for n batch slices, in n threads."""
+    B = arrays_b[0].shape[0]
+    ex = _executor(n)
+    futs = [ex.submit(fn, *[a[i * B // n:(i + 1) * B // n] for a in arrays_b], *rest, True)
+            for i in range(n)]
+    for f in futs:
+        f.result()
 
 
 # ---- numba.cuda kernel ----
