@@ -41,6 +41,9 @@ def section_model(args, state) -> None:
     from ..autograd import no_grad
     from ..models import GPT, GPTConfig
     from ..train.runs import pretrain
+    if "customer_service_dir" not in state or "tokenizer" not in state:
+        from .ch3 import section_data  # run alone (--section 3.2.2): §3.2.1 makes the data first
+        section_data(args, state)
     print("\n== §3.2.2 模型构建 / model building ==")
     work = Path(state["workdir"])
     data_dir = Path(state["customer_service_dir"])
