@@ -204,9 +204,13 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     ev["total_s"] = round(time.perf_counter() - t_start, 2)
     (out / "eval.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False), encoding="utf-8")
     _say(f"done in {ev['total_s']:.0f}s. Everything is in {out}/ (eval.json, pretrain/curves.svg, sft/curves.svg).")
-    _say("next:\n"
-         f"  scratchgpt chat {out / 'sft' / 'model'}            # talk to it\n"
+    import importlib.util
+    talk = (f"  scratchgpt chat {out / 'sft' / 'model'}            # talk to it\n"
+            if importlib.util.find_spec("scratchgpt.commands.chat") else
+            f"  python -m scratchgpt.chapters.ch5 --from {out}   # more conversations with this model\n")
+    _say("next:\n" + talk +
          f"  scratchgpt eval {out / 'sft' / 'model'} --data {dirs['sft_dir']}\n"
          f"  scratchgpt sft --data {dirs['sft_dir']} --base {out / 'pretrain' / 'model'} --peft lora --out runs/lora\n"
-         f"  python -m scratchgpt.chapters.ch5   # the tutorial's §5, step by step")
+         f"  scratchgpt plot {out / 'sft'}                   # redraw the SFT curves\n"
+         f"  python -m scratchgpt.chapters.ch8   # LoRA / Adapter / Prefix side by side")
     return ev
