@@ -279,3 +279,24 @@ def test_batch_split_path_matches_reference(dtype, monkeypatch):
     tol = dict(atol=F32_ATOL, rtol=F32_RTOL) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-10)
     np.testing.assert_allclose(out, out_ref, **tol)
     np.testing.assert_allclose(dqkv, causal_self_attention_backward_ref(dout, cache_ref), **tol)
+
+
+def test_batch_split_restores_the_blas_thread_count(monkeypatch):
+    """The split limits OpenBLAS to 1 thread while it runs; afterwards the caller's count must be
+    back (a leaked 1 made every later Linear single-threaded)."""
+    import ctypes
+    import scratchgpt.ops.attention as attention_module
+    setter = attention_module._set_local_blas_threads()
+    if setter is None:
+        pytest.skip("this NumPy's OpenBLAS has no openblas_set_num_threads_local")
+    monkeypatch.setattr(attention_module, "SPLIT_BATCH", True)
+    monkeypatch.setattr(attention_module, "_SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(attention_module._numba, "get_num_threads", lambda: 2)
+    prev = setter(3)                                  # a recognisable count
+    try:
+        qkv = np.random.default_rng(12).standard_normal((2, 8, 3 * 4)).astype(np.float32)
+        out, cache = causal_self_attention_forward(qkv, 2)
+        causal_self_attention_backward(np.ones_like(out), cache)
+        assert setter(prev) == 3                      # returns the count that was in effect
+    finally:
+        setter(prev)

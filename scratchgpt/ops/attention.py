@@ -295,7 +295,10 @@ def causal_self_attention_backward(dout, cache):
 # OFF by default: it only pays when a second core is free, and it could not be shown on the
 # shared 2-core machine (load ~3.5 from other jobs; fwd+bwd, 2 threads, wall, median of 30:
 # S plain 1.21 vs split 1.35 ms; M plain 27.7 vs split 27.2 ms). An earlier prototype on a less
-# loaded machine (OPENBLAS_NUM_THREADS=1, M) measured 44 ms split vs 90 ms plain. Turn it on with
+# loaded machine (OPENBLAS_NUM_THREADS=1, M) measured 44 ms split vs 90 ms plain. At load ~2
+# the op alone gains (2 threads, wall, median: S 1.31 -> 0.98 ms, M 27.9 -> 16.6 ms) but the
+# whole training step did not (train_step, 2 threads, tok/s: S plain 19.8k / 18.8k vs split
+# 18.9k / 18.8k; M best step plain 1888 / 1794 vs split 1866 / 1914). Turn it on with
 # SCRATCHGPT_ATTN_SPLIT=1 (or attention.SPLIT_BATCH = True) and measure on a quiet machine.
 import ctypes
 import glob
@@ -349,16 +352,11 @@ _pool_lock = threading.Lock()
 _pool: dict = {}
 
 
-def _init_worker():
-    _set_local_blas_threads()(1)
-
-
 def _executor(n: int) -> ThreadPoolExecutor:
     with _pool_lock:
         ex = _pool.get(n)
         if ex is None:
-            ex = _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratchgpt-attn",
-                                               initializer=_init_worker)
+            ex = _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratchgpt-attn")
         return ex
 
 
@@ -427,10 +425,19 @@ def _run_split(fn, n, arrays_b, rest):
     """fn(*[a[b0:b1] for a in arrays_b], *rest, True) for n batch slices, in n threads."""
     B = arrays_b[0].shape[0]
     ex = _executor(n)
-    futs = [ex.submit(fn, *[a[i * B // n:(i + 1) * B // n] for a in arrays_b], *rest, True)
-            for i in range(n)]
-    for f in futs:
-        f.result()
+    # openblas_set_num_threads_local is NOT thread-local in the OpenBLAS NumPy ships (0.3.31):
+    # set from a worker, it left the main thread's count at 1 and every later Linear ran on one
+    # thread (measured: whole step 1.6x slower). So the main thread sets 1 for the duration of
+    # the split (it only waits meanwhile) and restores its previous count afterwards.
+    setter = _set_local_blas_threads()
+    prev = setter(1)
+    try:
+        futs = [ex.submit(fn, *[a[i * B // n:(i + 1) * B // n] for a in arrays_b], *rest, True)
+                for i in range(n)]
+        for f in futs:
+            f.result()
+    finally:
+        setter(prev)
 
 
 # ---- numba.cuda kernel ----
