@@ -86,25 +86,16 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
+    from ..train.experiments import add_base_arguments, resolve_base
+
     ap = argparse.ArgumentParser(description="Chapter 8: full fine-tuning vs LoRA vs Adapter vs Prefix-tuning")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--base", default=None, help="pretrained model directory (default: pretrain one in --work)")
-    ap.add_argument("--data", default=None, help="prepared customer-service directory (with --base)")
-    ap.add_argument("--work", default=None, help="work directory (default: a temp folder)")
+    add_base_arguments(ap)
     args = ap.parse_args(argv)
-    from ..train.experiments import ensure_base, ensure_prepared
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        if args.base:
-            if not args.data:
-                ap.error("--base needs --data (the prepared customer-service directory it was trained with)")
-            base, data = Path(args.base), Path(args.data)
-        else:
-            print("preparing data and pretraining a base model (cached in the work directory) ...")
-            dirs = ensure_prepared(work, s["vocab"])
-            base = ensure_base(work, dirs, s["model"], s["pre"], log=lambda m: None)
-            data = dirs["sft_dir"]
+        base, data = resolve_base(ap, args, work, s)
         print(f"base model {base}; SFT {s['sft'].max_steps} steps x {s['sft'].batch_size} conversations per method; "
               f"task accuracy on {s['n_eval']} test conversations\n")
         rows = compare(base, data, work / "ch8", s["sft"], s["n_eval"])

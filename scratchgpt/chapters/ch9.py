@@ -137,26 +137,17 @@ QUESTIONS = {"q2": q2_learning_rate, "q3": q3_resources, "q4": q4_overfitting}
 
 
 def main(argv=None) -> int:
+    from ..train.experiments import add_base_arguments, resolve_base
+
     ap = argparse.ArgumentParser(description="Chapter 9: FAQ Q2-Q4 as experiments")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=sorted(QUESTIONS), default=None)
-    ap.add_argument("--base", default=None, help="pretrained model directory (default: pretrain one in --work)")
-    ap.add_argument("--data", default=None, help="prepared customer-service directory (with --base)")
-    ap.add_argument("--work", default=None, help="work directory (default: a temp folder)")
+    add_base_arguments(ap)
     args = ap.parse_args(argv)
-    from ..train.experiments import ensure_base, ensure_prepared
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        if args.base:
-            if not args.data:
-                ap.error("--base needs --data")
-            base, data = Path(args.base), Path(args.data)
-        else:
-            print("preparing data and pretraining a base model (cached in the work directory) ...")
-            dirs = ensure_prepared(work, s["vocab"])
-            base = ensure_base(work, dirs, s["model"], s["pre"], log=lambda m: None)
-            data = dirs["sft_dir"]
+        base, data = resolve_base(ap, args, work, s)
         for name, fn in QUESTIONS.items():
             if args.only in (None, name):
                 fn(base, data, work / "ch9", s)

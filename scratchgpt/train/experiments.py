@@ -113,3 +113,23 @@ def train_loss_on(trainer, shard_like, seq_len: int, batch_size: int = 16) -> fl
     pad = 0
     ex = [shard_like[i] for i in range(len(shard_like))]
     return evaluate_loss(trainer.model, conversation_eval_batches(ex, batch_size, seq_len, pad))
+
+
+def add_base_arguments(ap) -> None:
+    """The --base/--data/--work options shared by the experiment chapters (ch8, ch9)."""
+    ap.add_argument("--base", default=None, help="pretrained model directory (default: pretrain one in --work)")
+    ap.add_argument("--data", default=None, help="prepared customer-service directory (with --base)")
+    ap.add_argument("--work", default=None, help="work directory (default: a temp folder)")
+
+
+def resolve_base(ap, args, work, settings: dict):
+    """(base model dir, prepared data dir): the user's --base/--data, or prepared and pretrained in
+    ``work`` (cached there, so a second run reuses them)."""
+    if args.base:
+        if not args.data:
+            ap.error("--base needs --data (the prepared customer-service directory it was trained with)")
+        return Path(args.base), Path(args.data)
+    print("preparing data and pretraining a base model (cached in the work directory) ...")
+    dirs = ensure_prepared(work, settings["vocab"])
+    base = ensure_base(work, dirs, settings["model"], settings["pre"], log=lambda m: None)
+    return base, dirs["sft_dir"]
