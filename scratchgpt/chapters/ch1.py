@@ -22,8 +22,8 @@ PIPELINE = [
     ("pretrain", "next-token prediction on unlabeled text", "scratchgpt/train/"),
     ("SFT", "fine-tune on dialogues, loss on assistant tokens", "scratchgpt/train/, nn/peft.py"),
     ("checkpoint", "config.json + model.safetensors + tokenizer.json", "scratchgpt/models/checkpoint.py"),
-    ("infer", "sampling, KV cache, quantization", "scratchgpt/sampling/, scratchgpt/infer/"),
-    ("serve", "terminal chat, OpenAI-compatible HTTP API", "scratchgpt/cli.py, scratchgpt/serve/"),
+    ("infer", "sampling (KV cache, quantization: later)", "scratchgpt/sampling/; scratchgpt/infer/ to come"),
+    ("serve", "terminal chat, OpenAI-compatible HTTP API", "scratchgpt/serve/ to come (a later issue)"),
 ]
 
 SENTENCE = "hello GPT, I was built from scratch in NumPy."

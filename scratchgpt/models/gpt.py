@@ -120,7 +120,7 @@ class GPT(Module):
         """Append ``max_new_tokens`` sampled tokens to each row of ``idx`` (B, T); return (B, T+N).
 
         Simple and slow on purpose (recomputes the whole cropped context each step); the KV-cache
-        engine in scratchgpt.infer is the fast path. temperature 0 means greedy.
+        engine planned for scratchgpt/infer (a later issue) will be the fast path. temperature 0 means greedy.
         """
         idx = np.asarray(idx)
         if idx.ndim == 1:
