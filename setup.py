@@ -32,7 +32,10 @@ def cython_extensions():
     )
 
 
+# References the tests and benchmarks compare against; never needed to use scratchgpt.
 TEST_REFS = ["torch==2.13.0", "transformers", "tokenizers"]
+# Everything the test suite needs (the README's test command installs it): runners + references.
+TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS
 
 setup(
     name="scratchgpt",
@@ -42,7 +45,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["scratchgpt", "scratchgpt.*"]),
-    package_data={"scratchgpt": ["**/*.pyx", "**/*.json", "**/*.html", "**/*.yml", "**/*.txt", "**/*.csv"]},
+    # data ships in the package (scratchgpt/datasets/), so an installed wheel runs the demo anywhere
+    package_data={"scratchgpt": ["**/*.pyx", "**/*.json", "**/*.html", "**/*.yml", "**/*.txt", "**/*.csv",
+                                 "**/*.md"]},
     ext_modules=cython_extensions(),
     install_requires=[
         "numpy>=1.24",
@@ -56,7 +61,8 @@ setup(
         "chatterbot-corpus>=1.2",
     ],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS,
+        "test": TEST,
+        "dev": TEST,  # older name of "test", kept so existing instructions still work
         "bench": TEST_REFS + ["tiktoken"],
         "serve": ["fastapi", "uvicorn"],
     },

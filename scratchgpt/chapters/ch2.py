@@ -18,7 +18,6 @@ from .. import ops
 from ..autograd import no_grad
 
 SENTENCE = "Where is my order A12345? It has not arrived."
-REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "customer_service" / "train.csv"
 
 # op module -> what its fast path is (checked against the live module below)
 OP_MODULES = ["matmul", "embedding", "layernorm", "gelu", "softmax", "attention", "cross_attention",
@@ -30,11 +29,9 @@ def corpus_lines(limit: int) -> list[str]:
     from ..data.loaders import load_records
     from ..data.report import Report
 
-    if not REPO_DATA.exists():
-        from ..errors import DataError
-        raise DataError(f"bundled data not found at {REPO_DATA} (run from a source checkout)")
+    from ..datasets import customer_service_file
     by_lang: dict[str, list[str]] = {}
-    for conv in load_records([REPO_DATA], Report()):
+    for conv in load_records([customer_service_file("train")], Report()):
         by_lang.setdefault(conv.language or "other", []).extend(m.content for m in conv.messages)
     lines = [line for group in zip(*by_lang.values()) for line in group]
     return lines[:limit]

@@ -123,7 +123,8 @@ def section_text_to_ids(args, state) -> None:
     print("\n== §3.2.1 (cont.) text -> token ids: byte-level BPE ==")
     print("(a) the readable reference (scratchgpt/tokenizer/bpe_ref.py) learning merges on a tiny corpus:")
     show_merges_step_by_step(TINY_CORPUS, 4 if args.quick else 8, print_fn=lambda line: print("    " + line))
-    csv_path = Path(__file__).resolve().parents[2] / "data" / "customer_service" / "train.csv"
+    from ..datasets import customer_service_file
+    csv_path = customer_service_file("train")
     en, zh = [], []
     for conv in load_records([csv_path], Report()):
         (zh if conv.language == "zh" else en).extend(m.content for m in conv.messages)

@@ -32,8 +32,6 @@ from .report import Report
 from .split import SPLITS, assign_split, check_ratios
 from .textnorm import normalize_turn
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
-
 
 @dataclass
 class PrepareConfig:
@@ -62,16 +60,16 @@ def record_text(rec) -> str:
 def preset(name: str, **overrides) -> PrepareConfig:
     """Named configurations. ``customer_service``: the bundled dialogue data (train.csv split
     into train/val, test.csv held out). ``default``: the offline pretraining corpus."""
-    cs = REPO_DATA / "customer_service"
+    from ..datasets import customer_service_file
     if name == "customer_service":
         cfg = PrepareConfig(
-            inputs=[cs / "train.csv"], test_inputs=[cs / "test.csv"], ratios=(0.9, 0.1, 0.0),
+            inputs=[customer_service_file("train")], test_inputs=[customer_service_file("test")], ratios=(0.9, 0.1, 0.0),
             # templated data: two requests that differ only in the order number are both
             # wanted (the model must learn to copy slots), so near-dup is off here.
             clean=CleanConfig(languages=("en", "zh"), near_dedup=False))
     elif name == "default":
         cfg = PrepareConfig(
-            inputs=[cs / "train.csv"], chatterbot_languages=("english", "chinese"),
+            inputs=[customer_service_file("train")], chatterbot_languages=("english", "chinese"),
             ratios=(0.95, 0.05, 0.0), clean=CleanConfig(languages=("en", "zh")), write_text=True)
     elif name == "none":
         cfg = PrepareConfig()
@@ -79,7 +77,7 @@ def preset(name: str, **overrides) -> PrepareConfig:
         raise ConfigError(f"unknown preset {name!r}; expected 'default', 'customer_service' or 'none'")
     for p in cfg.inputs + cfg.test_inputs:
         if not Path(p).exists():
-            raise DataError(f"preset {name!r} needs {p}, which is missing (run data/customer_service/generate.py)")
+            raise DataError(f"preset {name!r} needs {p}, which is missing (python -m scratchgpt.datasets.customer_service.generate writes it)")
     return replace(cfg, **overrides) if overrides else cfg
 
 

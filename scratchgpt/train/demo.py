@@ -1,7 +1,7 @@
 """The end-to-end demo: data -> tokenizer -> pretrain -> SFT -> evaluate -> talk.
 
 Every stage is a function here so ``scratchgpt demo`` and chapter 5 run the same code. All data
-is bundled (``data/customer_service``, the chatterbot corpus from PyPI), so nothing touches the
+is bundled (``scratchgpt/datasets/customer_service``, the chatterbot corpus from PyPI), so nothing touches the
 network. Sizes are chosen for 2 CPU cores (see ``DemoConfig``); ``quick`` shrinks every stage so
 the whole pipeline runs in under a minute, which is what the tests run.
 """

@@ -1,6 +1,7 @@
 """Generate the bundled customer-service dialogue dataset (train.csv, test.csv).
 
-    python data/customer_service/generate.py [--train-per-language 400] [--test-per-language 100] [--seed 20240501]
+    python -m scratchgpt.datasets.customer_service.generate [--train-per-language 400] [--test-per-language 100]
+        [--seed 20240501] [--out DIR]
 
 Deterministic: the same arguments write byte-identical files. Conversations are templated
 (templates_en.py, templates_zh.py) with random slots — order numbers in three formats
@@ -18,13 +19,11 @@ import csv
 import json
 import random
 import re
-import sys
 from pathlib import Path
 
+from . import templates_en, templates_zh
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import templates_en  # noqa: E402
-import templates_zh  # noqa: E402
 
 LANGS = {"en": templates_en, "zh": templates_zh}
 TOPIC_WEIGHTS = {"orders": 3, "shipping": 3, "returns_refunds": 3, "account": 2, "payment": 2,
@@ -168,8 +167,7 @@ def generate(n_per_language: int, split: str, seed: int, used: set, avoid_texts:
 def validate(rows) -> None:
     """The promises an evaluator relies on: every reply contains its row's slot values and a
     keyword of its turn's topic (``scratchgpt.data.annotate.mentions_topic``)."""
-    sys.path.insert(0, str(HERE.parents[1]))
-    from scratchgpt.data.annotate import mentions_topic
+    from ...data.annotate import mentions_topic
     for cid, turn, user, reply, topic, turn_topic, intent, lang, slots in rows:
         for name, value in json.loads(slots).items():
             if value not in reply:
@@ -186,11 +184,15 @@ def write_csv(path: Path, rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train-per-language", type=int, default=400)
-    ap.add_argument("--test-per-language", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=20240501)
-    ap.add_argument("--out", default=str(HERE))
+    ap = argparse.ArgumentParser(prog="python -m scratchgpt.datasets.customer_service.generate",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--train-per-language", type=int, default=400, metavar="N",
+                    help="training conversations per language (default 400)")
+    ap.add_argument("--test-per-language", type=int, default=100, metavar="N",
+                    help="held-out test conversations per language (default 100)")
+    ap.add_argument("--seed", type=int, default=20240501, help="random seed (default 20240501)")
+    ap.add_argument("--out", default=str(HERE), metavar="DIR",
+                    help="where to write train.csv and test.csv (default: next to this script)")
     args = ap.parse_args(argv)
     used: set = set()
     texts: set = set()
@@ -199,6 +201,7 @@ def main(argv=None):
     validate(train)
     validate(test)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train.csv", train)
     write_csv(out / "test.csv", test)
     for name, rows in (("train", train), ("test", test)):
