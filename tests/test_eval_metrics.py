@@ -70,3 +70,44 @@ def test_eval_turn_picks_the_turn_that_echoes_a_slot():
     assert task_scores("Your order A12345 has shipped.", ref, need)["ok"]
     assert not task_scores("Your order A99999 has shipped.", ref, need)["slot_ok"]
     assert not task_scores("Please reset your password.", ref, need)["topic_ok"]
+
+
+def test_breakdown_by_language_and_slot_type():
+    from scratchgpt.train.evaluate import _scores, slot_type_scores
+    rows = [
+        {"language": "en", "required": ["A12345", "$5.00"], "required_types": ["order_id", "amount"],
+         "reply": "Order A12345 was charged twice.", "slot_ok": False, "topic_ok": True, "ok": False},
+        {"language": "zh", "required": ["B22222"], "required_types": ["order_id"],
+         "reply": "订单B22222已发货", "slot_ok": True, "topic_ok": True, "ok": True},
+        {"language": "zh", "required": [], "required_types": [], "reply": "你好", "slot_ok": True,
+         "topic_ok": False, "ok": False},
+    ]
+    by = slot_type_scores(rows)
+    assert by["order_id"] == {"n_values": 2, "echoed": 1.0, "n_conversations": 2, "task_accuracy": 0.5}
+    assert by["amount"] == {"n_values": 1, "echoed": 0.0, "n_conversations": 1, "task_accuracy": 0.0}
+    zh = _scores(rows[1:])
+    assert zh["task_accuracy"] == 0.5 and zh["slot_accuracy"] == 1.0 and zh["n_with_slots"] == 1
+
+
+def test_paraphrase_set_is_well_formed_and_not_in_the_training_data():
+    from scratchgpt.data.annotate import classify_topic
+    from scratchgpt.train.evaluate import PARAPHRASE_CSV, paraphrase_set
+    convs = paraphrase_set()
+    assert len(convs) >= 60 and {c.language for c in convs} == {"en", "zh"}
+    n_slots = 0
+    for c in convs:
+        prompt, ref, need = eval_turn(c)
+        n_slots += bool(need)
+        for v in (c.meta.get("slots") or {}).values():
+            assert v in ref or not need
+        # the reference is what the model is compared with: it must carry the labelled topic
+        turn = len(prompt) // 2
+        assert classify_topic(ref) == c.meta["exchanges"][turn]["turn_topic"], ref
+    assert n_slots >= 0.8 * len(convs)
+    train = (PARAPHRASE_CSV.parent / "train.csv")
+    if train.is_file():  # no user turn of the paraphrase set is a training user turn
+        text = train.read_text(encoding="utf-8")
+        for c in convs:
+            for m in c.messages:
+                if m.role == "user" and len(m.content) > 12:
+                    assert m.content not in text, m.content

@@ -8,12 +8,15 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model directory on a prepared dialogue dataset",
                        description="Measure val loss and perplexity on sft_val, then greedy replies on "
-                                   "test.jsonl: task accuracy (slot echo + topic), ROUGE-L, BLEU, distinct-1/2.")
+                                   "test.jsonl: task accuracy (slot echo + topic), ROUGE-L, BLEU, distinct-1/2, per "
+                                   "language and slot type; then the same on the bundled paraphrase set.")
     p.add_argument("model", help="model directory (or a PEFT directory written by `scratchgpt sft --peft`)")
     p.add_argument("--data", required=True, help="prepared dialogue directory (shards/sft_val, test.jsonl)")
     p.add_argument("--out", default=None, help="where to write the metrics JSON (default MODEL/eval.json)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many test conversations")
     p.add_argument("--max-new-tokens", type=int, default=48, help="reply length limit (default 48)")
+    p.add_argument("--no-paraphrase", action="store_true",
+                   help="skip the paraphrase evaluation set (scratchgpt/datasets/customer_service/paraphrase.csv)")
     p.set_defaults(func=run)
 
 
@@ -23,7 +26,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     model, tok = load_model_dir(args.model)
-    res = evaluate_model(model, tok, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    res = evaluate_model(model, tok, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                         paraphrase=not args.no_paraphrase)
     out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     out.write_text(json.dumps(res, indent=2, ensure_ascii=False), encoding="utf-8")
     print(format_eval(res))
@@ -31,10 +35,20 @@ def run(args) -> int:
     return 0
 
 
-def format_eval(res: dict) -> str:
+def _task_line(res: dict, what: str) -> str:
     slot = "n/a" if res.get("slot_accuracy") is None else f"{res['slot_accuracy']:.1%}"
-    return (f"val loss {res['val_loss']:.4f}  perplexity {res['perplexity']:.2f}\n"
-            f"task accuracy {res['task_accuracy']:.1%} on {res['n_conversations']} test conversations "
-            f"(slot echo {slot} of {res['n_with_slots']}, topic {res['topic_accuracy']:.1%})\n"
-            f"ROUGE-L {res['rouge_l']:.3f}  BLEU {res['bleu']:.3f}  distinct-1 {res['distinct_1']:.3f}  "
-            f"distinct-2 {res['distinct_2']:.3f}")
+    langs = ", ".join(f"{k} {v['task_accuracy']:.1%}" for k, v in res.get("by_language", {}).items())
+    types = ", ".join(f"{k} {v['echoed']:.1%}" for k, v in res.get("by_slot_type", {}).items())
+    return (f"task accuracy {res['task_accuracy']:.1%} on {res['n_conversations']} {what} "
+            f"(slot echo {slot} of {res['n_with_slots']}, topic {res['topic_accuracy']:.1%})"
+            + (f"\n  by language: {langs}" if langs else "") + (f"\n  values echoed by slot type: {types}" if types else ""))
+
+
+def format_eval(res: dict) -> str:
+    lines = [f"val loss {res['val_loss']:.4f}  perplexity {res['perplexity']:.2f}",
+             _task_line(res, "test conversations"),
+             f"ROUGE-L {res['rouge_l']:.3f}  BLEU {res['bleu']:.3f}  distinct-1 {res['distinct_1']:.3f}  "
+             f"distinct-2 {res['distinct_2']:.3f}"]
+    if res.get("paraphrase"):
+        lines.append(_task_line(res["paraphrase"], "paraphrase-set conversations (never trained on)"))
+    return "\n".join(lines)

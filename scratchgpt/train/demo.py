@@ -176,7 +176,7 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     _say("[5/6] evaluating on the held-out test split ...")
     model, tok = res.model, res.tokenizer
     ev = evaluate_model(model, tok, dirs["sft_dir"], seq_len=cfg.sft.seq_len, limit=cfg.eval_limit,
-                        max_new_tokens=cfg.max_new_tokens, progress=progress)
+                        max_new_tokens=cfg.max_new_tokens, progress=progress, paraphrase=True)
     stage("eval")
     ev["timings_s"] = timings
     ev["total_s"] = round(time.perf_counter() - t_start, 2)

@@ -16,16 +16,23 @@
       an orders reply often says only "shipped", which the classifier files under shipping — for
       the reference as much as for the model, so comparing like with like is the fair test.
   Slot recall and topic match are reported separately too, so a low score says which part failed.
+* ``by_language`` / ``by_slot_type``: the same scores per conversation language and, per slot type
+  (order_id, product, amount, email), the share of required values of that type the reply echoed.
+* ``paraphrase_set()``: the hand-written paraphrase evaluation set
+  (``scratchgpt/datasets/customer_service/paraphrase.csv``, never trained on), scored the same way.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from ..autograd import no_grad
 from ..errors import DataError
 from .text_metrics import corpus_bleu, distinct_n, rouge_l
+
+PARAPHRASE_CSV = Path(__file__).resolve().parents[1] / "datasets" / "customer_service" / "paraphrase.csv"
 
 
 # ------------------------------------------------------------------ generation
@@ -66,6 +73,10 @@ def greedy_reply(model, tok, messages: list[dict], max_new_tokens: int = 48) -> 
 def _messages(conv) -> list[dict]:
     msgs = conv["messages"] if isinstance(conv, dict) else [m.to_dict() for m in conv.messages]
     return [{"role": m["role"], "content": m["content"]} for m in msgs]
+
+
+def _language(conv) -> str:
+    return (conv.get("language") if isinstance(conv, dict) else conv.language) or "?"
 
 
 def _slots(conv) -> dict:
@@ -115,15 +126,16 @@ def evaluate_dialogues(model, tok, conversations: list, max_new_tokens: int = 48
         s = task_scores(reply, ref, need)
         replies.append(reply)
         refs.append(ref)
-        rows.append({"prompt": prompt, "reference": ref, "reply": reply, "required": need, **s})
+        names = {str(v): k for k, v in _slots(conv).items()}
+        rows.append({"prompt": prompt, "reference": ref, "reply": reply, "required": need,
+                     "required_types": [names.get(v, "?") for v in need], "language": _language(conv), **s})
     n = len(rows)
-    with_slots = [r for r in rows if r["required"]]
     return {
         "n_conversations": n,
-        "task_accuracy": sum(r["ok"] for r in rows) / n,
-        "slot_accuracy": (sum(r["slot_ok"] for r in with_slots) / len(with_slots)) if with_slots else None,
-        "n_with_slots": len(with_slots),
-        "topic_accuracy": sum(r["topic_ok"] for r in rows) / n,
+        **_scores(rows),
+        "by_language": {lang: {"n_conversations": len(sub), **_scores(sub)}
+                        for lang, sub in _group(rows, lambda r: [r["language"]]).items()},
+        "by_slot_type": slot_type_scores(rows),
         "rouge_l": float(np.mean([rouge_l(c, r) for c, r in zip(replies, refs)])),
         "bleu": corpus_bleu(replies, refs),
         "distinct_1": distinct_n(replies, 1),
@@ -131,6 +143,60 @@ def evaluate_dialogues(model, tok, conversations: list, max_new_tokens: int = 48
         "examples": rows[:keep_examples],
         "failures": [r for r in rows if not r["ok"]][:keep_examples],
     }
+
+
+def _scores(rows: list) -> dict:
+    with_slots = [r for r in rows if r["required"]]
+    return {
+        "task_accuracy": sum(r["ok"] for r in rows) / len(rows),
+        "slot_accuracy": (sum(r["slot_ok"] for r in with_slots) / len(with_slots)) if with_slots else None,
+        "n_with_slots": len(with_slots),
+        "topic_accuracy": sum(r["topic_ok"] for r in rows) / len(rows),
+    }
+
+
+def _group(rows: list, keys) -> dict:
+    out: dict = {}
+    for r in rows:
+        for k in keys(r):
+            out.setdefault(k, []).append(r)
+    return dict(sorted(out.items()))
+
+
+def slot_type_scores(rows: list) -> dict:
+    """Per slot type: how many required values of that type there were, the share the reply
+    echoed, and the task accuracy of the conversations that required one."""
+    out = {}
+    for name, sub in _group(rows, lambda r: sorted(set(r["required_types"]))).items():
+        vals = [(v, r["reply"]) for r in sub for v, t in zip(r["required"], r["required_types"]) if t == name]
+        out[name] = {"n_values": len(vals), "echoed": sum(v in reply for v, reply in vals) / len(vals),
+                     "n_conversations": len(sub), "task_accuracy": sum(r["ok"] for r in sub) / len(sub)}
+    return out
+
+
+def paraphrase_set(limit: int | None = None) -> list:
+    """The paraphrase evaluation set as Conversations (turns normalised like the pipeline's).
+
+    Written by hand, separately from the generator's templates: new wordings, other sentence
+    orders, typos, mixed English/Chinese, order numbers in positions and formats the templates
+    never use. It is never trained on; it checks that the model copies and answers beyond the
+    templates it memorised.
+    """
+    from ..data.load_csv import load_csv
+    from ..data.records import Message
+    from ..data.report import Report
+    from ..data.textnorm import normalize_turn
+    path = PARAPHRASE_CSV
+    if not path.is_file():
+        raise DataError(f"paraphrase evaluation set {path} is missing (it ships with the package)")
+    convs = list(load_csv(path, Report()))
+    for c in convs:
+        c.messages = [Message(m.role, normalize_turn(m.content)) for m in c.messages]
+        c.meta["slots"] = {k: normalize_turn(str(v)) for k, v in (c.meta.get("slots") or {}).items()}
+    if limit is not None and limit < len(convs):
+        idx = np.linspace(0, len(convs) - 1, limit).round().astype(int)
+        convs = [convs[i] for i in idx]
+    return convs
 
 
 def perplexity(val_loss: float) -> float:
