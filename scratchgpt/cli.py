@@ -6,16 +6,18 @@ parsed args and returning an exit code. Adding a subcommand = adding a module an
 to ``COMMANDS``.
 
 User errors (``ScratchGPTError``, bad files, bad values) print one line and exit 2 —
-no traceback. Set ``SCRATCHGPT_DEBUG=1`` to see the traceback anyway.
+no traceback. Set ``SCRATCHGPT_DEBUG=1`` to see the traceback anyway. The flag conventions
+every command follows (dashed flags, ``--no-progress``, ``--threads``, ``--tokenizer``) are in
+``scratchgpt/commands/_flags.py``; ``python -m scratchgpt`` is this same command line.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
+import importlib.util
 import sys
 
-from .errors import ScratchGPTError
+from . import __version__
+from .commands._flags import Parser, apply_threads, guarded
 
 # order = the order of the pipeline, which is the order ``--help`` lists them in
 COMMANDS = [
@@ -24,41 +26,36 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def available_commands() -> list:
+    """The names in COMMANDS whose module exists (others are not written yet)."""
+    return [name for name in COMMANDS if importlib.util.find_spec(f"scratchgpt.commands.{name}") is not None]
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="scratchgpt",
         description="A ChatGPT-like system built from scratch: data -> tokenizer -> pretrain -> SFT -> chat -> serve.",
     )
+    parser.add_argument("--version", action="version", version=f"scratchgpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name in COMMANDS:
-        modname = f"scratchgpt.commands.{name}"
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:  # subcommand not written yet: leave it out of the list
-                continue
-            raise
-        mod.register(sub)
+    for name in available_commands():
+        importlib.import_module(f"scratchgpt.commands.{name}").register(sub)
     return parser
 
 
 def main(argv=None) -> int:
+    console = argv is None  # run as a program (may restart itself for --threads), not called from Python
+    argv = sys.argv[1:] if console else [str(a) for a in argv]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        code = args.func(args)
-    except (ScratchGPTError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        if os.environ.get("SCRATCHGPT_DEBUG"):
-            raise
-        print(f"scratchgpt {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return int(code or 0)
+
+    def run():
+        apply_threads(args, restart_argv=argv if console else None)
+        return args.func(args)
+    return guarded(f"scratchgpt {args.command}", run)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def test_missing_input_file_is_one_line_exit_2(tmp_path, capsys):
 
 def test_bad_tokenizer_and_ids(tmp_path, corpus, capsys):
     assert main(["tokenizer", "decode", "--tokenizer", str(tmp_path / "none"), "1"]) == 2
-    assert "no tokenizer.json" in capsys.readouterr().err
+    assert "no such file or directory (expected a tokenizer file" in capsys.readouterr().err
     bad = tmp_path / "tokenizer.json"
     bad.write_text("{broken", encoding="utf-8")
     assert main(["tokenizer", "encode", "--tokenizer", str(bad), "x"]) == 2

@@ -11,7 +11,7 @@ def test_prepare_user_files_prints_and_writes_report(tmp_path, capsys):
     write(tmp_path / "in" / "b.jsonl", json.dumps({"messages": [{"role": "user", "content": "你好"},
                                                                 {"role": "assistant", "content": "您好！"}]}) + "\n{oops\n")
     out = tmp_path / "out"
-    code = main(["data", "prepare", "--input", str(tmp_path / "in"), "--out", str(out), "--quiet",
+    code = main(["data", "prepare", "--input", str(tmp_path / "in"), "--out", str(out), "--no-progress",
                  "--ratios", "1,0,0"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -27,7 +27,7 @@ def test_prepare_user_files_prints_and_writes_report(tmp_path, capsys):
 def test_prepare_customer_service_preset_with_languages_filter(tmp_path, capsys):
     out = tmp_path / "cs"
     assert main(["data", "prepare", "--preset", "customer_service", "--languages", "chinese",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--no-progress"]) == 0
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert rep["steps"]["clean.language"]["dropped"] == {"language en not in ['zh']": 500}
     assert rep["counts"]["test conversations by language"] == {"zh": 100}
@@ -43,7 +43,7 @@ def test_prepare_with_tokenizer_writes_shards_and_shard_command(tmp_path, capsys
     tok.save(str(tmp_path / "tok.json"))
     out = tmp_path / "o"
     assert main(["data", "prepare", "--input", str(tmp_path / "c.csv"), "--ratios", "1,0,0", "--out", str(out),
-                 "--tokenizer", str(tmp_path / "tok.json"), "--quiet"]) == 0
+                 "--tokenizer", str(tmp_path / "tok.json"), "--no-progress"]) == 0
     meta = json.loads((out / "shards" / "pretrain_train.meta.json").read_text())
     assert meta["n_documents"] == 2 and meta["n_tokens"] > 0
     assert main(["data", "shard", "--dir", str(out), "--tokenizer", str(tmp_path / "tok.json")]) == 0

@@ -64,7 +64,7 @@ def test_sft_resume_and_lora_cli(demo_run, tmp_path, capsys):
     out, _, _ = demo_run
     data, base = str(out / "data" / "customer_service"), str(out / "pretrain" / "model")
     common = ["--data", data, "--base", base, "--max_steps", "3", "--warmup_steps", "1", "--batch_size", "2",
-              "--seq_len", "48", "--eval_every", "3", "--eval_batches", "1", "--progress", "false"]
+              "--seq_len", "48", "--eval_every", "3", "--eval_batches", "1", "--no-progress"]
     assert run_cli("sft", *common, "--peft", "lora", "--lora_rank", "2", "--out", str(tmp_path / "lora")) == 0
     assert (tmp_path / "lora" / "peft" / "peft.safetensors").is_file()
     rc = run_cli("eval", str(tmp_path / "lora" / "peft"), "--data", data, "--limit", "1",
@@ -80,8 +80,8 @@ def test_sft_resume_and_lora_cli(demo_run, tmp_path, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["pretrain", "--data", "/nonexistent", "--tokenizer", "/nonexistent/tok.json"], "tokenizer file"),
     (["sft", "--data", "/x", "--base", "/x", "--lr", "fast"], "lr expects a number"),
-    (["sft", "--data", "/x", "--base", "/nonexistent"], "not a model directory"),
-    (["eval", "/nonexistent", "--data", "/x"], "not a model directory"),
+    (["sft", "--data", "/x", "--base", "/nonexistent"], "no such directory (expected a model directory"),
+    (["eval", "/nonexistent", "--data", "/x"], "no such directory (expected a model directory"),
     (["plot", "/nonexistent"], "metrics file not found"),
 ])
 def test_cli_errors_are_one_line(argv, needle, capsys):

@@ -21,20 +21,20 @@ def run_chapter(name, *args):
 
 
 def test_ch7_tracking(work):
-    out = run_chapter("ch7", "--work", str(work))
+    out = run_chapter("ch7", "--out", str(work))
     assert "compare_val_loss.svg" in out and "curves.svg" in out
     assert "resumed log == uninterrupted log (except timings): True" in out
     assert (work / "ch7" / "compare_val_loss.svg").read_text().startswith("<svg")
 
 
 def test_ch8_peft_side_by_side(work):
-    out = run_chapter("ch8", "--work", str(work))
+    out = run_chapter("ch8", "--out", str(work))
     rows = [l for l in out.splitlines() if l.split()[:1] and l.split()[0] in ("full", "lora", "adapter", "prefix")]
     assert [r.split()[0] for r in rows] == ["full", "lora", "adapter", "prefix"]
     assert sum("bit-identical" in r for r in rows) == 3 and "CHANGED" not in out
 
 
 def test_ch9_faq_experiments(work):
-    out = run_chapter("ch9", "--work", str(work))
+    out = run_chapter("ch9", "--out", str(work))
     for needle in ("== Q2", "== Q3", "== Q4", "accumulated", "mixed precision", "early stopping", "weight decay"):
         assert needle in out

@@ -1,5 +1,4 @@
 """Training configs: frozen, validated, CLI overrides type-checked; metrics log; loss scaler; SVG plot."""
-import argparse
 import dataclasses
 import json
 
@@ -43,15 +42,31 @@ def test_overrides_are_type_checked():
 
 
 def test_cli_arguments_roundtrip():
-    p = argparse.ArgumentParser()
+    from scratchgpt.commands._flags import Parser
+    p = Parser()
     add_config_arguments(p, TrainConfig)
     add_config_arguments(p, ModelConfig)
-    args = p.parse_args(["--lr", "0.002", "--n_layer", "2", "--grad_accum", "4"])
+    # dashed flags; the underscore spelling is accepted as an alias
+    args = p.parse_args(["--lr", "0.002", "--n-layer", "2", "--grad_accum", "4"])
     t = config_from_args(TrainConfig, args)
     m = config_from_args(ModelConfig, args)
     assert (t.lr, t.grad_accum, m.n_layer) == (0.002, 4, 2)
     with pytest.raises(ConfigError, match="grad_accum"):
-        config_from_args(TrainConfig, p.parse_args(["--grad_accum", "0"]))
+        config_from_args(TrainConfig, p.parse_args(["--grad-accum", "0"]))
+    assert "--max-steps" in p.format_help() and "--max_steps" not in p.format_help()
+
+
+def test_short_runs_scale_warmup_instead_of_failing():
+    from scratchgpt.commands._flags import Parser
+    p = Parser()
+    add_config_arguments(p, TrainConfig)
+    notes = []
+    cfg = config_from_args(TrainConfig, p.parse_args(["--max-steps", "5"]), note=notes.append)
+    assert (cfg.max_steps, cfg.warmup_steps) == (5, 0) and "warmup" in notes[0]
+    cfg = config_from_args(TrainConfig, p.parse_args(["--max-steps", "100"]), note=notes.append)
+    assert cfg.warmup_steps == TrainConfig().warmup_steps and len(notes) == 1  # nothing to scale
+    with pytest.raises(ConfigError, match="warmup_steps"):  # both given and inconsistent: the user's call
+        config_from_args(TrainConfig, p.parse_args(["--max-steps", "5", "--warmup-steps", "9"]))
 
 
 def test_metrics_log_resume_drops_later_records(tmp_path):

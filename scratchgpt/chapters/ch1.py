@@ -7,12 +7,12 @@ Guide: chapters/ch1.md
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 from ..backend import describe
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 
 PIPELINE = [
     ("text", "raw dialogues and documents", "data/ (bundled), your files"),
@@ -86,10 +86,11 @@ def hello_gpt(steps: int, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m scratchgpt.chapters.ch1", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps (a few seconds)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps for hello GPT")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch1", __doc__.splitlines()[0], quick_help="fewer steps (a few seconds)",
+                        writes_files=False)
+    ap.add_argument("--steps", type=int, default=None, metavar="N",
+                    help="training steps for hello GPT (default 300; 60 with --quick)")
+    args = chapter_args(ap, argv)
     steps = args.steps if args.steps is not None else (60 if args.quick else 300)
     print_pipeline()
     env = print_environment()
@@ -98,4 +99,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_chapter(main, "ch1"))

@@ -7,7 +7,6 @@ Guide: chapters/ch2.md
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from .. import ops
 from ..autograd import no_grad
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 
 SENTENCE = "Where is my order A12345? It has not arrived."
 
@@ -151,9 +151,9 @@ def show_languages() -> list[tuple]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m scratchgpt.chapters.ch2", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller corpus and fewer steps")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch2", __doc__.splitlines()[0], quick_help="smaller corpus and fewer steps",
+                        writes_files=False)
+    args = chapter_args(ap, argv)
     from ..tokenizer import BPETokenizer
 
     lines = corpus_lines(600 if args.quick else 3000)
@@ -169,4 +169,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_chapter(main, "ch2"))

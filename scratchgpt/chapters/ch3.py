@@ -9,7 +9,6 @@ computed and may leave results in ``state`` for the next section.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 from ..data.augment import AugmentConfig, augment_conversation
 from ..data.clean import CleanConfig
 from ..data.pipeline import PrepareConfig, preset, prepare, read_jsonl, write_shards
@@ -147,11 +147,12 @@ SECTIONS += _training_sections()
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Chapter 3: core algorithm step by step")
-    ap.add_argument("--quick", action="store_true", help="smaller settings (seconds)")
-    ap.add_argument("--section", default=None, help="run only this section, e.g. 3.2.1")
-    ap.add_argument("--out", default=None, help="keep the prepared data here (default: a temp folder)")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch3", "Chapter 3: core algorithm step by step", quick_help="smaller settings (seconds)",
+                        out_help="keep the prepared data and models here (default: a temporary folder, "
+                                 "deleted at the end)")
+    ap.add_argument("--section", default=None, choices=[number for number, _, _ in SECTIONS],
+                    help="run only this section")
+    args = chapter_args(ap, argv)
     with tempfile.TemporaryDirectory() as tmp:
         state = {"workdir": args.out or tmp}
         Path(state["workdir"]).mkdir(parents=True, exist_ok=True)
@@ -162,4 +163,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_chapter(main, "ch3"))

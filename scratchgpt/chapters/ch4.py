@@ -11,7 +11,6 @@ to reverse digit strings. Guide: chapters/ch4.md
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 
 from .. import ops
 from ..autograd import gradcheck
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 
 # The op *modules* (their _ref twins and raw forward/backward pairs). ``scratchgpt.ops.gelu`` is the
 # function, so the modules are fetched by their full name.
@@ -225,9 +225,9 @@ def text_to_ids(quick: bool) -> dict:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m scratchgpt.chapters.ch4", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer training steps for the case study")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch4", __doc__.splitlines()[0], quick_help="fewer training steps for the case study",
+                        writes_files=False)
+    args = chapter_args(ap, argv)
     ids = text_to_ids(args.quick)
     rows = run_checks()
     print_table(rows)
@@ -237,4 +237,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_chapter(main, "ch4"))

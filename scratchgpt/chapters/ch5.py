@@ -9,12 +9,25 @@ model, §5.2.3 fine-tuning, §5.2.4 inference, §5.4 the "User: How are you?" co
 """
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
+from ..errors import ConfigError
+
+
+def check_finished_run(run_dir) -> None:
+    """``--from RUN_DIR`` must be a finished demo run: its eval.json and fine-tuned model."""
+    p = Path(run_dir)
+    missing = [name for name in ("eval.json", "sft/model/config.json") if not (p / name).is_file()]
+    if not p.is_dir() or missing:
+        what = "no such directory" if not p.exists() else (
+            "not a directory" if not p.is_dir() else f"not a finished demo run ({', '.join(missing)} missing)")
+        raise ConfigError(f"--from {run_dir}: {what}; run `scratchgpt demo --out {run_dir}` first, "
+                          "or leave --from out to run the pipeline here")
 
 
 def section_env() -> None:
@@ -84,12 +97,18 @@ def section_how_are_you(model, tok, n: int = 10) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Chapter 5: the tutorial's §5 pipeline, done correctly")
-    ap.add_argument("--quick", action="store_true", help="tiny settings (< 1 minute)")
-    ap.add_argument("--from", dest="reuse", default=None, help="reuse a finished demo run directory")
-    ap.add_argument("--out", default=None, help="run directory (default: a temp folder; runs/demo with --from)")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch5", "Chapter 5: the tutorial's §5 pipeline, done correctly",
+                        quick_help="tiny settings (< 1 minute; the model stays untrained on purpose)",
+                        out_help="run the pipeline into DIR and keep it (default: a temporary folder, "
+                                 "deleted at the end)")
+    ap.add_argument("--from", dest="reuse", default=None, metavar="RUN_DIR",
+                    help="reuse a finished `scratchgpt demo` run directory instead of training")
+    args = chapter_args(ap, argv)
     from ..train.runs import load_model_dir
+    if args.reuse:
+        check_finished_run(args.reuse)
+        if args.out:
+            raise ConfigError("--from and --out contradict each other: --from reads a finished run, --out makes one")
     section_env()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.reuse or args.out or tmp)
@@ -103,4 +122,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_chapter(main, "ch5"))

@@ -14,12 +14,12 @@ Guide: chapters/ch7.md.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from ..commands._flags import chapter_args, chapter_parser, kept_note, run_chapter
 from ..train.config import ModelConfig, TrainConfig
 
 
@@ -36,17 +36,19 @@ def settings(quick: bool):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Chapter 7: experiment tracking")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--work", default=None, help="keep runs here (default: a temp folder)")
-    args = ap.parse_args(argv)
+    ap = chapter_parser("ch7", "Chapter 7: experiment tracking",
+                        quick_help="tiny model and few steps (what the tests run)",
+                        out_help="keep the runs, logs and SVG charts here (default: a temporary folder, "
+                                 "deleted at the end)")
+    args = chapter_args(ap, argv)
     from ..train.experiments import ensure_prepared
     from ..train.metrics import read_metrics
     from ..train.plot import compare_figure, plot_run
     from ..train.runs import pretrain
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
+        work = Path(args.out or tmp)
+        show = (lambda p: str(p)) if args.out else (lambda p: str(Path(p).relative_to(work)))
         dirs = ensure_prepared(work, s["vocab"])
         print("== 1. runs write their own logs ==")
         runs = {}
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
             cfg = replace(s["train"], lr=lr, min_lr=lr / 10)
             pretrain(dirs["pretrain_dir"], dirs["tokenizer"], run, s["model"], cfg, log=lambda m: None)
             runs[f"lr {lr:g}"] = read_metrics(run / "metrics.jsonl")
-            print(f"  {run}: {', '.join(sorted(p.name for p in run.iterdir()))}")
+            print(f"  {show(run)}: {', '.join(sorted(p.name for p in run.iterdir()))}")
         first = next(iter(runs))
         print("\n  metrics.jsonl, first two lines of run", first)
         for rec in runs[first][:2]:
@@ -71,10 +73,11 @@ def main(argv=None) -> int:
         print("\n== 3. the dashboard: SVG charts ==")
         for name in runs:
             svg = plot_run(work / "ch7" / name.replace(" ", ""))
-            print(f"  {svg}  (loss + val loss, learning rate, gradient norm)")
+            print(f"  {show(svg)}  (loss + val loss, learning rate, gradient norm)")
         cmp_path = work / "ch7" / "compare_val_loss.svg"
         cmp_path.write_text(compare_figure(runs, "val_loss", "validation loss by learning rate"), encoding="utf-8")
-        print(f"  {cmp_path}  (all runs, one chart)")
+        print(f"  {show(cmp_path)}  (all runs, one chart)")
+        print(f"  ({kept_note(args.out, 'the runs and charts')})")
         print("\n== 4. interrupted and resumed: the same log ==")
         lr = s["lrs"][0]
         cfg = replace(s["train"], lr=lr, min_lr=lr / 10)

@@ -1,6 +1,6 @@
 """Chapter 8 — 参数高效微调 side by side: full fine-tuning vs LoRA vs Adapter vs Prefix-tuning.
 
-    python -m scratchgpt.chapters.ch8                         # pretrains a base once (cached in --work)
+    python -m scratchgpt.chapters.ch8                         # pretrains a base once (kept in --out DIR, reused next time)
     python -m scratchgpt.chapters.ch8 --base runs/demo/pretrain/model --data runs/demo/data/customer_service
     python -m scratchgpt.chapters.ch8 --quick                 # tiny settings (what tests run)
 
@@ -11,7 +11,6 @@ validation loss and task accuracy, and checks that the base weights stay bit-ide
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import replace
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 from ..train.config import ModelConfig, TrainConfig
 
 METHODS = [
@@ -88,13 +88,13 @@ def print_table(rows: list[dict]) -> None:
 def main(argv=None) -> int:
     from ..train.experiments import add_base_arguments, resolve_base
 
-    ap = argparse.ArgumentParser(description="Chapter 8: full fine-tuning vs LoRA vs Adapter vs Prefix-tuning")
-    ap.add_argument("--quick", action="store_true")
+    ap = chapter_parser("ch8", "Chapter 8: full fine-tuning vs LoRA vs Adapter vs Prefix-tuning",
+                        quick_help="tiny model and few steps (what the tests run)")
     add_base_arguments(ap)
-    args = ap.parse_args(argv)
+    args = chapter_args(ap, argv)
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
+        work = Path(args.out or tmp)
         base, data = resolve_base(ap, args, work, s)
         print(f"base model {base}; SFT {s['sft'].max_steps} steps x {s['sft'].batch_size} conversations per method; "
               f"task accuracy on {s['n_eval']} test conversations\n")
@@ -104,4 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_chapter(main, "ch8"))

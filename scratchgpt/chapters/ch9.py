@@ -14,11 +14,11 @@ Guide: chapters/ch9.md (with the numbers measured on a 2-core machine).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from ..commands._flags import chapter_args, chapter_parser, run_chapter
 from ..train.config import ModelConfig, TrainConfig
 
 
@@ -139,14 +139,14 @@ QUESTIONS = {"q2": q2_learning_rate, "q3": q3_resources, "q4": q4_overfitting}
 def main(argv=None) -> int:
     from ..train.experiments import add_base_arguments, resolve_base
 
-    ap = argparse.ArgumentParser(description="Chapter 9: FAQ Q2-Q4 as experiments")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=sorted(QUESTIONS), default=None)
+    ap = chapter_parser("ch9", "Chapter 9: FAQ Q2-Q4 as experiments",
+                        quick_help="tiny model and few steps (what the tests run)")
+    ap.add_argument("--only", choices=sorted(QUESTIONS), default=None, help="run only this question")
     add_base_arguments(ap)
-    args = ap.parse_args(argv)
+    args = chapter_args(ap, argv)
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
+        work = Path(args.out or tmp)
         base, data = resolve_base(ap, args, work, s)
         for name, fn in QUESTIONS.items():
             if args.only in (None, name):
@@ -155,4 +155,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_chapter(main, "ch9"))

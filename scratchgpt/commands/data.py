@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError
+from ._flags import add_progress, add_threads, add_tokenizer
 
 
 def _languages(text: str):
@@ -35,20 +36,24 @@ def register(subparsers):
     pp.add_argument("--languages", default=None, metavar="LIST",
                     help="e.g. english,chinese: chatterbot languages to load and languages to keep")
     pp.add_argument("--augment", action="store_true", help="add EDA-augmented copies of train conversations")
-    pp.add_argument("--num-aug", type=int, default=2, help="augmented copies per conversation (with --augment)")
+    pp.add_argument("--num-aug", type=int, default=2, metavar="N", help="augmented copies per conversation (with --augment)")
     pp.add_argument("--ratios", default=None, metavar="TRAIN,VAL,TEST", help="split ratios, e.g. 0.9,0.05,0.05")
-    pp.add_argument("--seed", type=int, default=0, help="seed of the split hash and the augmentation")
+    pp.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the split hash and the augmentation")
     pp.add_argument("--no-near-dedup", action="store_true", help="skip MinHash near-duplicate removal")
     pp.add_argument("--download", choices=["tinyshakespeare", "tinystories"], default=None,
                     help="also fetch a public corpus (needs a network)")
-    pp.add_argument("--tokenizer", default=None, metavar="PATH", help="also write token shards with this tokenizer")
-    pp.add_argument("--out", required=True, metavar="DIR")
-    pp.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_tokenizer(pp, required=False, help="also write token shards with this tokenizer "
+                                           "(tokenizer.json or a directory holding one)")
+    pp.add_argument("--out", required=True, metavar="DIR", help="output directory (JSONL splits, report.json)")
+    add_progress(pp)
+    add_threads(pp)
     pp.set_defaults(func=run_prepare)
 
     ps = sub.add_parser("shard", help="tokenize a prepared corpus (DIR/{train,val,test}.jsonl) into shards")
-    ps.add_argument("--dir", required=True, help="output folder of 'data prepare'")
-    ps.add_argument("--tokenizer", required=True, metavar="PATH")
+    ps.add_argument("--dir", required=True, metavar="DIR", help="output folder of 'data prepare'")
+    add_tokenizer(ps)
+    add_progress(ps)
+    add_threads(ps)
     ps.set_defaults(func=run_shard)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -87,7 +92,7 @@ def run_prepare(args) -> int:
     if args.download:
         cfg = replace(cfg, inputs=cfg.inputs + [download(args.download, out / "downloads")], write_text=True)
     tok = _load_tokenizer(args.tokenizer) if args.tokenizer else None
-    report = prepare(cfg, out, tokenizer=tok, progress=not args.quiet)
+    report = prepare(cfg, out, tokenizer=tok, progress=args.progress)
     print(f"prepared preset={name} -> {out}")
     print(report.format())
     print(f"report written to {out / 'report.json'}")
@@ -96,7 +101,7 @@ def run_prepare(args) -> int:
 
 def run_shard(args) -> int:
     from ..data.pipeline import write_shards
-    metas = write_shards(args.dir, _load_tokenizer(args.tokenizer), progress=True)
+    metas = write_shards(args.dir, _load_tokenizer(args.tokenizer), progress=args.progress)
     for name, meta in metas.items():
         extra = f", {meta['n_documents']} documents" if "n_documents" in meta else f", {meta['n_conversations']} conversations"
         print(f"{name}: {meta['n_tokens']} tokens ({meta['dtype']}){extra}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._flags import add_progress, add_threads
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model directory on a prepared dialogue dataset",
@@ -11,24 +13,32 @@ def register(sub) -> None:
                                    "test.jsonl: task accuracy (slot echo + topic), ROUGE-L, BLEU, distinct-1/2, per "
                                    "language and slot type; then the same on the bundled paraphrase set.")
     p.add_argument("model", help="model directory (or a PEFT directory written by `scratchgpt sft --peft`)")
-    p.add_argument("--data", required=True, help="prepared dialogue directory (shards/sft_val, test.jsonl)")
-    p.add_argument("--out", default=None, help="where to write the metrics JSON (default MODEL/eval.json)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many test conversations")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="reply length limit (default 48)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="prepared dialogue directory (shards/sft_val, test.jsonl)")
+    p.add_argument("--out", default=None, metavar="FILE", help="where to write the metrics JSON (default MODEL/eval.json)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most this many test conversations")
+    p.add_argument("--max-new-tokens", type=int, default=48, metavar="N", help="reply length limit (default 48)")
     p.add_argument("--no-paraphrase", action="store_true",
                    help="skip the paraphrase evaluation set (scratchgpt/datasets/customer_service/paraphrase.csv)")
+    add_progress(p)
+    add_threads(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..errors import ConfigError
-    from ..train.runs import evaluate_model, load_model_dir
+    from ..train.runs import eval_setup, evaluate_model, load_model_dir
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory; pass the JSON file to write")
     model, tok = load_model_dir(args.model)
     res = evaluate_model(model, tok, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                         paraphrase=not args.no_paraphrase)
-    out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+                         paraphrase=not args.no_paraphrase, progress=args.progress)
+    res = {"setup": eval_setup(args.model, args.data, args.limit, args.max_new_tokens), **res}
     out.write_text(json.dumps(res, indent=2, ensure_ascii=False), encoding="utf-8")
     print(format_eval(res))
     print(f"written to {out}")

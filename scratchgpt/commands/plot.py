@@ -5,8 +5,8 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("plot", help="draw the loss / lr / grad-norm curves of a run as SVG",
                        description="Read RUN_DIR/metrics.jsonl and write RUN_DIR/curves.svg (or --out).")
-    p.add_argument("run_dir", help="run directory (with metrics.jsonl) or a metrics.jsonl file")
-    p.add_argument("--out", default=None, help="output SVG path (default RUN_DIR/curves.svg)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (with metrics.jsonl) or a metrics.jsonl file")
+    p.add_argument("--out", default=None, metavar="FILE", help="output SVG path (default RUN_DIR/curves.svg)")
     p.set_defaults(func=run)
 
 

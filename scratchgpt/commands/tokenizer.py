@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..errors import CheckpointError, DataError
+from ..errors import DataError
+from ._flags import add_progress, add_threads, add_tokenizer
 
 KINDS = ("bpe", "sentencepiece-bpe", "sentencepiece-unigram")
 
@@ -32,24 +33,27 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, metavar="DIR", help="output directory (gets tokenizer.json)")
     t.add_argument("--kind", choices=KINDS, default="bpe", help="tokenizer kind (default: bpe)")
     t.add_argument("--no-special", action="store_true", help="do not add the chat special tokens")
+    add_progress(t)
+    add_threads(t)
     t.set_defaults(func=run_train)
 
     e = tsub.add_parser("encode", help="print the token ids of TEXT")
-    e.add_argument("--tokenizer", required=True, metavar="PATH", help="tokenizer.json or the directory holding it")
+    add_tokenizer(e)
     e.add_argument("text", metavar="TEXT")
     e.add_argument("--allow-special", action="store_true", help="match special tokens written in TEXT")
     e.add_argument("--pieces", action="store_true", help="also print each token's text")
     e.set_defaults(func=run_encode)
 
     d = tsub.add_parser("decode", help="print the text of token IDS")
-    d.add_argument("--tokenizer", required=True, metavar="PATH", help="tokenizer.json or the directory holding it")
+    add_tokenizer(d)
     d.add_argument("ids", nargs="+", metavar="ID")
     d.set_defaults(func=run_decode)
 
     s = tsub.add_parser("stats", help="compression of a tokenizer on text files")
-    s.add_argument("--tokenizer", required=True, metavar="PATH", help="tokenizer.json or the directory holding it")
+    add_tokenizer(s)
     s.add_argument("--input", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
     s.add_argument("--top", type=int, default=10, metavar="N", help="how many merges / tokens to list (default 10)")
+    add_threads(s)
     s.set_defaults(func=run_stats)
 
 
@@ -72,18 +76,14 @@ def read_texts(paths) -> list[str]:
     return lines
 
 
-def tokenizer_path(path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    if not p.is_file():
-        raise CheckpointError(f"--tokenizer {path}: no tokenizer.json there")
-    return p
-
-
 def open_tokenizer(path):
+    """``--tokenizer PATH``: a file or a directory holding one (``tokenizer.tokenizer_file``)."""
+    from ..errors import CheckpointError
     from ..tokenizer import load_tokenizer
-    return load_tokenizer(tokenizer_path(path))
+    try:
+        return load_tokenizer(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"--tokenizer {err}") from None
 
 
 def token_text(tok, i: int) -> str:
@@ -130,7 +130,7 @@ def run_train(args) -> int:
     texts = read_texts(args.input)
     specials = [] if args.no_special else list(CHAT_SPECIAL_TOKENS)
     t0 = time.perf_counter()
-    tok = train_tokenizer(texts, args.vocab_size, args.kind, specials, progress=True)
+    tok = train_tokenizer(texts, args.vocab_size, args.kind, specials, progress=args.progress)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -210,29 +210,52 @@ def save_json(cfg, path) -> None:
 
 
 # ------------------------------------------------------------------ argparse integration
+# fields that are not a flag of their own: ``progress`` is the shared ``--no-progress`` switch
+NOT_FLAGS = ("progress",)
+
+
+def flag_name(field_name: str, prefix: str = "") -> str:
+    """``max_steps`` -> ``--max-steps`` (dashed, as every scratchgpt flag; the CLI also accepts
+    ``--max_steps``, see commands/_flags.py)."""
+    return f"--{prefix}{field_name}".replace("_", "-")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, defaults=None, prefix: str = "",
                          exclude=()) -> None:
-    """Add ``--<prefix><field> VALUE`` for every field of ``cls``; values stay strings here and
-    are type-checked by ``config_from_args`` so the error names the key (argparse's would not say why)."""
+    """Add ``--<prefix><field> VALUE`` (dashed) for every field of ``cls``; values stay strings
+    here and are type-checked by ``config_from_args`` so the error names the key (argparse's
+    would not say why)."""
     group = parser.add_argument_group(f"{cls.__name__} overrides")
     base = defaults if defaults is not None else cls()
     for f in fields(cls):
-        if f.name in exclude:
+        if f.name in exclude or f.name in NOT_FLAGS:
             continue
         default = getattr(base, f.name)
-        group.add_argument(f"--{prefix}{f.name}",
+        group.add_argument(flag_name(f.name, prefix),
                            dest=f"{cls.__name__}__{f.name}", default=None, metavar=type(default).__name__.upper(),
                            help=f"default {default!r}")
 
 
-def config_from_args(cls, args: argparse.Namespace, base=None):
-    """The config ``base`` (default: ``cls()``) with every ``--field`` given on the command line applied."""
+def config_from_args(cls, args: argparse.Namespace, base=None, note=print):
+    """The config ``base`` (default: ``cls()``) with every ``--field`` given on the command line applied.
+
+    A short run (``--max-steps`` below the default warmup, ``--warmup-steps`` not given) gets a
+    warmup of a tenth of its steps instead of failing validation; ``note`` says so."""
+    base = base if base is not None else cls()
     overrides = {}
     for f in fields(cls):
         v = getattr(args, f"{cls.__name__}__{f.name}", None)
         if v is not None:
             overrides[f.name] = v
-    return with_overrides(base if base is not None else cls(), overrides)
+    if "progress" in {f.name for f in fields(cls)} and getattr(args, "progress", True) is False:
+        overrides["progress"] = False  # --no-progress
+    if "max_steps" in overrides and "warmup_steps" not in overrides and hasattr(base, "warmup_steps"):
+        steps = parse_value(cls, "max_steps", overrides["max_steps"])
+        if 1 <= steps < base.warmup_steps:
+            overrides["warmup_steps"] = steps // 10
+            note(f"note: --max-steps {steps} is shorter than the default warmup of {base.warmup_steps} steps; "
+                 f"using --warmup-steps {steps // 10} (a tenth of the run)")
+    return with_overrides(base, overrides)
 
 
 def explicit_overrides(cls, args: argparse.Namespace) -> dict:

@@ -11,6 +11,7 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import CheckpointError, DataError
 from .config import ModelConfig, TrainConfig
 
 
@@ -116,20 +117,28 @@ def train_loss_on(trainer, shard_like, seq_len: int, batch_size: int = 16) -> fl
 
 
 def add_base_arguments(ap) -> None:
-    """The --base/--data/--work options shared by the experiment chapters (ch8, ch9)."""
-    ap.add_argument("--base", default=None, help="pretrained model directory (default: pretrain one in --work)")
-    ap.add_argument("--data", default=None, help="prepared customer-service directory (with --base)")
-    ap.add_argument("--work", default=None, help="work directory (default: a temp folder)")
+    """The --base/--data options shared by the experiment chapters (ch8, ch9); ``--out`` comes
+    from ``chapter_parser``."""
+    ap.add_argument("--base", default=None, metavar="DIR",
+                    help="pretrained model directory (default: pretrain a small one in --out)")
+    ap.add_argument("--data", default=None, metavar="DIR", help="prepared customer-service directory (with --base)")
 
 
 def resolve_base(ap, args, work, settings: dict):
     """(base model dir, prepared data dir): the user's --base/--data, or prepared and pretrained in
-    ``work`` (cached there, so a second run reuses them)."""
+    ``work`` (with --out it is kept there, so a second run reuses them)."""
     if args.base:
         if not args.data:
             ap.error("--base needs --data (the prepared customer-service directory it was trained with)")
+        from .runs import not_a_model_dir
+        if not (Path(args.base) / "config.json").is_file():
+            raise CheckpointError(f"--base {not_a_model_dir(args.base)}")
+        if not (Path(args.data) / "shards").is_dir():
+            raise DataError(f"--data {args.data}: not a prepared dialogue directory with shards/ "
+                            "(e.g. runs/demo/data/customer_service)")
         return Path(args.base), Path(args.data)
-    print("preparing data and pretraining a base model (cached in the work directory) ...")
+    where = f"kept in {args.out} for the next run" if args.out else "in a temporary folder; --out DIR keeps it"
+    print(f"preparing data and pretraining a base model ({where}) ...")
     dirs = ensure_prepared(work, settings["vocab"])
     base = ensure_base(work, dirs, settings["model"], settings["pre"], log=lambda m: None)
     return base, dirs["sft_dir"]

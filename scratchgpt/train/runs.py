@@ -30,13 +30,9 @@ TOKENIZER_FILE = "tokenizer.json"
 
 # ------------------------------------------------------------------ loading helpers
 def load_tokenizer_file(path):
+    """A tokenizer from a file or a directory holding one (``tokenizer.tokenizer_file``)."""
     from ..tokenizer import load_tokenizer
-    path = Path(path)
-    if path.is_dir():
-        path = path / TOKENIZER_FILE
-    if not path.is_file():
-        raise CheckpointError(f"tokenizer file not found: {path}")
-    return load_tokenizer(str(path))
+    return load_tokenizer(path)
 
 
 def load_model_dir(model_dir):
@@ -53,7 +49,7 @@ def load_model_dir(model_dir):
         load_peft(model, model_dir)
         return model, tok
     if not (model_dir / "config.json").is_file():
-        raise CheckpointError(f"{model_dir}: not a model directory (config.json missing)")
+        raise CheckpointError(not_a_model_dir(model_dir))
     model = GPT.load(model_dir)
     tok = load_tokenizer_file(model_dir)
     if tok.vocab_size != model.config.vocab_size:
@@ -62,11 +58,51 @@ def load_model_dir(model_dir):
     return model, tok
 
 
+def not_a_model_dir(path) -> str:
+    """Why ``path`` is not a model directory, and where the model probably is."""
+    p = Path(path)
+    if not p.exists():
+        return f"{path}: no such directory (expected a model directory with config.json)"
+    if not p.is_dir():
+        return f"{path}: is a file, expected a model directory (config.json, model.safetensors, tokenizer.json)"
+    for sub in ("model", "peft", "sft/model", "pretrain/model"):
+        if (p / sub / "config.json").is_file() or (p / sub / "peft.json").is_file():
+            return f"{path}: a run directory, not a model directory; did you mean {p / sub}?"
+    return f"{path}: not a model directory (no config.json; a model directory holds config.json, " \
+           "model.safetensors and tokenizer.json)"
+
+
+RUN_FILES = ("checkpoints", "metrics.jsonl", "model", "peft", "best", "curves.svg")
+
+
+def check_run_dir(out_dir, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to train into a directory that already holds a run unless the user said what to do
+    with it: ``resume`` continues it, ``overwrite`` deletes that run's files (and only those)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pick one")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {out_dir} already holds a run ({', '.join(found)}); pass --resume to continue "
+                          "it, --overwrite to start over, or another --out")
+    for name in found:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def export_model(model, tok_path, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir)
-    shutil.copyfile(tok_path, out_dir / TOKENIZER_FILE)
+    if Path(tok_path).name == "vocab.json":  # GPT-2 files: write them as one tokenizer.json
+        from ..tokenizer import load_tokenizer
+        load_tokenizer(tok_path).save(out_dir / TOKENIZER_FILE)
+    else:
+        shutil.copyfile(tok_path, out_dir / TOKENIZER_FILE)
     return out_dir
 
 
@@ -78,12 +114,11 @@ def _shard_dir(data_dir) -> Path:
 
 
 def _tok_path(tok_or_path, where) -> Path:
-    p = Path(tok_or_path)
-    if p.is_dir():
-        p = p / TOKENIZER_FILE
-    if not p.is_file():
-        raise CheckpointError(f"{where}: tokenizer file {p} not found")
-    return p
+    from ..tokenizer import tokenizer_file
+    try:
+        return tokenizer_file(tok_or_path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{where}: {err}") from None
 
 
 # ------------------------------------------------------------------ pretraining
@@ -230,3 +265,9 @@ def evaluate_model(model, tok, data_dir, seq_len: int = 128, batch_size: int = 1
         dia["paraphrase"] = evaluate_dialogues(model, tok, paraphrase_set(limit), max_new_tokens=max_new_tokens,
                                                progress=progress)
     return {"val_loss": vl, "perplexity": perplexity(vl), **dia, "eval_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def eval_setup(model_dir, data_dir, limit, max_new_tokens) -> dict:
+    """What produced an eval.json: which model on which data, with which limits."""
+    return {"model": str(Path(model_dir).resolve()), "data": str(Path(data_dir).resolve()),
+            "limit": limit, "max_new_tokens": max_new_tokens, "decoding": "greedy"}
