@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchgpt.errors import ConfigError, DataError
-from scratchgpt.ops.adamw import _PARALLEL_MIN, adamw_update, adamw_update_ref
+from scratchgpt.ops._numba import PARALLEL_MIN_ELEMENTS as _PARALLEL_MIN
+from scratchgpt.ops.adamw import adamw_update, adamw_update_ref
 
 # float32 kernel vs float64 reference after one step: |Δp| <= lr (Adam's step is bounded by
 # lr), so errors are float32 rounding of p (~6e-8 |p|) plus rounding of m/sqrt(v) (~1e-7 lr).

@@ -251,52 +251,52 @@ def test_softmax_backward_kernel_ignores_the_future(BH, T, seed, dtype):
     ref = 0.5 * p64 * (dp64 - (p64 * dp64).sum(axis=-1, keepdims=True))
     iu = np.triu_indices(T, 1)
     dp[:, iu[0], iu[1]] = np.where(rng.random(iu[0].size) < 0.5, np.nan, np.inf)
-    _causal_softmax_backward_inplace(p, dp, dtype(0.5))
+    _causal_softmax_backward_inplace.pick(p.size)(p, dp, dtype(0.5))
     assert dp.dtype == dtype
     tol = dict(atol=1e-6, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-13, rtol=1e-12)
     np.testing.assert_allclose(dp, ref, **tol)
     assert np.all(dp[:, iu[0], iu[1]] == 0)
 
 
+def _split_benchmark():
+    """benchmarks/attention_split.py: the batch split over threads, an experiment kept out of the library."""
+    from benchmark_modules import load_benchmark
+    return load_benchmark("attention_split")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batch_split_path_matches_reference(dtype, monkeypatch):
-    """The opt-in batch split over threads (serial nogil kernels, thread-local 1-thread BLAS)
-    against the reference, float32 and float64, T spanning two causal blocks."""
-    import scratchgpt.ops.attention as attention_module
-    if attention_module._set_local_blas_threads() is None:
+    """The batch split over threads (serial nogil kernels, 1-thread BLAS) against the
+    reference, float32 and float64, T spanning two causal blocks."""
+    split = _split_benchmark()
+    if split.blas_thread_setter() is None:
         pytest.skip("this NumPy's OpenBLAS has no openblas_set_num_threads_local")
-    monkeypatch.setattr(attention_module, "SPLIT_BATCH", True)
-    monkeypatch.setattr(attention_module, "_SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(attention_module._numba, "get_num_threads", lambda: 2)
-    assert attention_module._n_split(3, 2, 70) == 2
+    monkeypatch.setattr(split.numba, "get_num_threads", lambda: 2)
+    assert split.n_split(3) == 2
     rng = np.random.default_rng(11)
     qkv = rng.standard_normal((3, 70, 3 * 12)).astype(dtype)
-    out, cache = causal_self_attention_forward(qkv, 2)
+    out, cache = split.split_forward(qkv, 2, 2)
     out_ref, cache_ref = causal_self_attention_forward_ref(qkv, 2)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    dqkv = causal_self_attention_backward(dout, cache)
+    dqkv = split.split_backward(dout, cache, 2)
     assert out.dtype == dtype and dqkv.dtype == dtype
     tol = dict(atol=F32_ATOL, rtol=F32_RTOL) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-10)
     np.testing.assert_allclose(out, out_ref, **tol)
     np.testing.assert_allclose(dqkv, causal_self_attention_backward_ref(dout, cache_ref), **tol)
 
 
-def test_batch_split_restores_the_blas_thread_count(monkeypatch):
+def test_batch_split_restores_the_blas_thread_count():
     """The split limits OpenBLAS to 1 thread while it runs; afterwards the caller's count must be
     back (a leaked 1 made every later Linear single-threaded)."""
-    import ctypes
-    import scratchgpt.ops.attention as attention_module
-    setter = attention_module._set_local_blas_threads()
+    split = _split_benchmark()
+    setter = split.blas_thread_setter()
     if setter is None:
         pytest.skip("this NumPy's OpenBLAS has no openblas_set_num_threads_local")
-    monkeypatch.setattr(attention_module, "SPLIT_BATCH", True)
-    monkeypatch.setattr(attention_module, "_SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(attention_module._numba, "get_num_threads", lambda: 2)
     prev = setter(3)                                  # a recognisable count
     try:
         qkv = np.random.default_rng(12).standard_normal((2, 8, 3 * 4)).astype(np.float32)
-        out, cache = causal_self_attention_forward(qkv, 2)
-        causal_self_attention_backward(np.ones_like(out), cache)
+        out, cache = split.split_forward(qkv, 2, 2)
+        split.split_backward(np.ones_like(out), cache, 2)
         assert setter(prev) == 3                      # returns the count that was in effect
     finally:
         setter(prev)

@@ -25,16 +25,18 @@ in gradient checks, where exactness matters and speed does not).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no 'nnan'/'ninf': keep IEEE inf/NaN
+from ._numba import EXP_ROWS, MAX_HELPER, njit_inline
+
+_FM = {"fastmath": set(EXP_ROWS)}   # the overloads below compile with the kernels' flag set
 
 _LO = np.float32(-87.33654)   # exp(_LO) = smallest normal float32
 _HI = np.float32(88.37626)    # largest input whose k = round(x/ln2) is <= 127 (2^k finite)
 
 
-@njit(fastmath=FASTMATH, inline="always", cache=True)
+@njit_inline(EXP_ROWS)
 def _exp_parts(v0):
     """float32 v0 -> (mantissa polynomial exp(r), int32 bits of 2^k); exp(v0) = their product.
     Below the normal range the mantissa is 0 (and NaN stays NaN)."""
@@ -54,7 +56,7 @@ def exp_inplace(x, ibuf):  # pragma: no cover - the Python body is never run; se
     raise TypeError("exp_inplace is callable from Numba-compiled code only")
 
 
-@overload(exp_inplace, jit_options={"fastmath": FASTMATH})
+@overload(exp_inplace, jit_options=_FM)
 def _exp_inplace_overload(x, ibuf):
     if x.dtype == types.float32:
         def impl32(x, ibuf):
@@ -82,7 +84,7 @@ def exp_affine_sum(src, dst, a, b, ibuf):  # pragma: no cover - Numba-only, see 
     raise TypeError("exp_affine_sum is callable from Numba-compiled code only")
 
 
-@overload(exp_affine_sum, jit_options={"fastmath": FASTMATH})
+@overload(exp_affine_sum, jit_options=_FM)
 def _exp_affine_sum_overload(src, dst, a, b, ibuf):
     if dst.dtype == types.float32:
         def impl32(src, dst, a, b, ibuf):
@@ -113,7 +115,7 @@ def exp_affine_sum_inplace(x, a, b, ibuf):  # pragma: no cover - Numba-only, see
     raise TypeError("exp_affine_sum_inplace is callable from Numba-compiled code only")
 
 
-@overload(exp_affine_sum_inplace, jit_options={"fastmath": FASTMATH})
+@overload(exp_affine_sum_inplace, jit_options=_FM)
 def _exp_affine_sum_inplace_overload(x, a, b, ibuf):
     if x.dtype == types.float32:
         def impl32(x, a, b, ibuf):
@@ -139,7 +141,7 @@ def _exp_affine_sum_inplace_overload(x, a, b, ibuf):
     return impl_other
 
 
-@njit(fastmath=FASTMATH | {"nnan", "ninf"}, inline="always", cache=True)
+@njit_inline(MAX_HELPER)
 def row_max(row, acc):
     """max of a 1-D float array, vectorised (len >= 1); ``acc``: scratch of 16 (row dtype).
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..errors import ConfigError, DataError
+from ._numba import UPDATE, njit_pair
 
 
 def _check_hyper(step, lr, beta1, beta2, eps, weight_decay):
@@ -55,31 +56,16 @@ def adamw_update_ref(p, g, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, wei
 
 
 # ============================================================================ fast CPU path
-@njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn"})
-def _adamw_serial(p, g, m, v, decay, beta1, beta2, one_m_b1, one_m_b2, step_size, inv_sqrt_bc2, eps):
-    for i in range(p.shape[0]):
+# UPDATE fastmath (see _numba.py): the division and sqrt vectorise; no reduction to reorder.
+@njit_pair(fastmath=UPDATE)
+def _adamw_kernel(p, g, m, v, decay, beta1, beta2, one_m_b1, one_m_b2, step_size, inv_sqrt_bc2, eps):
+    for i in prange(p.shape[0]):  # flat (N,), in place on p, m, v
         gi = g[i]
         mi = beta1 * m[i] + one_m_b1 * gi
         vi = beta2 * v[i] + one_m_b2 * gi * gi
         m[i] = mi
         v[i] = vi
         p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
-
-
-@njit(parallel=True, cache=True, fastmath={"nsz", "arcp", "contract", "afn"})
-def _adamw_parallel(p, g, m, v, decay, beta1, beta2, one_m_b1, one_m_b2, step_size, inv_sqrt_bc2, eps):
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        mi = beta1 * m[i] + one_m_b1 * gi
-        vi = beta2 * v[i] + one_m_b2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
-
-
-# Below this many elements the thread start-up of a parallel loop costs more than it saves
-# (most GPT parameters except the large matrices: biases, LayerNorm weights).
-_PARALLEL_MIN = 1 << 16
 
 
 def adamw_update(p, g, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
@@ -102,7 +88,7 @@ def adamw_update(p, g, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
     ft = p.dtype.type
     bc1 = 1.0 - beta1 ** step
     bc2 = 1.0 - beta2 ** step
-    kernel = _adamw_parallel if p.shape[0] >= _PARALLEL_MIN else _adamw_serial
+    kernel = _adamw_kernel.pick(p.shape[0])
     # 1 - beta is formed in float64 and then rounded: in float32, 1 - float32(0.999) is off by
     # 1.3e-5 relative (float32(0.999) = 0.99900001), which biases v by that much every step.
     kernel(p, g, m, v, ft(1.0 - lr * weight_decay), ft(beta1), ft(beta2), ft(1.0 - beta1),

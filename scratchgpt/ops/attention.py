@@ -29,16 +29,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
-from ._vexp import FASTMATH as _FASTMATH
+from ._numba import EXP_ROWS, njit_pair
 from ._vexp import _exp_parts, exp_affine_sum_inplace, row_max
 
-# _FASTMATH: reassociation lets LLVM vectorise the max/sum reductions; 'nnan'/'ninf' stay off so
-# -inf and NaN still behave as IEEE says. exp_affine_sum_inplace / row_max: SIMD float32 exp
-# and max (see _vexp.py; Numba's own np.exp and max do not vectorise).
+# fastmath EXP_ROWS (see _numba.py): vectorised max/sum reductions and SIMD exp; -inf and NaN
+# still behave as IEEE says. exp_affine_sum_inplace / row_max: SIMD float32 exp and max (see
+# _vexp.py; Numba's own np.exp and max do not vectorise).
 
 
 def _split_qkv_shape(qkv: np.ndarray, n_head: int):
@@ -94,7 +94,7 @@ def causal_self_attention_backward_ref(dout, cache):
 
 
 # ============================================================================ fast CPU path
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _causal_softmax_inplace(att, scale):
     """att (BH, T, T) raw scores q k^T in; causal softmax(scale * scores) out, in place.
 
@@ -123,7 +123,7 @@ def _causal_softmax_inplace(att, scale):
                 row[j] = zero
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _causal_softmax_inplace_f32(att, scale):
     """float32 only: the same result as ``_causal_softmax_inplace`` (to ~1 ulp), faster.
 
@@ -158,14 +158,14 @@ def _causal_softmax_inplace_f32(att, scale):
 
 
 def _causal_softmax(att, scale):
-    """Dispatch: the float32 kernel, or the dtype-generic one (float64 gradient checks)."""
+    """att (BH, T, T) in place: the float32 kernel, or the dtype-generic one (float64 checks)."""
     if att.dtype == np.float32:
-        _causal_softmax_inplace_f32(att, np.float32(scale))
+        _causal_softmax_inplace_f32.pick(att.size)(att, np.float32(scale))
     else:
-        _causal_softmax_inplace(att, scale)
+        _causal_softmax_inplace.pick(att.size)(att, att.dtype.type(scale))
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _softmax_backward_inplace(p, dp, scale):
     """dp (R, N) gradient of the probabilities p (R, N) in; scale * dS out, in place.
 
@@ -184,7 +184,7 @@ def _softmax_backward_inplace(p, dp, scale):
             grow[j] = prow[j] * (grow[j] - dot) * scale
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _causal_softmax_backward_inplace(p, dp, scale):
     """dp (BH, T, T) gradient of the causal probabilities p in; scale * dS out, in place.
 
@@ -247,20 +247,14 @@ def causal_self_attention_forward(qkv, n_head):
     vs (b) 398 ms (before causal blocking); torch sdpa 6.1 / 25.5 ms. Final 2-thread wall
     (load ~2): S (a) 1.14 ms vs sdpa 1.57 ms; M (a) 28.1 ms vs sdpa 24.0 ms — M scales poorly
     to 2 threads because each (b, h) GEMM is too small for OpenBLAS to thread.
-    Not adopted yet: (c) split the batch over 2 Python threads, each running serial nogil
-    kernels and single-threaded BLAS. Prototype, config M, heavily loaded machine,
-    OPENBLAS_NUM_THREADS=1: (c) 44 ms vs (a) 90 ms. It needs per-call control of the
-    process-wide BLAS thread count, so it is left to the performance work.
+    Not adopted: (c) split the batch over Python threads, each running serial nogil kernels
+    and 1-thread BLAS; it did not pay on the shared 2-core machine (numbers and code in
+    benchmarks/attention_split.py).
     """
-    qkv = np.asarray(qkv)
     B, T, C, NH, HS = _split_qkv_shape(qkv, n_head)
     att = np.empty((B, NH, T, T), dtype=qkv.dtype)                         # (B, NH, T, T)
     out = np.empty((B, T, C), dtype=qkv.dtype)                             # (B, T, C)
-    n = _n_split(B, NH, T)
-    if n > 1:
-        _run_split(_forward_slice, n, [qkv, att, out], (NH, HS))
-    else:
-        _forward_slice(qkv, att, out, NH, HS, False)
+    forward_into(qkv, att, out, NH, HS)
     return out, (qkv, att, NH)
 
 
@@ -271,111 +265,20 @@ def causal_self_attention_backward(dout, cache):
     C = C3 // 3
     HS = C // NH
     dt = qkv.dtype
-    dout = np.asarray(dout, dtype=dt)                                      # (B, T, C)
+    dout = dout.astype(dt, copy=False)                                     # (B, T, C)
     dqkv = np.empty((B, T, C3), dtype=dt)                                  # (B, T, 3C)
     datt = np.empty((B, NH, T, T), dtype=dt)                               # (B, NH, T, T)
-    n = _n_split(B, NH, T)
-    if n > 1:
-        _run_split(_backward_slice, n, [qkv, att, dout, dqkv, datt], (NH, HS))
-    else:
-        _backward_slice(qkv, att, dout, dqkv, datt, NH, HS, False)
+    backward_into(qkv, att, dout, dqkv, datt, NH, HS)
     return dqkv
 
 
-# ---------------------------------------------------------------------------- batch split over threads
-# Each (b, h) product is a small GEMM (S: 64x64x32; M: <= 64x256x64) that OpenBLAS runs on
-# one thread or threads badly, and np.matmul walks the (B, NH) heads one after the other, so at
-# 2 threads the attention products use ~1 core (profile, quiet machine, M: 174 ms of attention
-# per step vs ~60 ms of equivalent BLAS work).
-# Split: one batch slice per thread, each running the whole forward/backward of its slice in a
-# Python thread (np.matmul and the serial nogil Numba kernels release the GIL), with OpenBLAS
-# limited to 1 thread *for that thread only* (openblas_set_num_threads_local, OpenBLAS >= 0.3.27)
-# so the slices do not fight over OpenBLAS's pool. Results equal the plain path to float32
-# rounding (different BLAS blocking), see the tests.
-# OFF by default: it only pays when a second core is free, and it could not be shown on the
-# shared 2-core machine (load ~3.5 from other jobs; fwd+bwd, 2 threads, wall, median of 30:
-# S plain 1.21 vs split 1.35 ms; M plain 27.7 vs split 27.2 ms). An earlier prototype on a less
-# loaded machine (OPENBLAS_NUM_THREADS=1, M) measured 44 ms split vs 90 ms plain. At load ~2
-# the op alone gains (2 threads, wall, median: S 1.31 -> 0.98 ms, M 27.9 -> 16.6 ms) but the
-# whole training step did not (train_step, 2 threads, tok/s: S plain 19.8k / 18.8k vs split
-# 18.9k / 18.8k; M best step plain 1888 / 1794 vs split 1866 / 1914). Turn it on with
-# SCRATCHGPT_ATTN_SPLIT=1 (or attention.SPLIT_BATCH = True) and measure on a quiet machine.
-import ctypes
-import glob
-import os
-import threading
-import types as _types
-from concurrent.futures import ThreadPoolExecutor
-
-import numba as _numba
-
-
-def _serial_nogil(kernel):
-    fn = kernel.py_func
-    clone = _types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                                fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__ + "_serial"   # its own on-disk cache entry
-    clone.__module__ = fn.__module__
-    return njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")(clone)
-
-
-_SERIAL = {}
-
-
-def _serial(kernel):
-    if kernel not in _SERIAL:
-        _SERIAL[kernel] = _serial_nogil(kernel)
-    return _SERIAL[kernel]
-
-
-def _openblas_local_setter():
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
-        try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
-    return None
-
-
-_blas_setter: list = []      # [setter or None] once looked up (lazily: only when the split is on)
-
-
-def _set_local_blas_threads():
-    if not _blas_setter:
-        _blas_setter.append(_openblas_local_setter())
-    return _blas_setter[0]
-_pool_lock = threading.Lock()
-_pool: dict = {}
-
-
-def _executor(n: int) -> ThreadPoolExecutor:
-    with _pool_lock:
-        ex = _pool.get(n)
-        if ex is None:
-            ex = _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratchgpt-attn")
-        return ex
-
-
-_SPLIT_MIN_WORK = 1 << 15   # B*NH*T*T score elements below which the split is not tried
-SPLIT_BATCH = os.environ.get("SCRATCHGPT_ATTN_SPLIT", "0") == "1"
-
-
-def _n_split(B: int, NH: int, T: int) -> int:
-    if not SPLIT_BATCH or B < 2 or B * NH * T * T < _SPLIT_MIN_WORK or _set_local_blas_threads() is None:
-        return 1
-    n = min(_numba.get_num_threads(), B)
-    return n if n >= 2 else 1
-
-
-def _forward_slice(qkv, att, out, NH, HS, serial):
-    """Forward of one batch slice (all arrays are views into the caller's buffers)."""
+# ---------------------------------------------------------------------------- the two passes
+# Written into caller-owned buffers, so a caller can also run them on batch slices
+# (benchmarks/attention_split.py does, one slice per Python thread).
+def forward_into(qkv, att, out, NH, HS):
+    """Forward into att (B, NH, T, T) and out (B, T, C); qkv (B, T, 3C). Views are fine."""
     B, T, C3 = qkv.shape
     C = C3 // 3
-    dt = qkv.dtype
     q = _heads(qkv[:, :, :C], B, T, NH, HS)                                # (B, NH, T, HS) view
     kT = _heads(qkv[:, :, C:2 * C], B, T, NH, HS).transpose(0, 1, 3, 2)    # (B, NH, HS, T) view
     v = _heads(qkv[:, :, 2 * C:], B, T, NH, HS)                            # (B, NH, T, HS) view
@@ -383,18 +286,14 @@ def _forward_slice(qkv, att, out, NH, HS, serial):
     for r0, r1 in blocks:                                                  # scores of keys <= r1
         np.matmul(q[:, :, r0:r1], kT[:, :, :, :r1], out=att[:, :, r0:r1, :r1])
     a3 = att.reshape(B * NH, T, T)
-    scale = dt.type(1.0 / math.sqrt(HS))
-    if dt == np.float32:
-        (_serial(_causal_softmax_inplace_f32) if serial else _causal_softmax_inplace_f32)(a3, scale)
-    else:
-        (_serial(_causal_softmax_inplace) if serial else _causal_softmax_inplace)(a3, scale)
+    _causal_softmax(a3, 1.0 / math.sqrt(HS))
     y = _heads(out, B, T, NH, HS)                                          # heads merged in place
     for r0, r1 in blocks:
         np.matmul(att[:, :, r0:r1, :r1], v[:, :, :r1], out=y[:, :, r0:r1])
 
 
-def _backward_slice(qkv, att, dout, dqkv, datt, NH, HS, serial):
-    """Backward of one batch slice into the views dqkv (B, T, 3C) and scratch datt."""
+def backward_into(qkv, att, dout, dqkv, datt, NH, HS):
+    """Backward into dqkv (B, T, 3C), using datt (B, NH, T, T) as scratch. Views are fine."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     q = _heads(qkv[:, :, :C], B, T, NH, HS)
@@ -412,32 +311,13 @@ def _backward_slice(qkv, att, dout, dqkv, datt, NH, HS, serial):
     vT = v.transpose(0, 1, 3, 2)
     for r0, r1 in blocks:
         np.matmul(dy[:, :, r0:r1], vT[:, :, :, :r1], out=datt[:, :, r0:r1, :r1])
-    kern = _serial(_causal_softmax_backward_inplace) if serial else _causal_softmax_backward_inplace
+    kern = _causal_softmax_backward_inplace.pick(att.size)
     kern(att.reshape(B * NH, T, T), datt.reshape(B * NH, T, T), qkv.dtype.type(1.0 / math.sqrt(HS)))
     for r0, r1 in blocks:
         np.matmul(datt[:, :, r0:r1, :r1], k[:, :, :r1], out=dq[:, :, r0:r1])
     dattT = datt.transpose(0, 1, 3, 2)
     for c0, c1 in blocks:
         np.matmul(dattT[:, :, c0:c1, c0:], q[:, :, c0:], out=dk[:, :, c0:c1])
-
-
-def _run_split(fn, n, arrays_b, rest):
-    """fn(*[a[b0:b1] for a in arrays_b], *rest, True) for n batch slices, in n threads."""
-    B = arrays_b[0].shape[0]
-    ex = _executor(n)
-    # openblas_set_num_threads_local is NOT thread-local in the OpenBLAS NumPy ships (0.3.31):
-    # set from a worker, it left the main thread's count at 1 and every later Linear ran on one
-    # thread (measured: whole step 1.6x slower). So the main thread sets 1 for the duration of
-    # the split (it only waits meanwhile) and restores its previous count afterwards.
-    setter = _set_local_blas_threads()
-    prev = setter(1)
-    try:
-        futs = [ex.submit(fn, *[a[i * B // n:(i + 1) * B // n] for a in arrays_b], *rest, True)
-                for i in range(n)]
-        for f in futs:
-            f.result()
-    finally:
-        setter(prev)
 
 
 # ---- numba.cuda kernel ----

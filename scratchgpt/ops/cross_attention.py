@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
-from ._vexp import FASTMATH as _FASTMATH
+from ._numba import EXP_ROWS, njit_pair
 from ._vexp import exp_inplace
 from .attention import _softmax_backward_inplace
 
@@ -108,7 +108,7 @@ def cross_attention_backward_ref(dout, cache):
 
 
 # ============================================================================ fast CPU path
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _masked_softmax_inplace(att, kv_mask, NH, last_key, scale):
     """att (B*NH, Tq, Tk) raw scores in, probabilities out, in place.
 
@@ -172,7 +172,7 @@ def cross_attention_forward(q, kv, n_head, kv_mask=None, causal=False):
     np.matmul(qh, kh.transpose(0, 1, 3, 2), out=att)
     mask = np.ones((B, Tk), dtype=np.bool_) if kv_mask is None else np.ascontiguousarray(kv_mask)
     last_key = (Tk - Tq) if causal else Tk
-    _masked_softmax_inplace(att.reshape(B * NH, Tq, Tk), mask, NH, last_key,
+    _masked_softmax_inplace.pick(att.size)(att.reshape(B * NH, Tq, Tk), mask, NH, last_key,
                             dt.type(1.0 / math.sqrt(HS)))
     out = np.empty((B, Tq, C), dtype=dt)                                     # (B, Tq, C)
     np.matmul(att, vh, out=_heads(out, B, Tq, NH, HS))
@@ -196,7 +196,7 @@ def cross_attention_backward(dout, cache):
     np.matmul(att.transpose(0, 1, 3, 2), dy, out=_heads(dkv[:, :, C:], B, Tk, NH, HS))
     datt = np.empty((B, NH, Tq, Tk), dtype=dt)                               # (B, NH, Tq, Tk)
     np.matmul(dy, vh.transpose(0, 1, 3, 2), out=datt)                        # C-contiguous, as att
-    _softmax_backward_inplace(att.reshape(B * NH * Tq, Tk), datt.reshape(B * NH * Tq, Tk),
+    _softmax_backward_inplace.pick(att.size)(att.reshape(B * NH * Tq, Tk), datt.reshape(B * NH * Tq, Tk),
                               dt.type(1.0 / math.sqrt(HS)))
     np.matmul(datt, kh, out=_heads(dq, B, Tq, NH, HS))
     np.matmul(datt.transpose(0, 1, 3, 2), qh, out=_heads(dkv[:, :, :C], B, Tk, NH, HS))

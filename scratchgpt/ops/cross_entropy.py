@@ -23,11 +23,11 @@ forward computes the loss only. Measured numbers are in ``cross_entropy_forward`
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import ConfigError, DataError
-from ._vexp import FASTMATH as _FASTMATH
+from ._numba import EXP_ROWS, njit_pair
 from ._vexp import exp_affine_sum, row_max
 
 _REDUCTIONS = ("mean", "sum")
@@ -88,7 +88,7 @@ def cross_entropy_backward_ref(dloss, cache):
 
 
 # ============================================================================ fast CPU path
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit_pair(fastmath=EXP_ROWS)
 def _ce_rows(z, t, valid, w, grad, losses, compute_grad):
     """Per row n: losses[n] = lse - z[n, t[n]] (0 if not valid); if compute_grad,
     grad[n] = w * (softmax(z[n]) - onehot(t[n])) (0 if not valid). Rows in parallel."""
@@ -137,7 +137,7 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean", 
     N = z.shape[0]
     losses = np.empty(N, dtype=np.float64)                                 # (N,)
     grad = np.empty(z.shape if compute_grad else (1, 1), dtype=z.dtype)    # (N, V)
-    _ce_rows(z, t, valid, w, grad, losses, compute_grad)
+    _ce_rows.pick(z.size)(z, t, valid, w, grad, losses, compute_grad)
     total = float(losses.sum())
     loss = (total / n_valid if n_valid else 0.0) if reduction == "mean" else total
     cache = (grad.reshape(logits.shape) if compute_grad else None, logits.shape)

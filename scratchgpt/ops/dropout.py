@@ -20,7 +20,7 @@ from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import ConfigError
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 
 
 def _check_p(p):
@@ -65,7 +65,7 @@ def dropout_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _dropout_forward_kernel(x, u, p, scale, out, mask):  # flat (N,)
     for i in prange(x.shape[0]):
         k = u[i] >= p
@@ -73,7 +73,7 @@ def _dropout_forward_kernel(x, u, p, scale, out, mask):  # flat (N,)
         out[i] = x[i] * scale if k else x.dtype.type(0.0)
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _dropout_backward_kernel(g, mask, scale, dx):  # flat (N,)
     for i in prange(g.shape[0]):
         dx[i] = g[i] * scale if mask[i] else g.dtype.type(0.0)

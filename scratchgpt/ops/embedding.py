@@ -19,7 +19,7 @@ from numba import prange
 
 from ..autograd import Function, Tensor
 from ..errors import DataError
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 
 _CBLOCK = 32  # channels per parallel task in the scatter-add
 
@@ -66,7 +66,7 @@ def token_position_embedding_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _gather_add_pos(idx, wte, wpe, out):  # idx (B, T); wte (V, C); wpe (P, C); out (B, T, C)
     B, T = idx.shape
     C = wte.shape[1]
@@ -78,7 +78,7 @@ def _gather_add_pos(idx, wte, wpe, out):  # idx (B, T); wte (V, C); wpe (P, C); 
             out[b, t, c] = wte[v, c] + wpe[t, c]
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _scatter_add(idx, g, dw):  # idx (N,); g (N, C); dw (V, C) zeroed: dw[idx[n]] += g[n]
     N = idx.shape[0]
     C = g.shape[1]
@@ -91,7 +91,7 @@ def _scatter_add(idx, g, dw):  # idx (N,); g (N, C); dw (V, C) zeroed: dw[idx[n]
                 dw[v, c] += g[n, c]
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _scatter_add_pos(idx, g, dwte, dwpe):  # idx (B, T); g (B, T, C); dwte (V, C), dwpe (P, C) zeroed
     B, T = idx.shape
     C = g.shape[2]

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function, Tensor
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 from ._vexp import exp_inplace
 
 _K = math.sqrt(2.0 / math.pi)
@@ -49,34 +49,12 @@ def gelu_backward_ref(dout, cache):
 #
 # Speed: without Intel SVML, Numba calls scalar libm functions per element. Measured on one
 # core, 2048 x 1536 float32 (min of 10): tanh in a Numba loop 103 ms (33 ns/element), exp in
-# a Numba loop 11.4 ms, NumPy's SIMD np.tanh 1.1 ms and np.exp 1.5 ms. So the kernels do the
-# arithmetic (vectorised by LLVM) and np.exp does the one transcendental, in place:
-#   kernel 1: a = −2|u|      np.exp(a, out=a)      kernel 2: y = ½ x (1 + t)
-# The forward keeps e for the backward, which is then pure arithmetic.
-# fastmath=False: elementwise work (no reductions to vectorise), strict IEEE costs nothing.
-@njit_pair(fastmath=False)
-def _gelu_inner_kernel(x, a):  # x, a flat (N,): a = -2 |u|, u = k (x + a x³)
-    n = x.shape[0]
-    m2k = x.dtype.type(-2.0 * _K)
-    m2ka = x.dtype.type(-2.0 * _K * _A)
-    for i in prange(n):
-        v = x[i]
-        a[i] = abs(v) * (m2k + m2ka * v * v)
-
-
-@njit_pair(fastmath=False)
-def _gelu_out_kernel(x, e, out):  # flat (N,): y = ½ x (1 + t)
-    n = x.shape[0]
-    one = x.dtype.type(1.0)
-    zero = x.dtype.type(0.0)  # a typed 0: comparing with int 0 would promote v to float64
-    for i in prange(n):
-        v = x[i]
-        ei = e[i]
-        num = one if v >= zero else ei  # (1 + t) = 2 num / (1 + e)
-        out[i] = v * num / (one + ei)
-
-
-@njit_pair(fastmath=False)
+# a Numba loop 11.4 ms, NumPy's SIMD np.tanh 1.1 ms and np.exp 1.5 ms. So the kernels never
+# call tanh: the forward forms e = exp(−2|u|) with _vexp's SIMD exp and keeps e for the
+# backward, which is then pure arithmetic. (The earlier 3-pass forward — a kernel, NumPy's
+# np.exp, a kernel — lives in benchmarks/gelu_versions.py.)
+# fastmath STRICT (see _numba.py): elementwise work, no reductions to vectorise.
+@njit_pair(fastmath=STRICT)
 def _gelu_backward_kernel(dout, x, e, dx):  # flat (N,)
     n = x.shape[0]
     k = x.dtype.type(_K)
@@ -96,17 +74,17 @@ def _gelu_backward_kernel(dout, x, e, dx):  # flat (N,)
         dx[i] = dout[i] * d
 
 
-# One fused forward kernel (issue 2). The three-pass version above (kernel 1, NumPy's np.exp,
-# kernel 2) ran the exp single-threaded and streamed the (N,) arrays through memory 3 times.
+# One fused forward kernel (issue 2). The three-pass version (benchmarks/gelu_versions.py)
+# ran the exp single-threaded and streamed the (N,) arrays through memory 3 times.
 # This kernel works in chunks of _CHUNK elements that stay in L1/L2: -2|u|, then _vexp's SIMD
 # float32 exp in place (1-2 ulp, same as np.exp; float64 falls back to exact np.exp), then
-# y — all parallel over chunks. The two old kernels stay for the benchmark comparison.
+# y — all parallel over chunks.
 # Measured (gelu forward, float32, process CPU, best of 20; 1 thread; load ~3.7 on 2 cores):
 # see the commit message.
 _CHUNK = 2048
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _gelu_fused_forward_kernel(x, e, out):  # flat (N,): e = exp(-2|u|), out = y
     n = x.shape[0]
     m2k = x.dtype.type(-2.0 * _K)
@@ -139,18 +117,6 @@ def gelu_forward(x):
     e = np.empty_like(xf)  # (N,) exp(-2|u|), kept for the backward
     out = np.empty_like(xc)
     _gelu_fused_forward_kernel.pick(xf.size)(xf, e, out.reshape(-1))
-    return out, (xf, e, xc.shape)
-
-
-def gelu_forward_3pass(x):
-    """The previous forward (two Numba kernels around NumPy's np.exp); for benchmarks only."""
-    xc = np.ascontiguousarray(x)
-    xf = xc.reshape(-1)
-    e = np.empty_like(xf)
-    _gelu_inner_kernel.pick(xf.size)(xf, e)
-    np.exp(e, out=e)
-    out = np.empty_like(xc)
-    _gelu_out_kernel.pick(xf.size)(xf, e, out.reshape(-1))
     return out, (xf, e, xc.shape)
 
 

@@ -27,7 +27,7 @@ from numba import prange
 
 from ..autograd import Function, Tensor
 from ..autograd.tensor import unbroadcast
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 
 
 def _swap(a):
@@ -92,7 +92,7 @@ def linear_backward_ref(dout, cache):
 _TM, _TN, _TK = 64, 64, 64
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _matmul_tiled(a, b, out):  # a (M, K), b (K, N), out (M, N) zeroed
     M, K = a.shape
     N = b.shape[1]

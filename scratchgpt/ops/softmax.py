@@ -20,11 +20,9 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function, Tensor
-from ._numba import njit_pair
+from ._numba import SUMS, njit_pair
 
-# "reassoc" lets LLVM vectorise the row sums, "contract" allows FMA; no nnan/ninf/afn, so
-# inf/NaN behave and no approximate functions are used; the order is fixed per build.
-_FM = {"reassoc", "contract"}
+# fastmath SUMS (see _numba.py): vectorised row sums, fixed order, inf/NaN propagate.
 
 
 # ----------------------------------------------------------------------------- reference
@@ -55,7 +53,7 @@ def log_softmax_backward_ref(dout, cache):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-@njit_pair(fastmath=_FM)
+@njit_pair(fastmath=SUMS)
 def _normalise_rows(e):  # e (N, n) = exp(x - max), normalised in place to softmax
     N, n = e.shape
     for r in prange(N):
@@ -67,7 +65,7 @@ def _normalise_rows(e):  # e (N, n) = exp(x - max), normalised in place to softm
             e[r, i] *= inv
 
 
-@njit_pair(fastmath=_FM)
+@njit_pair(fastmath=SUMS)
 def _log_normalise_rows(z, e):  # z (N, n) = x - max, e = exp(z); z becomes z - log Σ e
     N, n = z.shape
     for r in prange(N):
@@ -79,7 +77,7 @@ def _log_normalise_rows(z, e):  # z (N, n) = x - max, e = exp(z); z becomes z - 
             z[r, i] -= ls
 
 
-@njit_pair(fastmath=_FM)
+@njit_pair(fastmath=SUMS)
 def _softmax_backward_rows(g, y, dx):  # (N, n): dx = y (g - Σ g y)
     N, n = y.shape
     for r in prange(N):
@@ -91,7 +89,7 @@ def _softmax_backward_rows(g, y, dx):  # (N, n): dx = y (g - Σ g y)
             dx[r, i] = y[r, i] * (g[r, i] - sc)
 
 
-@njit_pair(fastmath=_FM)
+@njit_pair(fastmath=SUMS)
 def _log_softmax_backward_rows(g, p, dx):  # (N, n), p = exp(y): dx = g - p Σ g
     N, n = p.shape
     for r in prange(N):
