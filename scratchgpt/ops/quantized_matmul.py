@@ -46,7 +46,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import ConfigError
-from ._numba import njit_pair
+from ._numba import STRICT, SUMS, njit_pair
 
 INT8_QMAX = 127
 INT4_QMAX = 7
@@ -168,11 +168,12 @@ def int4_linear_ref(x, packed, scales, bias=None):
 # LANES partial sums (one AVX-512 register of float32) and folds the scale in per element, so
 # the loop over a chunk has a compile-time trip count and becomes one vector multiply-add;
 # the horizontal sum happens once per row, not once per group: 12.5 ms (int8), 14.5 ms (int4).
-# fastmath lets LLVM reorder the float sums; the kernel-vs-ref tests bound the effect.
+# fastmath SUMS (see _numba.py) lets LLVM reorder the float sums; the kernel-vs-ref tests
+# bound the effect. The dequantising tiles only multiply: STRICT.
 LANES = 16
 
 
-@njit_pair(fastmath=True)
+@njit_pair(fastmath=SUMS)
 def _int8_rows(x, q, scales, bias, out):
     # x (M, K) f32, q (N, Kp) i8, scales (N, ng) f32, bias (N,) f32, out (M, N) f32
     M, K = x.shape
@@ -201,7 +202,7 @@ def _int8_rows(x, q, scales, bias, out):
             out[m, n] = acc + bias[n]
 
 
-@njit_pair(fastmath=True)
+@njit_pair(fastmath=SUMS)
 def _int4_rows(x, packed, scales, bias, out):
     # x (M, K) f32, packed (N, Kp/2) u8, scales (N, ng) f32, bias (N,) f32, out (M, N) f32
     M, K = x.shape
@@ -240,7 +241,7 @@ def _int4_rows(x, packed, scales, bias, out):
             out[m, n] = acc + bias[n]
 
 
-@njit_pair(fastmath=True)
+@njit_pair(fastmath=STRICT)
 def _int8_dequant_tile(q, scales, n0, n1, buf):
     # rows n0..n1-1 of W~ transposed: buf[r, k] = q[n0 + r, k] * scales[n0 + r, k // G]
     ng = scales.shape[1]
@@ -252,7 +253,7 @@ def _int8_dequant_tile(q, scales, n0, n1, buf):
                 buf[r, g * G + i] = np.float32(q[n0 + r, g * G + i]) * d
 
 
-@njit_pair(fastmath=True)
+@njit_pair(fastmath=STRICT)
 def _int4_dequant_tile(packed, scales, n0, n1, buf):
     ng = scales.shape[1]
     H = packed.shape[1] // ng
