@@ -22,7 +22,7 @@ def _check_int(cfg, name: str, minimum: int = 1) -> None:
 def _check_common(cfg, int_fields) -> None:
     for name in int_fields:
         _check_int(cfg, name)
-    if cfg.n_embd % cfg.n_head:
+    if getattr(cfg, "head_dim", None) is None and cfg.n_embd % cfg.n_head:
         raise ConfigError(f"{type(cfg).__name__}.n_embd ({cfg.n_embd}) must be divisible by "
                           f"n_head ({cfg.n_head})")
     if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) \
@@ -57,7 +57,12 @@ class _ConfigMixin:
 
 @dataclass(frozen=True)
 class GPTConfig(_ConfigMixin):
-    """Decoder-only GPT-2 shape. block_size is the context length (HF's n_positions)."""
+    """Decoder-only GPT-2 shape. block_size is the context length (HF's n_positions).
+
+    ``n_inner`` (MLP width, default 4 * n_embd) and ``head_dim`` (default n_embd // n_head) are
+    None for GPT-2's shapes; structured pruning (infer/prune.py) sets them to keep fewer MLP
+    neurons / attention heads: attention then works in n_head * head_dim dimensions.
+    """
 
     vocab_size: int
     block_size: int
@@ -67,13 +72,27 @@ class GPTConfig(_ConfigMixin):
     dropout: float = 0.0
     bias: bool = True
     layer_norm_eps: float = 1e-5
+    n_inner: int | None = None
+    head_dim: int | None = None
 
     def __post_init__(self):
         _check_common(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+        for name in ("n_inner", "head_dim"):
+            if getattr(self, name) is not None:
+                _check_int(self, name)
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
+    @property
+    def attn_dim(self) -> int:
+        """Width of q, k, v and of c_proj's input: n_head * head_size (= n_embd for GPT-2)."""
+        return self.n_head * self.head_size
+
+    @property
+    def mlp_dim(self) -> int:
+        return 4 * self.n_embd if self.n_inner is None else self.n_inner
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class _Transformer(Module):
         # 1/sqrt(2 * n_layer): each layer adds two of them, so the stream's variance stays O(1).
         proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)
         self.h = ModuleList(Block(cfg.n_embd, cfg.n_head, cfg.dropout, cfg.bias, rng, proj_std,
-                                  cfg.layer_norm_eps) for _ in range(cfg.n_layer))
+                                  cfg.layer_norm_eps, cfg.n_inner, cfg.head_dim) for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
 
 
@@ -160,7 +160,7 @@ class GPT(Module):
             "n_embd": c.n_embd,
             "n_layer": c.n_layer,
             "n_head": c.n_head,
-            "n_inner": None,
+            "n_inner": c.n_inner,
             "layer_norm_epsilon": c.layer_norm_eps,
             "activation_function": "gelu_new",
             "resid_pdrop": c.dropout,
@@ -244,14 +244,16 @@ def config_from_hf(meta: dict) -> GPTConfig:
         if key in meta and bool(meta[key]) != ok:
             raise ConfigError(f"config.json: {key}={meta[key]!r} is not supported (expected {ok})")
     n_embd = meta.get("n_embd", 768)
-    if meta.get("n_inner") not in (None, 4 * n_embd):
-        raise ConfigError(f"config.json: n_inner {meta['n_inner']} must be 4 * n_embd = {4 * n_embd}")
+    n_inner = meta.get("n_inner")
+    if n_inner == 4 * n_embd:
+        n_inner = None
     if meta.get("tie_word_embeddings", True) is False:
         raise ConfigError("config.json: tie_word_embeddings=false is not supported (GPT ties lm_head to wte)")
     try:
         return GPTConfig(vocab_size=meta.get("vocab_size", 50257), block_size=meta.get("n_positions", 1024),
                          n_layer=meta.get("n_layer", 12), n_head=meta.get("n_head", 12), n_embd=n_embd,
-                         dropout=0.0, bias=True, layer_norm_eps=float(meta.get("layer_norm_epsilon", 1e-5)))
+                         dropout=0.0, bias=True, layer_norm_eps=float(meta.get("layer_norm_epsilon", 1e-5)),
+                         n_inner=n_inner)
     except ConfigError as e:
         raise ConfigError(f"config.json: {e}") from None
 

@@ -22,13 +22,16 @@ class CausalSelfAttention(Module):
     c_proj (C -> C) mixes the heads back. ``proj_std`` is the residual-scaled init of c_proj."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, rng=None,
-                 proj_std: float = INIT_STD):
+                 proj_std: float = INIT_STD, head_size: int | None = None):
         super().__init__()
-        _check_heads(n_embd, n_head)
+        if head_size is None:                               # GPT-2: the heads split n_embd
+            _check_heads(n_embd, n_head)
+            head_size = n_embd // n_head
         rng = as_rng(rng)
         self.n_head = int(n_head)
-        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias, rng=rng)
-        self.c_proj = Linear(n_embd, n_embd, bias=bias, rng=rng, std=proj_std)
+        A = self.n_head * int(head_size)                    # = n_embd unless heads were pruned
+        self.c_attn = Linear(n_embd, 3 * A, bias=bias, rng=rng)
+        self.c_proj = Linear(A, n_embd, bias=bias, rng=rng, std=proj_std)
         self.resid_dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x):                                   # x (B, T, C)

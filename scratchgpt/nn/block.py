@@ -33,13 +33,14 @@ class Block(Module):
     """GPT-2 block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, rng=None,
-                 proj_std: float = INIT_STD, eps: float = 1e-5):
+                 proj_std: float = INIT_STD, eps: float = 1e-5, n_inner: int | None = None,
+                 head_size: int | None = None):
         super().__init__()
         rng = as_rng(rng)
         self.ln_1 = LayerNorm(n_embd, eps=eps, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rng, proj_std)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rng, proj_std, head_size)
         self.ln_2 = LayerNorm(n_embd, eps=eps, bias=bias)
-        self.mlp = MLP(n_embd, dropout, bias, rng, proj_std)
+        self.mlp = MLP(n_embd, dropout, bias, rng, proj_std, hidden=n_inner)
 
     def forward(self, x):                                # (B, T, C)
         x = ops.add(x, self.attn(self.ln_1(x)))

@@ -1,0 +1,128 @@
+"""Quantized GPT: logits vs float32 within the error model's bound, checkpoints that round-trip
+and refuse corrupted / mismatched files."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scratchgpt.autograd import no_grad
+from scratchgpt.errors import CheckpointError, ConfigError
+from scratchgpt.infer.quantize import (BLOCK_KINDS, Int4Linear, Int8Linear, QuantConfig, is_quantized_dir,
+                                       param_shapes, quantize_gpt, read_quantized, save_quantized)
+from scratchgpt.models import GPT, GPTConfig
+
+CFG = GPTConfig(vocab_size=96, block_size=16, n_layer=3, n_head=4, n_embd=64)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return GPT(CFG, seed=3)
+
+
+def logits(m, idx):
+    with no_grad():
+        return m(idx)[0].data.astype(np.float64)
+
+
+def rel_rms(a, b):
+    return math.sqrt(np.mean((a - b) ** 2) / np.mean(b ** 2))
+
+
+@pytest.mark.parametrize("bits,qmax", [(8, 127), (4, 7)])
+def test_quantized_logits_close_to_float32(model, bits, qmax):
+    """Error model: a weight's rounding error is uniform in ±d/2 with d = amax/QMAX, so its RMS
+    is amax/(QMAX·√12); for Gaussian-like weights a group of 32 has amax ≤ 3σ (P > 0.99), so one
+    matmul's output moves by at most 3/(QMAX·√12) of its RMS (0.68 % int8, 12 % int4). The
+    2L+1 quantized matmuls on the path err independently: RMS(Δlogits) ≤ √(2L+1) times that."""
+    idx = np.random.default_rng(0).integers(0, CFG.vocab_size, (3, CFG.block_size))
+    ref = logits(model, idx)
+    q = quantize_gpt(model, QuantConfig(bits=bits))
+    got = logits(q.simulated_gpt(), idx)
+    bound = math.sqrt(2 * CFG.n_layer + 1) * 3 / (qmax * math.sqrt(12))
+    err = rel_rms(got, ref)
+    assert 0 < err <= bound, (err, bound)
+    if bits == 8:          # a 0.7 % change in the logits leaves the greedy token alone almost everywhere
+        assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.95
+
+
+def test_which_tensors_are_quantized(model):
+    q = quantize_gpt(model, QuantConfig(bits=8))
+    names = set(q.qlinears)
+    assert names == {f"transformer.h.{i}.{k}" for i in range(CFG.n_layer) for k in BLOCK_KINDS} | {"lm_head"}
+    assert all(isinstance(v, Int8Linear) for v in q.qlinears.values())
+    # LayerNorm, wpe and the embedding table stay float32
+    assert "transformer.wte.weight" in q.floats and "transformer.h.0.ln_1.weight" in q.floats
+    assert all(a.dtype == np.float32 for a in q.floats.values())
+    only_mlp = quantize_gpt(model, QuantConfig(bits=4, kinds=("mlp.c_fc", "mlp.c_proj"), lm_head=False))
+    assert set(only_mlp.qlinears) == {f"transformer.h.{i}.mlp.{k}" for i in range(CFG.n_layer)
+                                      for k in ("c_fc", "c_proj")}
+    assert all(isinstance(v, Int4Linear) for v in only_mlp.qlinears.values())
+    assert "transformer.h.1.attn.c_attn.weight" in only_mlp.floats
+    emb = quantize_gpt(model, QuantConfig(bits=8, embeddings=True))
+    assert "transformer.wte.weight" not in emb.floats
+    np.testing.assert_array_equal(emb.wte(), q.qlinears["lm_head"].dequantized().T)
+    with pytest.raises(ConfigError):
+        QuantConfig(embeddings=True, lm_head=False)
+    with pytest.raises(ConfigError):
+        QuantConfig(bits=3)
+    with pytest.raises(ConfigError):
+        QuantConfig(kinds=("attn.c_q",))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_checkpoint_round_trip(model, tmp_path, bits):
+    q = quantize_gpt(model, QuantConfig(bits=bits, group_size=64))
+    save_quantized(q, tmp_path)
+    assert is_quantized_dir(tmp_path)
+    back = read_quantized(tmp_path)
+    assert back.qconfig == q.qconfig and back.config == q.config
+    for name, lin in q.qlinears.items():
+        np.testing.assert_array_equal(back.qlinears[name].qweight, lin.qweight)
+        np.testing.assert_array_equal(back.qlinears[name].scales, lin.scales)
+        assert back.qlinears[name].in_features == lin.in_features
+    idx = np.arange(12).reshape(2, 6)
+    np.testing.assert_array_equal(logits(back.simulated_gpt(), idx), logits(q.simulated_gpt(), idx))
+    # the file is int-sized, not float-sized
+    float_bytes = sum(int(np.prod(s)) * 4 for s in param_shapes(CFG).values())
+    assert (tmp_path / "model.safetensors").stat().st_size < float_bytes
+
+
+def test_checkpoint_refuses_corrupted_and_mismatched(model, tmp_path):
+    q = quantize_gpt(model, QuantConfig(bits=8))
+    save_quantized(q, tmp_path)
+    w = tmp_path / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    # one flipped bit in the data: the hash catches it
+    raw[-100] ^= 1
+    w.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        read_quantized(tmp_path)
+    # another config's weights under this config.json: refused by name and shape
+    save_quantized(q, tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["scratchgpt_config"]["n_layer"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unexpected tensor 'transformer.h.2"):
+        read_quantized(tmp_path)
+    meta["scratchgpt_config"]["n_layer"] = 3
+    meta["quantization"]["bits"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="shape|dtype"):
+        read_quantized(tmp_path)
+    # a plain GPT loader refuses the directory by name rather than misreading int8 as floats
+    meta["quantization"]["bits"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="gpt-quantized"):
+        GPT.load(tmp_path)
+    # a truncated file
+    save_quantized(q, tmp_path)
+    w.write_bytes(w.read_bytes()[:-50])
+    with pytest.raises(CheckpointError):
+        read_quantized(tmp_path)
+    assert not is_quantized_dir(tmp_path / "nowhere")
+
+
+def test_param_shapes_match_the_model():
+    for cfg in (CFG, CFG.replace(bias=False), CFG.replace(n_inner=48, head_dim=8, n_head=3)):
+        assert param_shapes(cfg) == {n: p.data.shape for n, p in GPT(cfg).named_parameters()}
