@@ -36,40 +36,15 @@ def load_tokenizer_file(path):
 
 
 def load_model_dir(model_dir):
-    """(GPT, tokenizer) from a model directory; PEFT directories are applied on top of their base."""
-    from ..models import GPT
-    model_dir = Path(model_dir)
-    if (model_dir / "peft.json").is_file():
-        info = json.loads((model_dir / "peft.json").read_text(encoding="utf-8"))
-        base = info.get("base_dir")
-        if not base:
-            raise CheckpointError(f"{model_dir}/peft.json does not name its base model (base_dir)")
-        model, tok = load_model_dir(base)
-        from ..nn.peft import load_peft
-        load_peft(model, model_dir)
-        return model, tok
-    if not (model_dir / "config.json").is_file():
-        raise CheckpointError(not_a_model_dir(model_dir))
-    model = GPT.load(model_dir)
-    tok = load_tokenizer_file(model_dir)
-    if tok.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{model_dir}: tokenizer has {tok.vocab_size} tokens but the model's "
-                              f"vocab_size is {model.config.vocab_size}; they do not belong together")
-    return model, tok
+    """(GPT, tokenizer) from a model directory; PEFT directories are applied on top of their base.
+    (The loader lives in infer/load.py, beside ``load_for_inference``, which also merges LoRA.)"""
+    from ..infer.load import load_gpt_dir
+    return load_gpt_dir(model_dir)
 
 
 def not_a_model_dir(path) -> str:
-    """Why ``path`` is not a model directory, and where the model probably is."""
-    p = Path(path)
-    if not p.exists():
-        return f"{path}: no such directory (expected a model directory with config.json)"
-    if not p.is_dir():
-        return f"{path}: is a file, expected a model directory (config.json, model.safetensors, tokenizer.json)"
-    for sub in ("model", "peft", "sft/model", "pretrain/model"):
-        if (p / sub / "config.json").is_file() or (p / sub / "peft.json").is_file():
-            return f"{path}: a run directory, not a model directory; did you mean {p / sub}?"
-    return f"{path}: not a model directory (no config.json; a model directory holds config.json, " \
-           "model.safetensors and tokenizer.json)"
+    from ..infer.load import not_a_model_dir as _why
+    return _why(path)
 
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "model", "peft", "best", "curves.svg")

@@ -1,0 +1,147 @@
+"""One forward pass of the decoder over the rows of an engine step, with the KV cache.
+
+A step is a list of rows; row r is token ``tokens[r]`` at model position ``positions[r]`` of
+the sequence in cache slot ``slots[r]``. A prompt is P rows of one slot (positions 0..P-1: the
+prefill, one forward over the whole prompt); a decode step is one row per live sequence; one
+step may mix both. For every layer (GPT-2 pre-LN block)::
+
+    x   = wte[tok] + wpe[pos]                                   (R, C)   first layer only
+    h   = LN_1(x);  qkv = h W_attn + b                          (R, 3C)
+    y   = attention of each row over its slot's cache           (R, C)   (k, v written first)
+    x  += y W_proj + b;  h = LN_2(x)                            fused add + LayerNorm
+    f   = gelu(h W_fc + b);  x += f W_mlp_proj + b              (R, 4C)
+    logits = LN_f(x[last rows]) wteᵀ                            (n_last, V)  only where needed
+
+Row independence: each linear is called per *segment* of rows — one prompt's prefill, or at
+most ``DECODE_CHUNK`` decode rows — and every kernel computes a row the same way whatever else
+is in the step, so a sequence gets bit-identical logits alone or batched (DenseLinear uses its
+own decode kernel up to DECODE_CHUNK rows; a prompt of P rows always meets the same P-row call).
+
+All buffers are allocated once for ``max_rows`` rows and reused (grown only when a longer
+prefill arrives), so the steady decode state allocates nothing per token.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.decode_attention import cached_attention
+from ..ops.decode_embedding import embed_rows
+from ..ops.decode_gelu import gelu_inplace
+from ..ops.decode_layernorm import add_layernorm_rows, layernorm_rows
+from .kv_cache import KVCache
+from .weights import DecoderWeights
+
+DECODE_CHUNK = 8        # decode rows per linear call (<= DenseLinear.small_m: see module doc)
+
+
+def segments_for(n_decode: int, prompt_lens) -> list:
+    """Row ranges [(start, end)]: decode rows first in chunks, then one range per prompt."""
+    segs = [(a, min(a + DECODE_CHUNK, n_decode)) for a in range(0, n_decode, DECODE_CHUNK)]
+    start = n_decode
+    for P in prompt_lens:
+        segs.append((start, start + P))
+        start += P
+    return segs
+
+
+def _apply(lin, src, dst, segs):
+    """dst = lin(src) segment by segment (see 'Row independence')."""
+    if len(segs) == 1:
+        lin(src, dst)
+        return
+    for a, b in segs:
+        lin(src[a:b], dst[a:b])
+
+
+class DecoderRunner:
+    """Runs ``DecoderWeights`` over step rows against a ``KVCache`` (see module docstring)."""
+
+    def __init__(self, w: DecoderWeights, cache: KVCache, max_rows: int, max_last: int):
+        self.w = w
+        self.cache = cache
+        self.max_last = int(max_last)
+        self._layers = []
+        for i in range(w.n_layer):
+            p = f"transformer.h.{i}"
+            self._layers.append((
+                w.layernorms[f"{p}.ln_1"], w.linear(f"{p}.attn.c_attn"), w.linear(f"{p}.attn.c_proj"),
+                w.layernorms[f"{p}.ln_2"], w.linear(f"{p}.mlp.c_fc"), w.linear(f"{p}.mlp.c_proj"),
+                w.adapters.get(f"{p}.attn.adapter"), w.adapters.get(f"{p}.mlp.adapter")))
+        self._ln_f = w.layernorms["transformer.ln_f"]
+        self._lm_head = w.linear("lm_head")
+        self._hidden = self._layers[0][4].out_features if self._layers else 4 * w.n_embd
+        self._adapter_size = max((d.out_features for d, _ in w.adapters.values()), default=0)
+        self.rows = 0
+        self._grow(max(1, int(max_rows)))
+        self.logits_buf = np.empty((self.max_last, w.vocab_size), dtype=np.float32)   # (B, V)
+        self.last_h = np.empty((self.max_last, w.n_embd), dtype=np.float32)           # (B, C)
+        self.last_x = np.empty((self.max_last, w.n_embd), dtype=np.float32)           # (B, C)
+
+    def _grow(self, rows: int) -> None:
+        if rows <= self.rows:
+            return
+        C, T, A = self.w.n_embd, self.cache.k.shape[3], self.w.attn_width
+        f32 = np.float32
+        self.x = np.empty((rows, C), f32)                     # residual stream (R, C)
+        self.h = np.empty((rows, C), f32)                     # LayerNorm output (R, C)
+        self.qkv = np.empty((rows, 3 * A), f32)               # (R, 3A), A = NH * HS (= C unpruned)
+        self.y = np.empty((rows, A), f32)                     # attention output (R, A)
+        self.a = np.empty((rows, C), f32)                     # sub-layer output (R, C)
+        self.f = np.empty((rows, self._hidden), f32)          # MLP hidden (R, 4C)
+        self.ad = np.empty((rows, max(self._adapter_size, 1)), f32)  # adapter bottleneck
+        self.ad_out = np.empty((rows, C), f32)
+        self.scores = np.empty((rows * self.w.n_head, T), np.float64)   # attention scratch
+        self.cache_pos = np.empty(rows, np.int64)
+        self.rows = rows
+
+    def _adapter(self, adapter, a, R, segs):
+        """a <- a + up(gelu(down(a))) (Adapter after a sub-layer, nn/peft.py)."""
+        down, up = adapter
+        d = self.ad[:R, :down.out_features]
+        _apply(down, a, d, segs)
+        gelu_inplace(d)
+        u = self.ad_out[:R]
+        _apply(up, d, u, segs)
+        a += u
+
+    def forward(self, tokens, positions, slots, last_rows, segs=None):
+        """tokens, positions, slots (R,) int64; last_rows (B,) int64 rows whose logits are wanted;
+        segs: row ranges for the linears (``segments_for``; default: all rows in one call).
+
+        Returns logits (B, V) float32 — a view of a reused buffer, valid until the next call.
+        """
+        R = tokens.shape[0]
+        B = last_rows.shape[0]
+        segs = segs or [(0, R)]
+        self._grow(R)
+        w = self.w
+        eps = w.eps
+        x, h, qkv, y, a, f = (self.x[:R], self.h[:R], self.qkv[:R], self.y[:R], self.a[:R], self.f[:R])
+        cache_pos = self.cache_pos[:R]
+        np.add(positions, self.cache.prefix_len, out=cache_pos)
+        embed_rows(w.wte, w.wpe, tokens, positions, x)
+        kc, vc = self.cache.k, self.cache.v
+        for li, (ln1, c_attn, c_proj, ln2, c_fc, m_proj, ad_attn, ad_mlp) in enumerate(self._layers):
+            if li == 0:
+                layernorm_rows(x, ln1[0], ln1[1], eps, h)
+            else:                                                # the previous MLP output joins here
+                add_layernorm_rows(x, a, ln1[0], ln1[1], eps, h)
+            _apply(c_attn, h, qkv, segs)
+            cached_attention(qkv, kc[li], vc[li], slots, cache_pos, self.scores, y)
+            _apply(c_proj, y, a, segs)
+            if ad_attn is not None:
+                self._adapter(ad_attn, a, R, segs)
+            add_layernorm_rows(x, a, ln2[0], ln2[1], eps, h)
+            _apply(c_fc, h, f, segs)
+            gelu_inplace(f)
+            _apply(m_proj, f, a, segs)
+            if ad_mlp is not None:
+                self._adapter(ad_mlp, a, R, segs)
+        # final residual add + LN_f, only on the rows whose next token is wanted
+        lx, lh = self.last_x[:B], self.last_h[:B]
+        np.take(x, last_rows, axis=0, out=lx)
+        np.take(a, last_rows, axis=0, out=lh)
+        add_layernorm_rows(lx, lh, self._ln_f[0], self._ln_f[1], eps, lh)
+        logits = self.logits_buf[:B]
+        _apply(self._lm_head, lh, logits, segments_for(B, ()))
+        return logits
