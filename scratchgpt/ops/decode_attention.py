@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._numba import njit_pair
+from ._numba import SUMS, njit_pair
 
 
 # ----------------------------------------------------------------------------- reference
@@ -58,8 +58,7 @@ def cached_attention_ref(qkv, k_cache, v_cache, slots, positions, n_head):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-# fastmath reassoc/contract: lets LLVM vectorise the HS-long dot products (several partial sums).
-_FM = {"reassoc", "contract"}
+_FM = SUMS  # reassoc: vectorised sums (several partial sums); contract: FMA
 
 
 @njit_pair(fastmath=_FM)

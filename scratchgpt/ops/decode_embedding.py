@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 
 
 def embed_rows_ref(wte, wpe, tokens, positions):
     return np.asarray(wte, np.float64)[tokens] + np.asarray(wpe, np.float64)[positions]
 
 
-@njit_pair(fastmath=False)
+@njit_pair(fastmath=STRICT)
 def _embed_rows_kernel(wte, wpe, tokens, positions, out):  # wte (V, C); wpe (T, C); out (R, C)
     R, C = out.shape
     for r in prange(R):

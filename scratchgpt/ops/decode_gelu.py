@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._numba import njit_pair
+from ._numba import STRICT, njit_pair
 
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715
@@ -24,7 +24,7 @@ def gelu_ref(x):
     return 0.5 * x * (1.0 + np.tanh(_K * (x + _A * x ** 3)))
 
 
-@njit_pair(fastmath={"contract"})
+@njit_pair(fastmath=STRICT)
 def _gelu_inplace_kernel(x):  # x (R, N) float32, overwritten
     R, N = x.shape
     m2k = np.float32(-2.0 * _K)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import njit_pair
+from ._numba import SUMS, njit_pair
 
 
 # ----------------------------------------------------------------------------- reference
@@ -32,7 +32,7 @@ def add_layernorm_rows_ref(x, d, w, b, eps=1e-5):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-_FM = {"reassoc", "contract"}  # vectorised row sums, FMA; no approximate math
+_FM = SUMS  # reassoc: vectorised sums (several partial sums); contract: FMA
 
 
 @njit_pair(fastmath=_FM)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import njit_pair
+from ._numba import SUMS, njit_pair
 
 
 # ----------------------------------------------------------------------------- reference
@@ -29,7 +29,7 @@ def small_matmul_ref(x, wt, b=None):
 
 # ----------------------------------------------------------------------------- Numba kernel
 # reassoc: the K-long dot products vectorise (16 partial sums in AVX-512 registers).
-_FM = {"reassoc", "contract"}
+_FM = SUMS  # reassoc: vectorised sums (several partial sums); contract: FMA
 _ROWS_PER_JOB = 16  # output features per parallel job: long enough to amortise the loop overhead
 
 
