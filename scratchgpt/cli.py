@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     def run():
         apply_threads(args, restart_argv=argv if console else None)
         return args.func(args)
-    return guarded(f"scratchgpt {args.command}", run)
+    return guarded(args.command_prog, run)
 
 
 if __name__ == "__main__":

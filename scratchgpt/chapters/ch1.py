@@ -1,6 +1,6 @@
 """Chapter 1 — the pipeline map, an environment check, and "hello GPT".
 
-    python -m scratchgpt.chapters.ch1            # ~20 s on 2 CPU cores
+    python -m scratchgpt.chapters.ch1            # ~2 s on 2 CPU cores
     python -m scratchgpt.chapters.ch1 --quick    # a few seconds (what the tests run)
 
 Guide: chapters/ch1.md
@@ -15,16 +15,28 @@ from ..backend import describe
 from ..commands._flags import chapter_args, chapter_parser, run_chapter
 
 PIPELINE = [
-    ("text", "raw dialogues and documents", "data/ (bundled), your files"),
+    ("text", "raw dialogues and documents", "scratchgpt/datasets/ (bundled), your files"),
     ("data", "load, clean, dedup, annotate, augment, split", "scratchgpt/data/"),
     ("tokenizer", "byte-level BPE (Cython) or sentencepiece", "scratchgpt/tokenizer/"),
     ("shards", "token ids in flat memmap files + loss masks", "scratchgpt/data/shards.py"),
     ("pretrain", "next-token prediction on unlabeled text", "scratchgpt/train/"),
     ("SFT", "fine-tune on dialogues, loss on assistant tokens", "scratchgpt/train/, nn/peft.py"),
     ("checkpoint", "config.json + model.safetensors + tokenizer.json", "scratchgpt/models/checkpoint.py"),
-    ("infer", "sampling (KV cache, quantization: later)", "scratchgpt/sampling/; scratchgpt/infer/ to come"),
-    ("serve", "terminal chat, OpenAI-compatible HTTP API", "scratchgpt/serve/ to come (a later issue)"),
+    ("infer", "sampling, quantization, pruning", "scratchgpt/sampling/, scratchgpt/infer/"),
+    ("serve", "terminal chat, OpenAI-compatible HTTP API", "scratchgpt/serve/"),
 ]
+
+
+def where_now(where: str) -> str:
+    """``where`` as it is in this installed version: a package that is not part of it says so,
+    instead of pointing at a folder that is not there."""
+    import importlib.util
+    parts = [p.strip() for p in where.split(",")]
+    for i, part in enumerate(parts):
+        if part.startswith("scratchgpt/") and part.endswith("/"):
+            if importlib.util.find_spec(part.rstrip("/").replace("/", ".")) is None:
+                parts[i] = f"({part} is not part of this version)"
+    return ", ".join(parts)
 
 SENTENCE = "hello GPT, I was built from scratch in NumPy."
 
@@ -34,7 +46,7 @@ def print_pipeline() -> None:
     width = max(len(s) for s, _, _ in PIPELINE)
     for i, (stage, what, where) in enumerate(PIPELINE):
         arrow = "   " if i == 0 else "-> "
-        print(f"  {arrow}{stage:<{width}}  {what:<50} {where}")
+        print(f"  {arrow}{stage:<{width}}  {what:<50} {where_now(where)}")
 
 
 def print_environment() -> dict:

@@ -109,7 +109,7 @@ def section_finetune(args, state) -> None:
                         max_new_tokens=32, progress=False)
     print(f"(d) evaluation on {ev['n_conversations']} held-out test conversations: val loss {ev['val_loss']:.3f}, "
           f"perplexity {ev['perplexity']:.1f}, task accuracy {ev['task_accuracy']:.0%}, ROUGE-L {ev['rouge_l']:.3f}")
-    ex = ev["examples"][0]
+    ex = (ev["examples_ok"] + ev["examples_failed"])[0]
     print(f"    User: {ex['prompt'][-1]['content']}\n    Bot:  {ex['reply']}\n    (reference: {ex['reference']})")
     state["sft_eval"] = ev
 

@@ -196,7 +196,7 @@ def reverse_digits_case_study(steps: int, seed: int = 0) -> dict:
     acc = correct / total
     ex = 100 * exact / len(src)
     print(f"  trained {steps} steps in {secs:.1f} s; held-out token accuracy {acc:.1%}, "
-          f"exact strings {exact}/{len(src)} ({ex:.0f}%)")
+          f"exact strings {exact}/{len(src)} ({percent(exact, len(src))})")
     s = [int(t) for t in src[0][mask[0]]]
     print(f"  example: {s} -> {[int(t) for t in gen[0] if t < 10]}")
     return {"token_accuracy": acc, "exact": exact / len(src), "seconds": secs}
@@ -222,6 +222,18 @@ def text_to_ids(quick: bool) -> dict:
         shown[text] = ids
     print()
     return shown
+
+
+def percent(k: int, n: int) -> str:
+    """k/n as a percentage that never rounds a failure up to 100 % or a success down to 0 %
+    (199/200 is "99.5 %", not "100 %")."""
+    digits = 0
+    while digits < 3:
+        text = f"{100 * k / n:.{digits}f}"
+        if (k == n) == (float(text) == 100) and (k == 0) == (float(text) == 0):
+            break
+        digits += 1
+    return f"{100 * k / n:.{digits}f} %"
 
 
 def main(argv=None) -> dict:

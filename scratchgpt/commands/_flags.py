@@ -79,6 +79,7 @@ class Parser(argparse.ArgumentParser):
         ns, extras = self.parse_known_args(args, namespace)
         parser = getattr(ns, _DEEPEST, self)
         delattr(ns, _DEEPEST)
+        ns.command_prog = parser.prog  # "scratchgpt data prepare": what error lines start with
         if extras:
             parser.error(parser.unrecognized_message(extras))
         return ns
@@ -190,6 +191,9 @@ def guarded(prog: str, fn, *args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         try:
             code = fn(*args)
+        except BrokenPipeError:  # `... | head` closed our stdout: not an error of the command
+            sys.stdout = open(os.devnull, "w")
+            return 0
         except (ScratchGPTError, OSError) as e:
             if os.environ.get("SCRATCHGPT_DEBUG"):
                 raise

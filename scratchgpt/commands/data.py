@@ -100,9 +100,12 @@ def run_prepare(args) -> int:
 
 
 def run_shard(args) -> int:
+    import numpy as np
+
     from ..data.pipeline import write_shards
     metas = write_shards(args.dir, _load_tokenizer(args.tokenizer), progress=args.progress)
     for name, meta in metas.items():
         extra = f", {meta['n_documents']} documents" if "n_documents" in meta else f", {meta['n_conversations']} conversations"
-        print(f"{name}: {meta['n_tokens']} tokens ({meta['dtype']}){extra}")
+        dtype = np.dtype(meta["dtype"]).name  # "<u2" -> "uint16"
+        print(f"{name}: {meta['n_tokens']} tokens (stored as {dtype}){extra}")
     return 0

@@ -6,11 +6,13 @@
     scratchgpt tokenizer stats --tokenizer runs/tok --input a.txt
 
 ``--kind``: ``bpe`` (ours, byte-level), ``sentencepiece-bpe`` or ``sentencepiece-unigram``.
-Training reads the files line by line, adds the chat special tokens unless ``--no-special``,
+Training reads text files line by line (a prepared ``*.jsonl`` or ``data prepare`` directory:
+its records' texts), adds the chat special tokens unless ``--no-special``,
 and writes ``DIR/tokenizer.json`` (``load_tokenizer`` tells the kinds apart by its "type").
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +30,9 @@ def register(sub) -> None:
     tsub.required = True
 
     t = tsub.add_parser("train", help="train a tokenizer on UTF-8 text files")
-    t.add_argument("--input", nargs="+", required=True, metavar="FILE", help="UTF-8 text files (one text per line)")
+    t.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help="UTF-8 text files (one text per line), prepared *.jsonl files or a directory written by "
+                        "`scratchgpt data prepare`")
     t.add_argument("--vocab-size", type=int, required=True, metavar="N", help="vocabulary size, special tokens included")
     t.add_argument("--out", required=True, metavar="DIR", help="output directory (gets tokenizer.json)")
     t.add_argument("--kind", choices=KINDS, default="bpe", help="tokenizer kind (default: bpe)")
@@ -51,7 +55,8 @@ def register(sub) -> None:
 
     s = tsub.add_parser("stats", help="compression of a tokenizer on text files")
     add_tokenizer(s)
-    s.add_argument("--input", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
+    s.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help="UTF-8 text files, prepared *.jsonl files or a prepared directory")
     s.add_argument("--top", type=int, default=10, metavar="N", help="how many merges / tokens to list (default 10)")
     add_threads(s)
     s.set_defaults(func=run_stats)
@@ -59,21 +64,60 @@ def register(sub) -> None:
 
 # ------------------------------------------------------------------ helpers
 
-def read_texts(paths) -> list[str]:
-    """Lines of UTF-8 files; a missing or undecodable file -> DataError naming it."""
-    lines = []
+def input_files(path) -> list[Path]:
+    """``--input PATH``: a text or JSONL file, or a directory written by ``data prepare`` (its
+    ``train.txt`` when there is one, else its ``train.jsonl``)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("train.txt", "train.jsonl"):
+            if (p / name).is_file():
+                return [p / name]
+        raise DataError(f"--input {path}: a directory without train.txt or train.jsonl "
+                        "(pass text files, or a directory written by `scratchgpt data prepare`)")
+    if not p.is_file():
+        raise DataError(f"--input {path}: no such file")
+    return [p]
+
+
+def looks_like_json(lines) -> bool:
+    """Most non-empty lines start like JSON (an object, array, key or closing bracket): the user
+    is about to train a tokenizer on JSON syntax."""
+    sample = [ln.lstrip() for ln in lines[:200] if ln.strip()]
+    return bool(sample) and sum(ln[:1] in '{["}]' for ln in sample) > len(sample) // 2
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def read_texts(paths, warn=_warn) -> list[str]:
+    """Texts of ``--input`` files: lines of UTF-8 text files; record texts of a prepared JSONL
+    (``data prepare`` output, one conversation's turns = one text). A missing or undecodable
+    file -> DataError naming it (and the byte offset: the same rule as ``data prepare``, see
+    ``data.loaders.require_utf8``). Text that looks like JSON gets a warning."""
+    from ..data.loaders import require_utf8
+    from ..data.pipeline import read_jsonl, record_text
+    texts = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise DataError(f"--input {path}: no such file")
-        try:
-            with open(p, encoding="utf-8") as f:
-                lines.extend(f)
-        except UnicodeDecodeError as err:
-            raise DataError(f"--input {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-        except OSError as err:
-            raise DataError(f"--input {path}: cannot read it ({err.strerror or err})") from None
-    return lines
+        for p in input_files(path):
+            try:
+                require_utf8(p)
+                if p.suffix.lower() == ".jsonl":
+                    texts.extend(record_text(r) for r in read_jsonl(p))
+                    continue
+                with open(p, encoding="utf-8") as f:
+                    lines = list(f)
+            except DataError as err:
+                raise DataError(f"--input {err}") from None
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataError(f"--input {p}: not a JSONL file written by `scratchgpt data prepare` ({err})") from None
+            except OSError as err:
+                raise DataError(f"--input {p}: cannot read it ({err.strerror or err})") from None
+            if p.suffix.lower() == ".json" or looks_like_json(lines):
+                warn(f"warning: --input {p} looks like JSON; the tokenizer would learn its syntax. Name it "
+                     "*.jsonl (records from `data prepare`) or pass the prepared directory to train on the texts")
+            texts.extend(lines)
+    return texts
 
 
 def open_tokenizer(path):
@@ -127,14 +171,16 @@ def compression_stats(tok, texts) -> dict:
 
 def run_train(args) -> int:
     from ..tokenizer.special import CHAT_SPECIAL_TOKENS
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {args.out}: exists and is not a directory")
     texts = read_texts(args.input)
+    if not any(t.strip() for t in texts):
+        raise DataError(f"--input {' '.join(args.input)}: no text to train on (the input is empty)")
     specials = [] if args.no_special else list(CHAT_SPECIAL_TOKENS)
     t0 = time.perf_counter()
     tok = train_tokenizer(texts, args.vocab_size, args.kind, specials, progress=args.progress)
     seconds = time.perf_counter() - t0
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {args.out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     tok.save(out / "tokenizer.json")
     n_chars = sum(len(t) for t in texts)
@@ -172,6 +218,8 @@ def run_decode(args) -> int:
 def run_stats(args) -> int:
     tok = open_tokenizer(args.tokenizer)
     texts = read_texts(args.input)
+    if not any(t.strip() for t in texts):
+        raise DataError(f"--input {' '.join(args.input)}: no text to measure (the input is empty)")
     st = compression_stats(tok, texts)
     kind = getattr(tok, "kind", None) or f"sentencepiece-{getattr(tok, 'model_type', '?')}"
     print(f"tokenizer        {kind}, vocab_size {tok.vocab_size}")

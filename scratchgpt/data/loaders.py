@@ -48,6 +48,19 @@ def expand_inputs(inputs: Iterable, fmt: str = "auto") -> list[Path]:
     return files
 
 
+def require_utf8(path) -> None:
+    """Refuse a file that is not UTF-8, naming the first bad byte's offset and line. One rule for
+    every command that reads text (``data prepare``, ``tokenizer train|stats``): decoding with
+    replacement would silently write U+FFFD into the data."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}, line {line}); "
+                        "convert it to UTF-8 first, e.g. iconv -f GBK -t UTF-8") from None
+
+
 def load_records(inputs: Iterable, report: Report, fmt: str = "auto") -> Iterator[Conversation | Document]:
     for path in expand_inputs(inputs, fmt):
         for rec in LOADERS[format_of(path, fmt)](path, report):

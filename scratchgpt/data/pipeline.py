@@ -26,7 +26,7 @@ from .annotate import annotate
 from .augment import AugmentConfig, augment_conversation
 from .clean import CleanConfig, Cleaner
 from .load_yaml import chatterbot_files
-from .loaders import chunked, expand_inputs, load_records
+from .loaders import chunked, expand_inputs, load_records, require_utf8
 from .records import Conversation, Message
 from .report import Report
 from .split import SPLITS, assign_split, check_ratios
@@ -95,8 +95,12 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
     ratios = check_ratios(cfg.ratios)
     if not cfg.inputs and not cfg.chatterbot_languages and not cfg.test_inputs:
         raise DataError("nothing to prepare: give input files/folders, chatterbot languages or a preset")
-    expand_inputs(list(cfg.test_inputs) + list(cfg.inputs), cfg.fmt)  # fail on a bad path before writing anything
+    for path in expand_inputs(list(cfg.test_inputs) + list(cfg.inputs), cfg.fmt):  # fail before writing anything
+        require_utf8(path)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir}: exists and is not a directory")
+    created_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
     cleaner = Cleaner(cfg.clean, report, tokenizer)
@@ -122,6 +126,7 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
     files = {s: open(out_dir / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
     texts = {s: open(out_dir / f"{s}.txt", "w", encoding="utf-8") for s in SPLITS} if cfg.write_text else {}
     first_text = {s: True for s in SPLITS}
+    written = [0]
     bar = tqdm(desc="prepare", unit="rec", disable=not progress)
     try:
         def write(rec, split):
@@ -136,6 +141,7 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
                 if rec.augmented_from:
                     report.tally("augmented copies by split", split)
             report.tally("records per split", split)
+            written[0] += 1
 
         for chunk in chunked(stream(), cfg.chunk_size):
             for rec, forced in chunk:
@@ -155,6 +161,13 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
         bar.close()
         for f in list(files.values()) + list(texts.values()):
             f.close()
+    if not written[0]:
+        # nothing survived: remove the empty files we just made rather than leave a corpus of nothing
+        for f in list(files.values()) + list(texts.values()):
+            Path(f.name).unlink(missing_ok=True)
+        if created_dir and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise DataError(f"no records to write: {report.empty_reason()}")
     if tokenizer is not None:
         write_shards(out_dir, tokenizer, report, progress)
     report.save(out_dir / "report.json")

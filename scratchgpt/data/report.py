@@ -69,6 +69,18 @@ class Report:
         t = self.counts.setdefault(table, {})
         t[key] = t.get(key, 0) + n
 
+    def empty_reason(self) -> str:
+        """Why nothing was kept, in one line: how much was loaded, what dropped it."""
+        loaded = self.steps["load"].kept if "load" in self.steps else 0
+        if not loaded:
+            bad = f" ({self.malformed_count} malformed rows)" if self.malformed_count else ""
+            return f"the inputs hold no records{bad}; is the file empty or in another format (--format)?"
+        drops = Counter()
+        for stats in self.steps.values():
+            drops.update(stats.dropped)
+        top = ", ".join(f"{reason} {n}" for reason, n in drops.most_common(3))
+        return f"all {loaded} loaded records were dropped ({top})"
+
     def note(self, text: str):
         self.notes.append(text)
 

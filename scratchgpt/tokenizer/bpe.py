@@ -176,6 +176,9 @@ class BPETokenizer:
                 merges = _load_cython().train_merges(
                     words, list(counts.values()), num_merges,
                     None if bar is None else (lambda done: bar.update(done - bar.n)))
+                if bar is not None:  # the kernel reports every 256 merges and may stop early (no pairs left)
+                    bar.total = len(merges)
+                    bar.update(len(merges) - bar.n)
             finally:
                 if bar is not None:
                     bar.close()

@@ -218,8 +218,10 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
         reply = chat(model, tok, text, cfg.max_new_tokens)
         talks.append({"user": text, "assistant": reply})
         _say(f"  User: {text}\n  Bot:  {reply}")
-    for ex in ev["examples"][:3]:
-        _say(f"  User: {ex['prompt'][-1]['content']}\n  Bot:  {ex['reply']}\n  (reference: {ex['reference']})")
+    for verdict, ex in ([("passed", e) for e in ev["examples_ok"][:2]] +
+                        [("failed", e) for e in ev["examples_failed"][:1]]):
+        _say(f"  User: {ex['prompt'][-1]['content']}\n  Bot:  {ex['reply']}\n"
+             f"  (reference: {ex['reference']}; {verdict} the task check)")
     ev["showcase"] = talks
     (out / "eval.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False), encoding="utf-8")
     from .plot import plot_run

@@ -140,8 +140,9 @@ def evaluate_dialogues(model, tok, conversations: list, max_new_tokens: int = 48
         "bleu": corpus_bleu(replies, refs),
         "distinct_1": distinct_n(replies, 1),
         "distinct_2": distinct_n(replies, 2),
-        "examples": rows[:keep_examples],
-        "failures": [r for r in rows if not r["ok"]][:keep_examples],
+        # two disjoint lists: the first replies that passed and the first that failed
+        "examples_ok": [r for r in rows if r["ok"]][:keep_examples],
+        "examples_failed": [r for r in rows if not r["ok"]][:keep_examples],
     }
 
 

@@ -33,6 +33,23 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
+def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
+    """Ticks for a log axis spanning log10 values [lo, hi], as log10 values of round numbers:
+    1, 2, 5 x 10^k, or only the powers of ten when that would be too many (labels read 0.5, 1,
+    2 — never 10^0.5 = 3.16228)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    out = []
+    for mults in ((1, 2, 5), (1,)):
+        out = [math.log10(m * 10.0 ** k) for k in range(math.floor(lo), math.ceil(hi) + 1) for m in mults
+               if lo - 1e-9 <= math.log10(m * 10.0 ** k) <= hi + 1e-9]
+        if len(out) <= max_ticks:
+            break
+    if len(out) < 2:  # a narrow range holds at most one such number: round values, linearly spaced
+        out = [math.log10(t) for t in nice_ticks(10 ** lo, 10 ** hi) if t > 0 and lo <= math.log10(t) <= hi]
+    return out[::math.ceil(len(out) / max_ticks)] if out else out  # very wide: every 2nd, 3rd ... decade
+
+
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
@@ -79,10 +96,10 @@ def panel(series: dict, title: str, x0: float, y0: float, w: float = 640, h: flo
         X = sx(t)
         out.append(f'<line x1="{X:.1f}" y1="{top + ph}" x2="{X:.1f}" y2="{top + ph + 4}" stroke="#444"/>')
         out.append(f'<text x="{X:.1f}" y="{top + ph + 16}" text-anchor="middle" font-size="11">{_fmt(t)}</text>')
-    yt = nice_ticks(ylo, yhi)
+    yt = log_ticks(ylo, yhi) if log_y else nice_ticks(ylo, yhi)
     for t in yt:
         Y = top + ph - (t - ylo) / (yhi - ylo) * ph
-        label = _fmt(10 ** t) if log_y else _fmt(t)
+        label = _fmt(round(10 ** t, 12)) if log_y else _fmt(t)
         out.append(f'<line x1="{left}" y1="{Y:.1f}" x2="{left + pw}" y2="{Y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{left - 6}" y="{Y + 4:.1f}" text-anchor="end" font-size="11">{label}</text>')
     out.append(f'<text x="{left + pw / 2}" y="{h - 4}" text-anchor="middle" font-size="12">{html.escape(xlabel)}</text>')
@@ -139,7 +156,11 @@ def plot_run(run_dir, out=None) -> Path:
     path = run_dir / "metrics.jsonl" if run_dir.is_dir() else run_dir
     records = read_metrics(path)
     if not records:
-        raise DataError(f"{path}: no metrics recorded yet")
+        size = path.stat().st_size
+        if size:
+            raise DataError(f"{path}: no complete record in its {size} bytes (the last line is cut off: was the "
+                            "run killed while writing it, or is this not a metrics.jsonl?)")
+        raise DataError(f"{path}: empty, no step logged yet (training writes a line every --log-every steps)")
     out = Path(out) if out else path.parent / "curves.svg"
     out.write_text(run_figure(records, title=path.parent.name), encoding="utf-8")
     return out

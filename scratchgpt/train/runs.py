@@ -48,6 +48,7 @@ def not_a_model_dir(path) -> str:
 
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "model", "peft", "best", "curves.svg")
+WORTH_KEEPING = ("checkpoints", "model", "peft", "best")  # a run that never got this far has nothing to lose
 
 
 def check_run_dir(out_dir, resume: bool = False, overwrite: bool = False) -> None:
@@ -59,7 +60,7 @@ def check_run_dir(out_dir, resume: bool = False, overwrite: bool = False) -> Non
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pick one")
     found = [name for name in RUN_FILES if (out / name).exists()]
-    if not found or resume:
+    if resume or not any(name in WORTH_KEEPING for name in found):
         return
     if not overwrite:
         raise ConfigError(f"--out {out_dir} already holds a run ({', '.join(found)}); pass --resume to continue "
@@ -93,7 +94,7 @@ def _tok_path(tok_or_path, where) -> Path:
     try:
         return tokenizer_file(tok_or_path)
     except CheckpointError as err:
-        raise CheckpointError(f"{where}: {err}") from None
+        raise CheckpointError(f"--tokenizer {err}" if where == "pretrain" else str(err)) from None
 
 
 # ------------------------------------------------------------------ pretraining
