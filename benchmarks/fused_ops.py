@@ -51,7 +51,7 @@ def inputs(cfg):
 
 def ours():
     from scratchgpt.ops.attention import causal_self_attention_backward, causal_self_attention_forward
-    from scratchgpt.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
+    from scratchgpt.ops.cross_entropy_op import cross_entropy_backward, cross_entropy_forward
     for name, cfg in CONFIGS.items():
         qkv, dout, logits, targets = inputs(cfg)
         reps = 50 if name == "S" else 20

@@ -1,5 +1,5 @@
 """Superseded GELU forward kept for comparison: the 3-pass version (a Numba kernel, NumPy's
-np.exp, a Numba kernel) that scratchgpt/ops/gelu.py's one fused kernel replaced (issue 2).
+np.exp, a Numba kernel) that scratchgpt/ops/gelu_op.py's one fused kernel replaced (issue 2).
 
 The fused kernel runs _vexp's SIMD exp inside the parallel chunks instead of NumPy's
 single-threaded np.exp, and streams the (N,) arrays through memory once instead of three times.
@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from scratchgpt.ops._numba import STRICT, njit_pair
-from scratchgpt.ops.gelu import gelu_forward
+from scratchgpt.ops.gelu_op import gelu_forward
 
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715

@@ -13,3 +13,8 @@ from .runtime import tune_runtime as _tune_runtime
 __version__ = "0.1.0"
 
 _tune_runtime()
+
+# after the runtime settings (Numba reads them when it starts its threads); gives Tensor its
+# operators (see ops/__init__.py)
+from . import ops as _ops  # noqa: E402,F401
+

@@ -1,8 +1,9 @@
 """Devices: "cpu" (NumPy arrays) and "cuda" (numba.cuda device arrays).
 
-Ops dispatch on the array type: a NumPy array runs the CPU path; a numba DeviceNDArray runs
-the ``numba.cuda`` kernel of that op. This module answers "is there a GPU?", moves arrays
-between devices and names the device of an array.
+This module answers "is there a GPU?", moves arrays between devices and names the device of an
+array (``array_device``: the one place that tells a device array from a NumPy one). Ops do not
+look at devices themselves: ``Function.apply`` (autograd/function.py) asks ``array_device``
+and runs the op's implementation registered for that device.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 DEVICES = ("cpu", "cuda")
 
@@ -38,8 +39,21 @@ def check_device(device: str) -> str:
     return device
 
 
+def array_device(value) -> str | None:
+    """"cpu" for a NumPy array, "cuda" for a GPU array (anything with ``__cuda_array_interface__``:
+    numba device arrays, CuPy), None for everything else (numbers, shapes, None)."""
+    if isinstance(value, np.ndarray):
+        return "cpu"
+    if hasattr(value, "__cuda_array_interface__"):
+        return "cuda"
+    return None
+
+
 def device_of(array) -> str:
-    return "cpu" if isinstance(array, np.ndarray) else "cuda"
+    device = array_device(array)
+    if device is None:
+        raise DataError(f"expected a NumPy or GPU array, got {type(array).__name__}")
+    return device
 
 
 def to_device(array, device: str):

@@ -15,3 +15,7 @@ class CheckpointError(ScratchGPTError):
 
 class DataError(ScratchGPTError):
     """Input data cannot be read or has the wrong shape."""
+
+
+class DeviceError(ScratchGPTError):
+    """An op got arrays on two devices at once, or on a device it has no implementation for."""

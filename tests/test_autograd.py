@@ -8,12 +8,11 @@ from scratchgpt.autograd import Function, Tensor, no_grad, unbroadcast
 class Square(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.save(x)
-        return x * x
+        return x * x, x
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved
+        x = ctx.cache
         return (2 * x * g,)
 
 
@@ -21,7 +20,7 @@ class AddB(Function):
     """x + b with broadcasting; backward returns the unreduced gradient for b on purpose."""
     @staticmethod
     def forward(ctx, x, b):
-        return x + b
+        return x + b, None
 
     @staticmethod
     def backward(ctx, g):
@@ -98,7 +97,7 @@ class ScaledByCached(Function):
 
     @staticmethod
     def forward(ctx, x):
-        return 3.0 * x
+        return 3.0 * x, None
 
     @staticmethod
     def backward(ctx, g):
@@ -109,7 +108,7 @@ class Passthrough(Function):
     """y = x; backward returns the incoming gradient array itself (aliasing)."""
     @staticmethod
     def forward(ctx, x):
-        return x.copy()
+        return x.copy(), None
 
     @staticmethod
     def backward(ctx, g):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.errors import ConfigError, DataError
 from scratchgpt.ops.attention import causal_self_attention_forward
-from scratchgpt.ops.cross_attention import (
+from scratchgpt.ops.cross_attention_op import (
     cross_attention,
     cross_attention_backward,
     cross_attention_backward_ref,

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.errors import ConfigError, DataError
-from scratchgpt.ops.cross_entropy import (
+from scratchgpt.ops.cross_entropy_op import (
     cross_entropy,
     cross_entropy_backward,
     cross_entropy_backward_ref,

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.errors import ConfigError
 from scratchgpt.ops import dropout
-from scratchgpt.ops.dropout import dropout_backward, dropout_backward_ref, dropout_forward, dropout_forward_ref
+from scratchgpt.ops.dropout_op import dropout_backward, dropout_backward_ref, dropout_forward, dropout_forward_ref
 from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-8, rtol=1e-7)  # for a fixed mask dropout is linear: numeric grad exact

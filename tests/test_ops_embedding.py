@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.errors import DataError
 from scratchgpt.ops import add, embedding, token_position_embedding
-from scratchgpt.ops.embedding import (embedding_backward, embedding_backward_ref, embedding_forward,
+from scratchgpt.ops.embedding_op import (embedding_backward, embedding_backward_ref, embedding_forward,
                                       embedding_forward_ref, token_position_embedding_backward,
                                       token_position_embedding_backward_ref, token_position_embedding_forward,
                                       token_position_embedding_forward_ref)

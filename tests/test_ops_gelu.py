@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from scratchgpt.autograd import gradcheck
 from scratchgpt.ops import gelu
-from scratchgpt.ops.gelu import gelu_backward, gelu_backward_ref, gelu_forward, gelu_forward_ref
+from scratchgpt.ops.gelu_op import gelu_backward, gelu_backward_ref, gelu_forward, gelu_forward_ref
 from scratchgpt.ops._numba import force_build
 
 GC = dict(atol=1e-7, rtol=1e-6)  # smooth function: central differences good to ~1e-10

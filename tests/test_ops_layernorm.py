@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.ops import layernorm
-from scratchgpt.ops.layernorm import (layernorm_backward, layernorm_backward_ref, layernorm_forward,
+from scratchgpt.ops.layernorm_op import (layernorm_backward, layernorm_backward_ref, layernorm_forward,
                                       layernorm_forward_ref)
 from scratchgpt.ops._numba import force_build
 

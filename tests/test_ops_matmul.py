@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.ops import linear, matmul
-from scratchgpt.ops.matmul import (linear_backward, linear_backward_ref, linear_forward, linear_forward_ref,
+from scratchgpt.ops.matmul_op import (linear_backward, linear_backward_ref, linear_forward, linear_forward_ref,
                                    matmul_backward, matmul_backward_ref, matmul_forward, matmul_forward_ref,
                                    matmul_numba)
 from scratchgpt.ops._numba import force_build

@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from scratchgpt.autograd import Tensor, gradcheck
 from scratchgpt.ops import log_softmax, softmax
-from scratchgpt.ops.softmax import (log_softmax_backward, log_softmax_backward_ref, log_softmax_forward,
+from scratchgpt.ops.softmax_op import (log_softmax_backward, log_softmax_backward_ref, log_softmax_forward,
                                     log_softmax_forward_ref, softmax_backward, softmax_backward_ref,
                                     softmax_forward, softmax_forward_ref)
 from scratchgpt.ops._numba import force_build

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grad_mode import is_grad_enabled
+from ..backend import array_device, device_of
 
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -23,6 +23,11 @@ _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 def _as_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
+    if array_device(data) == "cuda":
+        # a GPU array stays where it is (np.asarray would copy it to the host, or fail)
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            raise TypeError(f"cannot change the dtype of a GPU array here ({data.dtype} -> {np.dtype(dtype)})")
+        return data
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
     arr = np.asarray(data)
@@ -58,10 +63,21 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
-        self.data: np.ndarray = _as_array(data, dtype)
+        self._init(_as_array(data, dtype), bool(requires_grad), name, None)
+
+    @classmethod
+    def _from_op(cls, data, node) -> "Tensor":
+        """The output of a Function (``Function.apply``): ``data`` as the op made it, no conversion;
+        ``node`` = (implementation, ctx, parents) when a graph is recorded, else None."""
+        t = cls.__new__(cls)
+        t._init(data, node is not None, None, node)
+        return t
+
+    def _init(self, data, requires_grad: bool, name, node) -> None:
+        self.data: np.ndarray = data
         self.grad: np.ndarray | None = None
-        self.requires_grad = bool(requires_grad)
-        self._ctx = None  # (FunctionClass, ctx, parents) when produced by a Function
+        self.requires_grad = requires_grad
+        self._ctx = node  # (implementation, ctx, parents) when produced by a Function
         self.name = name
         self._retain = False
 
@@ -84,8 +100,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        # Arrays on the GPU are numba DeviceNDArrays; everything NumPy lives on the CPU.
-        return "cpu" if isinstance(self.data, np.ndarray) else "cuda"
+        return device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
@@ -184,75 +199,8 @@ class Tensor:
             if not retain_graph:
                 node._ctx = None  # free the saved activations as soon as they are used
 
-    # --------------------------------------------------------- operators
-    # Implemented in scratchgpt.ops; imported lazily because ops import this module.
-    def __add__(self, other):
-        from ..ops import add
-        return add(self, other)
-
-    def __radd__(self, other):
-        from ..ops import add
-        return add(other, self)
-
-    def __sub__(self, other):
-        from ..ops import sub
-        return sub(self, other)
-
-    def __rsub__(self, other):
-        from ..ops import sub
-        return sub(other, self)
-
-    def __mul__(self, other):
-        from ..ops import mul
-        return mul(self, other)
-
-    def __rmul__(self, other):
-        from ..ops import mul
-        return mul(other, self)
-
-    def __truediv__(self, other):
-        from ..ops import div
-        return div(self, other)
-
-    def __rtruediv__(self, other):
-        from ..ops import div
-        return div(other, self)
-
-    def __neg__(self):
-        from ..ops import mul
-        return mul(self, -1.0)
-
-    def __matmul__(self, other):
-        from ..ops import matmul
-        return matmul(self, other)
-
-    def __getitem__(self, index):
-        from ..ops import getitem
-        return getitem(self, index)
-
-    def sum(self, axis=None, keepdims=False):
-        from ..ops import sum as _sum
-        return _sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        from ..ops import mean
-        return mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape):
-        from ..ops import reshape
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return reshape(self, shape)
-
-    def transpose(self, *axes):
-        from ..ops import transpose
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return transpose(self, axes or None)
-
-    @property
-    def T(self):
-        return self.transpose()
+    # Operators (+ - * / @ [] sum mean reshape transpose .T) are attached by scratchgpt.ops, which
+    # sits above autograd: see ops/__init__.py. ``import scratchgpt`` loads it.
 
 
 def _topological_order(root: Tensor) -> list:

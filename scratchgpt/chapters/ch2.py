@@ -20,8 +20,8 @@ from ..commands._flags import chapter_args, chapter_parser, run_chapter
 SENTENCE = "Where is my order A12345? It has not arrived."
 
 # op module -> what its fast path is (checked against the live module below)
-OP_MODULES = ["matmul", "embedding", "layernorm", "gelu", "softmax", "attention", "cross_attention",
-              "cross_entropy", "dropout", "adamw"]
+OP_MODULES = ["matmul_op", "embedding_op", "layernorm_op", "gelu_op", "softmax_op", "attention",
+              "cross_attention_op", "cross_entropy_op", "dropout_op", "adamw"]
 
 
 def corpus_lines(limit: int) -> list[str]:

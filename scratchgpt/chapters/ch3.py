@@ -21,6 +21,7 @@ from ..data.augment import AugmentConfig, augment_conversation
 from ..data.clean import CleanConfig
 from ..data.pipeline import PrepareConfig, preset, prepare, read_jsonl, write_shards
 from ..data.records import Conversation
+from .ch3_training import SECTIONS as TRAINING_SECTIONS
 
 # A deliberately messy file in the tutorial's CSV format: what real exports look like.
 MESSY_CSV = (
@@ -136,14 +137,11 @@ def section_text_to_ids(args, state) -> None:
     state["tokenizer_comparison"] = rows
 
 
-def _training_sections():
-    from .ch3_training import SECTIONS as training
-    return training
-
-
 SECTIONS = [("3.2.1", "数据预处理 data preprocessing", section_data),
             ("3.2.1b", "text -> ids", section_text_to_ids)]
-SECTIONS += _training_sections()
+SECTIONS += TRAINING_SECTIONS
+# sections that build on §3.2.1's prepared data and tokenizer: run alone, they get §3.2.1 first
+NEEDS_DATA = {number for number, _, _ in TRAINING_SECTIONS}
 
 
 def main(argv=None) -> int:
@@ -158,6 +156,8 @@ def main(argv=None) -> int:
         Path(state["workdir"]).mkdir(parents=True, exist_ok=True)
         for number, title, fn in SECTIONS:
             if args.section in (None, number):
+                if number in NEEDS_DATA and "tokenizer" not in state:
+                    section_data(args, state)
                 fn(args, state)
     return 0
 

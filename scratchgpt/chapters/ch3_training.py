@@ -42,8 +42,7 @@ def section_model(args, state) -> None:
     from ..models import GPT, GPTConfig
     from ..train.runs import pretrain
     if "customer_service_dir" not in state or "tokenizer" not in state:
-        from .ch3 import section_data  # run alone (--section 3.2.2): §3.2.1 makes the data first
-        section_data(args, state)
+        raise RuntimeError("§3.2.2 needs §3.2.1's data and tokenizer in state (ch3.main runs it first)")
     print("\n== §3.2.2 模型构建 / model building ==")
     work = Path(state["workdir"])
     data_dir = Path(state["customer_service_dir"])

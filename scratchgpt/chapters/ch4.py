@@ -11,7 +11,6 @@ to reverse digit strings. Guide: chapters/ch4.md
 """
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -20,13 +19,9 @@ import numpy as np
 
 from .. import ops
 from ..autograd import gradcheck
+# the op *modules* (their _ref twins and raw forward/backward pairs); ops.gelu etc. are the functions
+from ..ops import attention, cross_attention_op, cross_entropy_op, embedding_op, gelu_op, layernorm_op, matmul_op
 from ..commands._flags import chapter_args, chapter_parser, run_chapter
-
-# The op *modules* (their _ref twins and raw forward/backward pairs). ``scratchgpt.ops.gelu`` is the
-# function, so the modules are fetched by their full name.
-attention, cross_attention, cross_entropy, embedding, gelu, layernorm, matmul = (
-    importlib.import_module(f"scratchgpt.ops.{m}")
-    for m in ("attention", "cross_attention", "cross_entropy", "embedding", "gelu", "layernorm", "matmul"))
 
 
 @dataclass
@@ -61,24 +56,24 @@ def checks(B=2, T=5, C=8, NH=2, V=11, Tk=4) -> list[Check]:
     pad[0, -1] = False  # one padded source position: the mask must remove it
     return [
         Check("4.2.1 输入层", "x_t = wte[w_t] + wpe[t]", "token_position_embedding",
-              embedding.token_position_embedding_forward, embedding.token_position_embedding_backward,
-              embedding.token_position_embedding_forward_ref, embedding.token_position_embedding_backward_ref,
+              embedding_op.token_position_embedding_forward, embedding_op.token_position_embedding_backward,
+              embedding_op.token_position_embedding_forward_ref, embedding_op.token_position_embedding_backward_ref,
               lambda r: [r.integers(0, V, (B, T)), rnd(r, V, C), rnd(r, T + 2, C)],
               lambda idx, wte, wpe: ops.token_position_embedding(idx, wte, wpe)),
         Check("4.2.2 编码器", "LN(x) = (x - mean) / std * w + b", "layernorm",
-              layernorm.layernorm_forward, layernorm.layernorm_backward,
-              layernorm.layernorm_forward_ref, layernorm.layernorm_backward_ref,
+              layernorm_op.layernorm_forward, layernorm_op.layernorm_backward,
+              layernorm_op.layernorm_forward_ref, layernorm_op.layernorm_backward_ref,
               lambda r: [rnd(r, B, T, C), rnd(r, C), rnd(r, C)],
               lambda x, w, b: ops.layernorm(x, w, b)),
         Check("4.2.2 编码器", "MHA(x, x) with padding mask (bidirectional)", "cross_attention",
-              lambda q, kv: cross_attention.cross_attention_forward(q, kv, NH, kv_mask=pad),
-              cross_attention.cross_attention_backward,
-              lambda q, kv: cross_attention.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
-              cross_attention.cross_attention_backward_ref,
+              lambda q, kv: cross_attention_op.cross_attention_forward(q, kv, NH, kv_mask=pad),
+              cross_attention_op.cross_attention_backward,
+              lambda q, kv: cross_attention_op.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
+              cross_attention_op.cross_attention_backward_ref,
               lambda r: [rnd(r, B, Tk, C), rnd(r, B, Tk, 2 * C)],
               lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=pad)),
         Check("4.2.2 编码器", "MLP: GELU(x W1 + b1) (tanh GELU)", "gelu",
-              gelu.gelu_forward, gelu.gelu_backward, gelu.gelu_forward_ref, gelu.gelu_backward_ref,
+              gelu_op.gelu_forward, gelu_op.gelu_backward, gelu_op.gelu_forward_ref, gelu_op.gelu_backward_ref,
               lambda r: [rnd(r, B, T, 4 * C)], lambda x: ops.gelu(x)),
         Check("4.2.3 解码器", "CausalMHA: softmax(q kᵀ/√HS + mask) v", "causal_self_attention",
               lambda qkv: attention.causal_self_attention_forward(qkv, NH),
@@ -87,18 +82,18 @@ def checks(B=2, T=5, C=8, NH=2, V=11, Tk=4) -> list[Check]:
               attention.causal_self_attention_backward_ref,
               lambda r: [rnd(r, B, T, 3 * C)], lambda qkv: ops.causal_self_attention(qkv, NH)),
         Check("4.2.3 解码器", "Cross-Attention(h_i, h_j, h_j)", "cross_attention",
-              lambda q, kv: cross_attention.cross_attention_forward(q, kv, NH, kv_mask=pad),
-              cross_attention.cross_attention_backward,
-              lambda q, kv: cross_attention.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
-              cross_attention.cross_attention_backward_ref,
+              lambda q, kv: cross_attention_op.cross_attention_forward(q, kv, NH, kv_mask=pad),
+              cross_attention_op.cross_attention_backward,
+              lambda q, kv: cross_attention_op.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
+              cross_attention_op.cross_attention_backward_ref,
               lambda r: [rnd(r, B, T, C), rnd(r, B, Tk, 2 * C)],
               lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=pad)),
         Check("4.2.4 输出层", "Dense(h) = h W + b", "linear",
-              matmul.linear_forward, matmul.linear_backward, matmul.linear_forward_ref, matmul.linear_backward_ref,
+              matmul_op.linear_forward, matmul_op.linear_backward, matmul_op.linear_forward_ref, matmul_op.linear_backward_ref,
               lambda r: [rnd(r, B, T, C), rnd(r, C, V), rnd(r, V)], lambda x, w, b: ops.linear(x, w, b)),
         Check("4.2.4 输出层", "loss = -log Softmax(z)[y] (mean)", "cross_entropy",
-              cross_entropy.cross_entropy_forward, cross_entropy.cross_entropy_backward,
-              cross_entropy.cross_entropy_forward_ref, cross_entropy.cross_entropy_backward_ref,
+              cross_entropy_op.cross_entropy_forward, cross_entropy_op.cross_entropy_backward,
+              cross_entropy_op.cross_entropy_forward_ref, cross_entropy_op.cross_entropy_backward_ref,
               lambda r: [rnd(r, B, T, V), r.integers(0, V, (B, T))],
               lambda z, y: ops.cross_entropy(z, y)),
     ]

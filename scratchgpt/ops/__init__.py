@@ -1,72 +1,63 @@
-"""Differentiable operations, one file per op.
+"""Differentiable operations. How one is built (files, the registry line, the tests): README.md here.
 
-Each op file holds, in this order:
+Each op module holds, in this order:
   1. the math, in the module docstring;
   2. ``<op>_forward_ref`` / ``<op>_backward_ref``: plain NumPy (float64) — the definition;
-  3. ``<op>_forward`` / ``<op>_backward``: the fast CPU path (Numba ``@njit`` kernels, or BLAS
-     through NumPy where that is what is fastest, said in a comment), same signature as the ref:
-     ``<op>_forward(...) -> (out, cache)`` and ``<op>_backward(dout, cache) -> grads``;
+  3. ``<op>_forward`` / ``<op>_backward``: the fast CPU path (Numba kernels built with
+     ``_numba.njit_pair``, or BLAS through NumPy where that is what is fastest, said in a comment),
+     same signature as the ref: ``<op>_forward(...) -> (out, cache)``, ``<op>_backward(dout, cache)``;
   4. a section ``# ---- numba.cuda kernel ----`` where the GPU kernel lives (a later issue fills it);
-  5. the autograd ``Function`` and the Tensor-level function users call (e.g. ``gelu(x)``).
+  5. the autograd ``<Name>Function`` and the Tensor-level function users call (``gelu(x)``).
 
-Names are imported lazily (PEP 562) so that importing one op does not compile every kernel.
+Module names never equal function names (``ops.gelu`` is the function, ``ops.gelu_op`` its
+module), so the package needs no import tricks: below, each function is imported from its module.
+Importing a module compiles nothing: Numba compiles (or loads from its disk cache) a kernel on
+its first call.
+
+This package also gives ``Tensor`` its operators (+ - * / @ [] sum mean reshape transpose .T):
+autograd sits below ops and never imports them, so the methods are attached here, once.
 """
 from __future__ import annotations
 
-import importlib
-import sys
-import types
+from ..autograd import Tensor
+from .attention import causal_self_attention
+from .cross_attention_op import cross_attention
+from .cross_entropy_op import cross_entropy
+from .dropout_op import dropout
+from .elementwise import add, div, exp, mul, relu, scale, sub, tanh
+from .embedding_op import embedding, token_position_embedding
+from .gelu_op import gelu
+from .layernorm_op import layernorm
+from .matmul_op import linear, matmul
+from .reductions import mean, sum  # noqa: A004 - mirrors numpy's name
+from .softmax_op import log_softmax, softmax
+from .views import concat, getitem, reshape, transpose
 
-# public name -> module that defines it
-_EXPORTS = {
-    # linear algebra
-    "matmul": "matmul", "linear": "matmul",
-    # lookups
-    "embedding": "embedding", "token_position_embedding": "embedding",
-    # normalisation and activations
-    "layernorm": "layernorm", "gelu": "gelu", "softmax": "softmax", "log_softmax": "softmax",
-    # attention
-    "causal_self_attention": "attention", "cross_attention": "cross_attention",
-    # losses
-    "cross_entropy": "cross_entropy",
-    # regularisation
-    "dropout": "dropout",
-    # elementwise
-    "add": "elementwise", "sub": "elementwise", "mul": "elementwise", "div": "elementwise",
-    "scale": "elementwise", "exp": "elementwise", "tanh": "elementwise", "relu": "elementwise",
-    # reductions
-    "sum": "reductions", "mean": "reductions",
-    # views
-    "reshape": "views", "transpose": "views", "getitem": "views", "concat": "views",
-}
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "add", "causal_self_attention", "concat", "cross_attention", "cross_entropy", "div", "dropout",
+    "embedding", "exp", "gelu", "getitem", "layernorm", "linear", "log_softmax", "matmul", "mean",
+    "mul", "relu", "reshape", "scale", "softmax", "sub", "sum", "tanh", "token_position_embedding",
+    "transpose",
+]
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'scratchgpt.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
+def _shape_args(args):
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
 
-class _OpsPackage(types.ModuleType):
-    """Keeps ``ops.matmul`` the function when the submodule ``ops/matmul.py`` is imported.
-
-    Importing a submodule (``from scratchgpt.ops.matmul import linear_forward``, or the lazy
-    lookup of ``linear``) makes Python set the package attribute ``matmul`` to the module
-    object, which would shadow the function of the same name forever after. Op modules named
-    like their function (matmul, gelu, layernorm, ...) therefore bind the function instead;
-    reach the module itself through ``from scratchgpt.ops.matmul import ...`` or sys.modules.
-    """
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name \
-                and value.__name__ == f"{__name__}.{name}":
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _OpsPackage
+Tensor.__add__ = lambda self, other: add(self, other)
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = lambda self, other: sub(self, other)
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = lambda self, other: mul(self, other)
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = lambda self, other: div(self, other)
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__neg__ = lambda self: mul(self, -1.0)
+Tensor.__matmul__ = lambda self, other: matmul(self, other)
+Tensor.__getitem__ = lambda self, index: getitem(self, index)
+Tensor.sum = lambda self, axis=None, keepdims=False: sum(self, axis=axis, keepdims=keepdims)
+Tensor.mean = lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims)
+Tensor.reshape = lambda self, *shape: reshape(self, _shape_args(shape))
+Tensor.transpose = lambda self, *axes: transpose(self, _shape_args(axes) or None)
+Tensor.T = property(lambda self: transpose(self, None))

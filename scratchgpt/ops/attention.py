@@ -330,10 +330,7 @@ def backward_into(qkv, att, dout, dqkv, datt, NH, HS):
 class CausalSelfAttentionFunction(Function):
     @staticmethod
     def forward(ctx, qkv, n_head):
-        out, cache = causal_self_attention_forward(qkv, n_head)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return causal_self_attention_forward(qkv, n_head)
 
     @staticmethod
     def backward(ctx, grad):

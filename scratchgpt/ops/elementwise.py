@@ -195,16 +195,13 @@ def relu_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class _Binary(Function):
+class _BinaryFunction(Function):
     fwd = None
     bwd = None
 
     @classmethod
     def forward(cls, ctx, a, b):
-        out, cache = cls.fwd(a, b)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return cls.fwd(a, b)
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -213,63 +210,58 @@ class _Binary(Function):
         return (da if na else None), (db if nb else None)
 
 
-class Add(_Binary):
+class AddFunction(_BinaryFunction):
     fwd = staticmethod(add_forward)
     bwd = staticmethod(add_backward)
 
 
-class Sub(_Binary):
+class SubFunction(_BinaryFunction):
     fwd = staticmethod(sub_forward)
     bwd = staticmethod(sub_backward)
 
 
-class Mul(_Binary):
+class MulFunction(_BinaryFunction):
     fwd = staticmethod(mul_forward)
     bwd = staticmethod(mul_backward)
 
 
-class Div(_Binary):
+class DivFunction(_BinaryFunction):
     fwd = staticmethod(div_forward)
     bwd = staticmethod(div_backward)
 
 
-class _Unary(Function):
+class _UnaryFunction(Function):
     fwd = None
     bwd = None
 
     @classmethod
     def forward(cls, ctx, x):
-        out, cache = cls.fwd(x)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return cls.fwd(x)
 
     @classmethod
     def backward(cls, ctx, grad):
         return (cls.bwd(grad, ctx.cache),)
 
 
-class Exp(_Unary):
+class ExpFunction(_UnaryFunction):
     fwd = staticmethod(exp_forward)
     bwd = staticmethod(exp_backward)
 
 
-class Tanh(_Unary):
+class TanhFunction(_UnaryFunction):
     fwd = staticmethod(tanh_forward)
     bwd = staticmethod(tanh_backward)
 
 
-class ReLU(_Unary):
+class ReLUFunction(_UnaryFunction):
     fwd = staticmethod(relu_forward)
     bwd = staticmethod(relu_backward)
 
 
-class Scale(Function):
+class ScaleFunction(Function):
     @staticmethod
     def forward(ctx, x, s):
-        out, cache = scale_forward(x, s)
-        ctx.cache = cache
-        return out
+        return scale_forward(x, s)
 
     @staticmethod
     def backward(ctx, grad):
@@ -303,22 +295,22 @@ def _const(v, dtype, opname):
 
 def add(a, b) -> Tensor:
     """a + b with broadcasting."""
-    return Add.apply(*_operands(a, b, "add"))
+    return AddFunction.apply(*_operands(a, b, "add"))
 
 
 def sub(a, b) -> Tensor:
     """a - b with broadcasting."""
-    return Sub.apply(*_operands(a, b, "sub"))
+    return SubFunction.apply(*_operands(a, b, "sub"))
 
 
 def mul(a, b) -> Tensor:
     """a * b with broadcasting."""
-    return Mul.apply(*_operands(a, b, "mul"))
+    return MulFunction.apply(*_operands(a, b, "mul"))
 
 
 def div(a, b) -> Tensor:
     """a / b with broadcasting."""
-    return Div.apply(*_operands(a, b, "div"))
+    return DivFunction.apply(*_operands(a, b, "div"))
 
 
 def scale(x, s) -> Tensor:
@@ -327,16 +319,16 @@ def scale(x, s) -> Tensor:
         x = Tensor(x)
     if isinstance(s, Tensor) or np.ndim(s) != 0:
         raise TypeError(f"scale: s must be a scalar constant, got {type(s).__name__}; use mul() for tensors")
-    return Scale.apply(x, float(s))
+    return ScaleFunction.apply(x, float(s))
 
 
 def exp(x) -> Tensor:
-    return Exp.apply(x if isinstance(x, Tensor) else Tensor(x))
+    return ExpFunction.apply(x if isinstance(x, Tensor) else Tensor(x))
 
 
 def tanh(x) -> Tensor:
-    return Tanh.apply(x if isinstance(x, Tensor) else Tensor(x))
+    return TanhFunction.apply(x if isinstance(x, Tensor) else Tensor(x))
 
 
 def relu(x) -> Tensor:
-    return ReLU.apply(x if isinstance(x, Tensor) else Tensor(x))
+    return ReLUFunction.apply(x if isinstance(x, Tensor) else Tensor(x))

@@ -102,22 +102,20 @@ def mean_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class Sum(Function):
+class SumFunction(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        out, ctx.cache = sum_forward(x, axis, keepdims)
-        return out
+        return sum_forward(x, axis, keepdims)
 
     @staticmethod
     def backward(ctx, grad):
         return (sum_backward(grad, ctx.cache),)
 
 
-class Mean(Function):
+class MeanFunction(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        out, ctx.cache = mean_forward(x, axis, keepdims)
-        return out
+        return mean_forward(x, axis, keepdims)
 
     @staticmethod
     def backward(ctx, grad):
@@ -126,9 +124,9 @@ class Mean(Function):
 
 def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - mirrors numpy's name
     """Sum over ``axis`` (int, tuple or None = all)."""
-    return Sum.apply(x if isinstance(x, Tensor) else Tensor(x), axis=axis, keepdims=keepdims)
+    return SumFunction.apply(x if isinstance(x, Tensor) else Tensor(x), axis=axis, keepdims=keepdims)
 
 
 def mean(x, axis=None, keepdims=False) -> Tensor:
     """Mean over ``axis`` (int, tuple or None = all)."""
-    return Mean.apply(x if isinstance(x, Tensor) else Tensor(x), axis=axis, keepdims=keepdims)
+    return MeanFunction.apply(x if isinstance(x, Tensor) else Tensor(x), axis=axis, keepdims=keepdims)

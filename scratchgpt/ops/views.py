@@ -127,44 +127,40 @@ def concat_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class Reshape(Function):
+class ReshapeFunction(Function):
     @staticmethod
     def forward(ctx, x, shape):
-        out, ctx.cache = reshape_forward(x, shape)
-        return out
+        return reshape_forward(x, shape)
 
     @staticmethod
     def backward(ctx, grad):
         return reshape_backward(grad, ctx.cache), None
 
 
-class Transpose(Function):
+class TransposeFunction(Function):
     @staticmethod
     def forward(ctx, x, axes=None):
-        out, ctx.cache = transpose_forward(x, axes)
-        return out
+        return transpose_forward(x, axes)
 
     @staticmethod
     def backward(ctx, grad):
         return transpose_backward(grad, ctx.cache), None
 
 
-class GetItem(Function):
+class GetItemFunction(Function):
     @staticmethod
     def forward(ctx, x, index):
-        out, ctx.cache = getitem_forward(x, index)
-        return out
+        return getitem_forward(x, index)
 
     @staticmethod
     def backward(ctx, grad):
         return getitem_backward(grad, ctx.cache), None
 
 
-class Concat(Function):
+class ConcatFunction(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
-        out, ctx.cache = concat_forward(xs, axis)
-        return out
+        return concat_forward(xs, axis)
 
     @staticmethod
     def backward(ctx, grad):
@@ -179,17 +175,17 @@ def reshape(x, shape) -> Tensor:
     """x viewed with a new ``shape`` (one entry may be -1)."""
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
-    return Reshape.apply(_t(x), tuple(shape))
+    return ReshapeFunction.apply(_t(x), tuple(shape))
 
 
 def transpose(x, axes=None) -> Tensor:
     """Permute axes (None reverses them), as ``np.transpose``."""
-    return Transpose.apply(_t(x), None if axes is None else tuple(axes))
+    return TransposeFunction.apply(_t(x), None if axes is None else tuple(axes))
 
 
 def getitem(x, index) -> Tensor:
     """x[index] for NumPy basic or advanced indices."""
-    return GetItem.apply(_t(x), _unwrap_index(index))
+    return GetItemFunction.apply(_t(x), _unwrap_index(index))
 
 
 def concat(tensors, axis=0) -> Tensor:
@@ -197,4 +193,4 @@ def concat(tensors, axis=0) -> Tensor:
     tensors = [_t(t) for t in tensors]
     if not tensors:
         raise ValueError("concat: expected at least one tensor, got an empty sequence")
-    return Concat.apply(*tensors, axis=axis)
+    return ConcatFunction.apply(*tensors, axis=axis)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
 from . import bpe_ref
+from .bpe_formats import from_gpt2, from_huggingface, read_json, to_gpt2, to_huggingface
 from .pretokenize import CJK_RANGES, DEFAULT_MODE, WHITE_SPACE, get_mode, split_ref
 
 BACKENDS = ("cython", "ref")
@@ -318,20 +319,16 @@ class BPETokenizer:
     # HF tokenizer.json and GPT-2 vocab.json + merges.txt live in bpe_formats.py
     @classmethod
     def from_huggingface(cls, tokenizer_json, backend: str = "cython") -> "BPETokenizer":
-        from .bpe_formats import from_huggingface
         return from_huggingface(cls, tokenizer_json, backend=backend)
 
     def to_huggingface(self, path) -> None:
-        from .bpe_formats import to_huggingface
         to_huggingface(self, path)
 
     @classmethod
     def from_gpt2(cls, vocab_json, merges_txt, backend: str = "cython") -> "BPETokenizer":
-        from .bpe_formats import from_gpt2
         return from_gpt2(cls, vocab_json, merges_txt, backend=backend)
 
     def to_gpt2(self, directory) -> None:
-        from .bpe_formats import to_gpt2
         to_gpt2(self, directory)
 
     def __repr__(self):
@@ -439,13 +436,3 @@ def read_lines(paths):
                 yield from f
         except (OSError, UnicodeDecodeError) as err:
             raise DataError(f"cannot read text file {path}: {err}") from None
-
-
-def read_json(path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as err:
-        raise CheckpointError(f"cannot read tokenizer file {path}: {err.strerror or err}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"tokenizer file {path} is not valid JSON: {err}") from None

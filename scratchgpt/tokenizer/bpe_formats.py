@@ -20,6 +20,17 @@ from ..errors import CheckpointError, ConfigError
 from .bytelevel import bytes_to_token, token_to_bytes
 from .pretokenize import CJK_RANGES
 
+
+def read_json(path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as err:
+        raise CheckpointError(f"cannot read tokenizer file {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"tokenizer file {path} is not valid JSON: {err}") from None
+
+
 # The "scratchgpt" pre-tokenizer written as an Oniguruma regex (HF's engine), for export.
 _CJK_CLASS = "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in CJK_RANGES)
 SCRATCHGPT_REGEX = (
@@ -109,7 +120,6 @@ def _assemble(cls, vocab: dict, merge_strs, specials: dict, mode, source, backen
 
 
 def from_huggingface(cls, tokenizer_json, backend="cython"):
-    from .bpe import read_json
     source = str(tokenizer_json)
     data = read_json(tokenizer_json)
     if not isinstance(data, dict):
@@ -168,7 +178,6 @@ def to_huggingface(tok, path):
 def from_gpt2(cls, vocab_json, merges_txt, backend="cython"):
     """GPT-2 files. Specials are the vocab entries that are neither a byte nor made by a merge
     (for GPT-2 itself: "<|endoftext|>")."""
-    from .bpe import read_json
     vocab = read_json(vocab_json)
     if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
         _fail(vocab_json, "expected a JSON object token -> int id")

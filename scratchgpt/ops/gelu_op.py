@@ -134,13 +134,10 @@ def gelu_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class GELU(Function):
+class GELUFunction(Function):
     @staticmethod
     def forward(ctx, x):
-        out, cache = gelu_forward(x)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return gelu_forward(x)
 
     @staticmethod
     def backward(ctx, grad):
@@ -149,4 +146,4 @@ class GELU(Function):
 
 def gelu(x) -> Tensor:
     """GELU (tanh approximation), elementwise."""
-    return GELU.apply(x if isinstance(x, Tensor) else Tensor(x))
+    return GELUFunction.apply(x if isinstance(x, Tensor) else Tensor(x))

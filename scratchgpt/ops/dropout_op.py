@@ -109,13 +109,10 @@ def dropout_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class Dropout(Function):
+class DropoutFunction(Function):
     @staticmethod
     def forward(ctx, x, p, rng=None):
-        out, cache = dropout_forward(x, p, rng, True)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return dropout_forward(x, p, rng, True)
 
     @staticmethod
     def backward(ctx, grad):
@@ -128,4 +125,4 @@ def dropout(x, p, rng=None, training=True) -> Tensor:
     x = x if isinstance(x, Tensor) else Tensor(x)
     if not training or p == 0.0:
         return x  # identity: no mask drawn, no graph node
-    return Dropout.apply(x, p, rng=rng)
+    return DropoutFunction.apply(x, p, rng=rng)

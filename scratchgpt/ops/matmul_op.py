@@ -170,13 +170,10 @@ def linear_backward(dout, cache, need_x=True, need_w=True, need_b=True):
 
 
 # ----------------------------------------------------------------------------- autograd
-class MatMul(Function):
+class MatMulFunction(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out, cache = matmul_forward(a, b)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return matmul_forward(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,13 +181,10 @@ class MatMul(Function):
         return matmul_backward(grad, ctx.cache, na, nb)
 
 
-class Linear(Function):
+class LinearFunction(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
-        out, cache = linear_forward(x, w, b)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return linear_forward(x, w, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -204,10 +198,10 @@ def _t(x):
 
 def matmul(a, b) -> Tensor:
     """a @ b with NumPy semantics (batch dims broadcast)."""
-    return MatMul.apply(_t(a), _t(b))
+    return MatMulFunction.apply(_t(a), _t(b))
 
 
 def linear(x, w, b=None) -> Tensor:
     """x (..., Cin) @ w (Cin, Cout) + b (Cout,) -> (..., Cout)."""
     # a non-contiguous x (e.g. a transposed view) is copied once by the reshape in forward
-    return Linear.apply(_t(x), _t(w), None if b is None else _t(b))
+    return LinearFunction.apply(_t(x), _t(w), None if b is None else _t(b))

@@ -212,10 +212,7 @@ def cross_attention_backward(dout, cache):
 class CrossAttentionFunction(Function):
     @staticmethod
     def forward(ctx, q, kv, n_head, kv_mask=None, causal=False):
-        out, cache = cross_attention_forward(q, kv, n_head, kv_mask, causal)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return cross_attention_forward(q, kv, n_head, kv_mask, causal)
 
     @staticmethod
     def backward(ctx, grad):

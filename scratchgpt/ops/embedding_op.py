@@ -149,26 +149,20 @@ def token_position_embedding_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class Embedding(Function):
+class EmbeddingFunction(Function):
     @staticmethod
     def forward(ctx, idx, weight):
-        out, cache = embedding_forward(idx, weight)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return embedding_forward(idx, weight)
 
     @staticmethod
     def backward(ctx, grad):
         return embedding_backward(grad, ctx.cache)
 
 
-class TokenPositionEmbedding(Function):
+class TokenPositionEmbeddingFunction(Function):
     @staticmethod
     def forward(ctx, idx, wte, wpe):
-        out, cache = token_position_embedding_forward(idx, wte, wpe)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return token_position_embedding_forward(idx, wte, wpe)
 
     @staticmethod
     def backward(ctx, grad):
@@ -187,7 +181,7 @@ def embedding(idx, weight) -> Tensor:
     if weight.data.ndim != 2:
         raise ValueError(f"embedding: weight must be (V, C), got shape {weight.data.shape}")
     idx = _check_idx(idx, weight.data.shape[0])
-    return Embedding.apply(idx, weight)
+    return EmbeddingFunction.apply(idx, weight)
 
 
 def token_position_embedding(idx, wte, wpe) -> Tensor:
@@ -202,4 +196,4 @@ def token_position_embedding(idx, wte, wpe) -> Tensor:
     T = idx.shape[-1]
     if T > wpe.data.shape[0]:
         raise DataError(f"sequence length T={T} exceeds the {wpe.data.shape[0]} learned positions (block_size)")
-    return TokenPositionEmbedding.apply(idx, wte, wpe)
+    return TokenPositionEmbeddingFunction.apply(idx, wte, wpe)

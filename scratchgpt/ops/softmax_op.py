@@ -154,26 +154,20 @@ def log_softmax_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class Softmax(Function):
+class SoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, axis=-1):
-        out, cache = softmax_forward(x, axis)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return softmax_forward(x, axis)
 
     @staticmethod
     def backward(ctx, grad):
         return (softmax_backward(grad, ctx.cache),)
 
 
-class LogSoftmax(Function):
+class LogSoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, axis=-1):
-        out, cache = log_softmax_forward(x, axis)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return log_softmax_forward(x, axis)
 
     @staticmethod
     def backward(ctx, grad):
@@ -189,11 +183,11 @@ def softmax(x, axis=-1) -> Tensor:
     """exp(x) / Σ exp(x) along ``axis``."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     _check_axis(x, axis, "softmax")
-    return Softmax.apply(x, axis=axis)
+    return SoftmaxFunction.apply(x, axis=axis)
 
 
 def log_softmax(x, axis=-1) -> Tensor:
     """x − log Σ exp(x) along ``axis`` (stable)."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     _check_axis(x, axis, "log_softmax")
-    return LogSoftmax.apply(x, axis=axis)
+    return LogSoftmaxFunction.apply(x, axis=axis)

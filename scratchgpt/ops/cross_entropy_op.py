@@ -165,11 +165,8 @@ def cross_entropy_backward(dloss, cache):
 class CrossEntropyFunction(Function):
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
-        loss, cache = cross_entropy_forward(logits, targets, ignore_index, reduction,
-                                            compute_grad=ctx.grad_enabled)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return loss
+        return cross_entropy_forward(logits, targets, ignore_index, reduction,
+                                     compute_grad=ctx.grad_enabled)
 
     @staticmethod
     def backward(ctx, grad):

@@ -146,13 +146,10 @@ def layernorm_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- autograd
-class LayerNorm(Function):
+class LayerNormFunction(Function):
     @staticmethod
     def forward(ctx, x, w, b, eps=1e-5):
-        out, cache = layernorm_forward(x, w, b, eps)
-        if ctx.grad_enabled:
-            ctx.cache = cache
-        return out
+        return layernorm_forward(x, w, b, eps)
 
     @staticmethod
     def backward(ctx, grad):
@@ -166,4 +163,4 @@ def layernorm(x, w, b=None, eps=1e-5) -> Tensor:
     x = x if isinstance(x, Tensor) else Tensor(x)
     w = w if isinstance(w, Tensor) else Tensor(w)
     b = None if b is None else (b if isinstance(b, Tensor) else Tensor(b))
-    return LayerNorm.apply(x, w, b, eps=eps)
+    return LayerNormFunction.apply(x, w, b, eps=eps)
