@@ -86,7 +86,7 @@ def test_gelu_inplace_matches_ref(parallel, seed):
 
 
 def test_gelu_inplace_agrees_with_training_gelu():
-    from scratchgpt.ops.gelu import gelu_forward
+    from scratchgpt.ops.gelu_op import gelu_forward
     x = np.linspace(-12, 12, 2001, dtype=np.float32).reshape(1, -1)
     y = x.copy()
     gelu_inplace(y)
