@@ -1,0 +1,56 @@
+"""Load a model directory, build the app, run uvicorn: what ``scratchgpt serve`` does.
+
+Binding rule: without an API key the server is reachable only from this machine. Asking for
+another host without a key gets 127.0.0.1 anyway, and the start-up message says so — an open
+port that runs a model for anyone is never the silent default.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import require_serve_extra
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def default_model_name(model_dir) -> str:
+    """runs/demo/sft/model -> "demo/sft": the run and stage say more than the folder "model"."""
+    parts = [p for p in Path(model_dir).resolve().parts[1:]]
+    if parts and parts[-1] == "model":
+        parts = parts[:-1]
+    return "/".join(parts[-2:]) or "scratchgpt"
+
+
+def build_engine(model_dir, max_batch_size: int):
+    from ..infer import Engine, load_for_inference
+    model, tok = load_for_inference(model_dir)
+    return Engine(model, tok, max_batch_size=max_batch_size), tok
+
+
+def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=32,
+          shutdown_grace=10.0, access_log=False, log=print) -> None:
+    require_serve_extra()
+    import uvicorn
+
+    from .app import create_app
+    if not settings.api_keys and not is_loopback(host):
+        log(f"no API key configured: listening on 127.0.0.1 only, not {host} "
+            "(pass --api-key KEY or set SCRATCHGPT_API_KEYS to serve other machines)")
+        host = "127.0.0.1"
+    engine, tok = build_engine(model_dir, max_batch_size)
+    app = create_app(engine, tok, settings)
+    shown = f"[{host}]" if ":" in host else host
+    auth = (f"{len(settings.api_keys)} API key(s) required" if settings.api_keys
+            else "no API key (localhost only)")
+    log(f"serving {model_dir} as model '{settings.model_name}' on http://{shown}:{port}  "
+        f"(web chat at /, OpenAI API at /v1, metrics at /metrics; {auth}; "
+        f"batch {max_batch_size}, queue {settings.max_queue}). Ctrl+C stops.")
+    sys.stdout.flush()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=access_log,
+                            timeout_graceful_shutdown=shutdown_grace, lifespan="on")
+    uvicorn.Server(config).run()
