@@ -34,8 +34,12 @@ def cython_extensions():
 
 # References the tests and benchmarks compare against; never needed to use scratchgpt.
 TEST_REFS = ["torch==2.13.0", "transformers", "tokenizers"]
-# Everything the test suite needs (the README's test command installs it): runners + references.
-TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS
+# The `serve` extra: scratchgpt serve (FastAPI app on uvicorn, Prometheus /metrics).
+SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
+# Everything the test suite needs (the README's test command installs it): runners + references;
+# the server tests drive a live server with the official openai client and the chat page with
+# Playwright (Debian's chromium, installed by .ci/run; Playwright's own browser download is not used)
+TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + ["openai>=1.30", "httpx", "playwright"]
 
 setup(
     name="scratchgpt",
@@ -64,7 +68,7 @@ setup(
         "test": TEST,
         "dev": TEST,  # older name of "test", kept so existing instructions still work
         "bench": TEST_REFS + ["tiktoken"],
-        "serve": ["fastapi", "uvicorn"],
+        "serve": SERVE,
     },
     entry_points={"console_scripts": ["scratchgpt=scratchgpt.cli:main"]},
     zip_safe=False,

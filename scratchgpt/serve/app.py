@@ -72,7 +72,7 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
     loop_ = EngineLoop(engine, max_queue=settings.max_queue, on_change=metrics.set_load)
     keys = KeyCheck(settings.api_keys)
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
-    block_size = engine.model.config.block_size if hasattr(engine, "model") else engine.block_size
+    block_size = engine.block_size
     vocab_size = tok.vocab_size
     chat_end_ids = end_token_ids(tok)
     page = load_page()

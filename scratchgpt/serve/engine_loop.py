@@ -63,10 +63,6 @@ class EngineLoop:
     def start(self) -> None:
         self._thread.start()
 
-    @property
-    def capacity(self) -> int:
-        return self.engine.num_free_slots + self.engine.num_running  # == max_batch_size
-
     def counts(self) -> tuple[int, int]:
         with self._cond:
             return len(self._running), len(self._waiting)
@@ -76,7 +72,7 @@ class EngineLoop:
         with self._cond:
             if not self._accepting:
                 raise APIError(503, "The server is shutting down", code="server_shutting_down")
-            free = self.capacity - len(self._running)
+            free = self.engine.max_batch_size - len(self._running)
             if len(self._waiting) >= self.max_queue + max(0, free):
                 raise APIError(503, f"The server is overloaded: {len(self._running)} requests running and "
                                     f"{len(self._waiting)} waiting (queue limit {self.max_queue}); retry later",

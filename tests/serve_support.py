@@ -1,0 +1,81 @@
+"""Shared pieces of the server tests: a tiny chat model that memorized one reply, and a live
+uvicorn server on a free loopback port in a background thread (stops by itself on exit)."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+# What the tiny model learns to answer to "hi": Chinese and an emoji (several byte-level tokens
+# per character, so the stream must hold back partial UTF-8) and a multi-token stop candidate.
+REPLY = "Hello 你好 🙂! Your order ships tomorrow. END OF STORY and more."
+TRAIN_TEXT = ["Hello there, how can I help you today? The order ships tomorrow."] * 5
+
+
+def train_tiny_chat_model(out_dir, steps: int = 80) -> Path:
+    """A 1-layer GPT over-fitted on one conversation, saved like `scratchgpt sft` saves models."""
+    from scratchgpt.models import GPT, GPTConfig
+    from scratchgpt.optim import AdamW
+    from scratchgpt.tokenizer import BPETokenizer
+    from scratchgpt.tokenizer.chat_template import render_chat
+    from scratchgpt.tokenizer.special import CHAT_SPECIAL_TOKENS
+    out_dir = Path(out_dir)
+    tok = BPETokenizer.train(TRAIN_TEXT, 300, special_tokens=CHAT_SPECIAL_TOKENS)
+    ids, _ = render_chat(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": REPLY}])
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32), seed=0)
+    opt = AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    x, y = np.array([ids[:-1]]), np.array([ids[1:]])                 # (1, T)
+    for _ in range(steps):
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save(out_dir)
+    tok.save(out_dir / "tokenizer.json")
+    return out_dir
+
+
+def make_app(model_dir, max_batch_size: int = 8, **settings):
+    from scratchgpt.infer import Engine, load_for_inference
+    from scratchgpt.serve.app import ServeSettings, create_app
+    model, tok = load_for_inference(model_dir)
+    engine = Engine(model, tok, max_batch_size=max_batch_size)
+    settings.setdefault("model_name", "tiny")
+    return create_app(engine, tok, ServeSettings(**settings))
+
+
+@contextlib.contextmanager
+def live_server(app, timeout: float = 60.0):
+    """Run ``app`` on 127.0.0.1:<free port>; yields the base URL, shuts the server down after."""
+    import uvicorn
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    app.state.test_server = server        # tests that stop the server themselves use it
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "server did not shut down"
+
+
+def error_of(resp) -> dict:
+    """The OpenAI-shaped error body, asserting its shape."""
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
