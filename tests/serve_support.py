@@ -3,8 +3,6 @@ uvicorn server on a free loopback port in a background thread (stops by itself o
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,28 +46,12 @@ def make_app(model_dir, max_batch_size: int = 8, **settings):
 
 
 @contextlib.contextmanager
-def live_server(app, timeout: float = 60.0):
+def live_server(app):
     """Run ``app`` on 127.0.0.1:<free port>; yields the base URL, shuts the server down after."""
-    import uvicorn
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    app.state.test_server = server        # tests that stop the server themselves use it
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "server did not shut down"
+    from scratchgpt.serve.server import background_server
+    with background_server(app) as url:
+        app.state.test_server = app.state.uvicorn_server   # tests that stop the server themselves use it
+        yield url
 
 
 def error_of(resp) -> dict:

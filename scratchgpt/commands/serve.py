@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import os
-import sys
 
-THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from ._flags import add_threads
 
 
 def register(sub) -> None:
@@ -17,22 +16,22 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else "
                                                        "needs an API key)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--api-key", "--api_key", dest="api_key", action="append", default=[], metavar="KEY",
+    p.add_argument("--api-key", dest="api_key", action="append", default=[], metavar="KEY",
                    help="accept this Bearer key (repeatable; also read from SCRATCHGPT_API_KEYS, comma-separated)")
-    p.add_argument("--model-name", "--model_name", dest="model_name", default=None,
+    p.add_argument("--model-name", default=None,
                    help="the model id clients send (default: from MODEL_DIR, e.g. demo/sft)")
-    p.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int, default=32,
+    p.add_argument("--max-batch-size", type=int, default=32,
                    help="sequences decoded together (default 32; 1 = one request at a time)")
-    p.add_argument("--max-queue", "--max_queue", dest="max_queue", type=int, default=64,
+    p.add_argument("--max-queue", type=int, default=64,
                    help="requests allowed to wait for a slot; more get 503 (default 64)")
-    p.add_argument("--rate-limit", "--rate_limit", dest="rate_limit", type=float, default=0.0,
+    p.add_argument("--rate-limit", type=float, default=0.0,
                    help="requests per minute per API key (per client address without keys); 0 = off (default)")
-    p.add_argument("--max-body-bytes", "--max_body_bytes", dest="max_body_bytes", type=int, default=1 << 20,
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20,
                    help="largest request body accepted, else 413 (default 1 MiB)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take (default 600)")
-    p.add_argument("--threads", default="1",
-                   help="threads for Numba kernels and BLAS (default 1; 'keep' leaves the environment as is)")
-    p.add_argument("--access-log", "--access_log", dest="access_log", action="store_true",
+    add_threads(p, default="1", extra_help="The engine thread does the model's work; one BLAS thread "
+                                           "leaves the other core to the HTTP side")
+    p.add_argument("--access-log", action="store_true",
                    help="log every HTTP request")
     p.set_defaults(func=run)
 
@@ -49,27 +48,12 @@ def _check(args) -> None:
         raise ConfigError(f"--port must be <= 65535, got {args.port}")
     if args.timeout <= 0 or args.rate_limit < 0:
         raise ConfigError("--timeout must be > 0 and --rate-limit >= 0")
-    if args.threads != "keep" and (not str(args.threads).isdigit() or int(args.threads) < 1):
-        raise ConfigError(f"--threads expects a positive integer or 'keep', got {args.threads!r}")
-
-
-def _reexec_with_threads(threads: str) -> None:
-    """Thread counts are read when NumPy/Numba load (already, by the CLI), so restart once with them set."""
-    if threads == "keep" or all(os.environ.get(v) == threads for v in THREAD_VARS[:2]):
-        return
-    if "serve" not in sys.argv[1:3]:           # called as a function, not from the command line
-        return
-    env = {**os.environ, **{v: threads for v in THREAD_VARS}}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], env)
 
 
 def run(args) -> int:
     from ..serve import require_serve_extra
     require_serve_extra()
     _check(args)
-    _reexec_with_threads(str(args.threads))
     from ..serve.access import keys_from
     from ..serve.app import ServeSettings
     from ..serve.server import default_model_name, serve

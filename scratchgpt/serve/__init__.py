@@ -18,7 +18,7 @@ one-line error naming the extra.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 from ..errors import ScratchGPTError
 
@@ -29,8 +29,16 @@ class MissingExtraError(ScratchGPTError, ImportError):
     """An optional dependency group is not installed."""
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def require_serve_extra() -> None:
-    missing = [pkg for mod, pkg in SERVE_MODULES.items() if importlib.util.find_spec(mod) is None]
+    missing = [pkg for mod, pkg in SERVE_MODULES.items() if not _importable(mod)]
     if missing:
         raise MissingExtraError(f"serving needs the 'serve' extra ({', '.join(missing)} not installed): "
                                 "pip install 'scratchgpt[serve]'")

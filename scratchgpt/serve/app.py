@@ -154,7 +154,8 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
         return SamplingParams(max_new_tokens=max_tokens, temperature=s.temperature, top_k=s.top_k,
                               top_p=s.top_p, min_p=s.min_p, repetition_penalty=s.repetition_penalty,
                               frequency_penalty=s.frequency_penalty, presence_penalty=s.presence_penalty,
-                              seed=s.seed, stop=tuple(stop), stop_token_ids=tuple(stop_ids))
+                              seed=s.seed, stop=tuple(stop), ignore_eos=s.ignore_eos,
+                              stop_token_ids=() if s.ignore_eos else tuple(stop_ids))
 
     async def outputs(h, deadline: float, request: Request | None = None):
         """The request's StepOutputs until finished; APIError on timeout or engine failure."""

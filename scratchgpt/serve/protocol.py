@@ -5,7 +5,7 @@ malformed JSON, NaN, a string where a number belongs, a missing or unknown field
 ``messages`` list, an unknown role, a number out of range, too many stop strings — becomes a
 400 ``invalid_request_error`` with ``param`` set, never FastAPI's 422 and never a 500.
 Ranges follow OpenAI's API reference; the few extensions vLLM also accepts (top_k, min_p,
-repetition_penalty) are allowed. Fields OpenAI knows but this server cannot honour (n > 1,
+repetition_penalty, ignore_eos) are allowed. Fields OpenAI knows but this server cannot honour (n > 1,
 logprobs, tools, echo ...) are refused with a message that says so rather than ignored.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Sampling:
     presence_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False             # vLLM's extension: generate exactly max_tokens (benchmarks)
 
 
 @dataclass
@@ -162,6 +163,7 @@ def _sampling(f: _Fields, default_max_tokens=None) -> Sampling:
     s.presence_penalty = f.number("presence_penalty", -2.0, 2.0, default=0.0)
     s.seed = f.integer("seed", 0, 2**63 - 1)
     s.stop = _stop(f.take("stop"))
+    s.ignore_eos = f.boolean("ignore_eos")
     f.integer("n", 1, 1)
     f.take("user")                          # an end-user id for abuse tracking: accepted, unused
     f.only("logit_bias", ({},), "logit_bias is not implemented")

@@ -6,7 +6,10 @@ port that runs a model for anyone is never the silent default.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
+import time
 from pathlib import Path
 
 from . import require_serve_extra
@@ -54,3 +57,31 @@ def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=access_log,
                             timeout_graceful_shutdown=shutdown_grace, lifespan="on")
     uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def background_server(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0, grace: float = 2.0):
+    """Run ``app`` with uvicorn in a background thread; yields the base URL (``port=0``: a free
+    port). On exit the server shuts down gracefully (in-flight streams get ``grace`` seconds).
+    Used by chapter 6, the benchmark and the tests; ``app.state.uvicorn_server`` is the server."""
+    require_serve_extra()
+    import uvicorn
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=grace))
+    app.state.uvicorn_server = server
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(grace + 15)
+        if thread.is_alive():
+            raise RuntimeError("the server did not shut down")

@@ -234,7 +234,10 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     talk = (f"  scratchgpt chat {out / 'sft' / 'model'}            # talk to it\n"
             if importlib.util.find_spec("scratchgpt.commands.chat") else
             f"  python -m scratchgpt.chapters.ch5 --from {out}   # more conversations with this model\n")
-    _say("next:\n" + talk +
+    serve = (f"  scratchgpt serve {out / 'sft' / 'model'}           # API + web chat on http://127.0.0.1:8000\n"
+             if importlib.util.find_spec("fastapi") else
+             f"  pip install 'scratchgpt[serve]' && scratchgpt serve {out / 'sft' / 'model'}   # API + web chat\n")
+    _say("next:\n" + talk + serve +
          f"  scratchgpt eval {out / 'sft' / 'model'} --data {dirs['sft_dir']}\n"
          f"  scratchgpt sft --data {dirs['sft_dir']} --base {out / 'pretrain' / 'model'} --peft lora --out runs/lora\n"
          f"  scratchgpt plot {out / 'sft'}                   # redraw the SFT curves\n"
