@@ -86,8 +86,9 @@ def test_chat_page_streams_stops_and_starts_over(model_dir):
             # 3. multi-turn: the follow-up carries the whole conversation
             page.fill("#input", "谢谢 thanks")
             page.press("#input", "Enter")
-            page.wait_for_function("document.querySelectorAll('.msg.assistant:not(.streaming)').length == 2"
-                                   " && !document.querySelector('.streaming')", timeout=30000)
+            page.wait_for_function("document.querySelectorAll('.msg.assistant').length == 2"
+                                   " && !document.querySelector('.streaming') && !document.getElementById('send').hidden",
+                                   timeout=30000)
             roles = [m["role"] for m in bodies[-1]["messages"]]
             assert roles == ["user", "assistant", "user"]
             assert bodies[-1]["messages"][1]["content"] == REPLY

@@ -7,6 +7,7 @@ port that runs a model for anyone is never the silent default.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
 import time
@@ -56,7 +57,19 @@ def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=
     sys.stdout.flush()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=access_log,
                             timeout_graceful_shutdown=shutdown_grace, lifespan="on")
-    uvicorn.Server(config).run()
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+    # uvicorn catches SIGINT/SIGTERM, shuts down gracefully (in-flight streams get shutdown_grace
+    # seconds, then are cancelled), and re-raises the signal; a stop asked for is a clean exit.
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    served = sum(s.value for m in app.state.metrics.requests.collect() for s in m.samples
+                 if s.name.endswith("_total"))
+    log(f"server stopped cleanly ({served:.0f} HTTP requests answered)")
 
 
 @contextlib.contextmanager
