@@ -102,3 +102,24 @@ def test_bad_sparsity():
             magnitude_masks(m, bad)
     with pytest.raises(ConfigError, match="every attention head"):
         prune_heads(m, 0.9)
+
+
+def test_engine_runs_pruned_models():
+    """A head- and neuron-pruned model (head_dim != n_embd / n_head, n_inner != 4 n_embd) decodes
+    in the engine exactly as a full recomputation."""
+    from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
+    from tests.infer_helpers import recompute_greedy, tiny_gpt
+    m = tiny_gpt(seed=2, vocab=40, block=12, n_layer=2, n_head=4, n_embd=16)
+    small, _ = prune_heads(m, 0.5)
+    small, _ = prune_neurons(small, 0.25)
+    assert small.config.attn_dim == 8 and small.config.mlp_dim == 48
+    eng = Engine(small, None, max_batch_size=1, return_logits=True)
+    eng.add(GenerationRequest([3, 1, 4], SamplingParams(max_new_tokens=8, ignore_eos=True)))
+    toks, lg = [], []
+    while eng.has_work():
+        for o in eng.step():
+            toks.append(o.token_id)
+            lg.append(o.logits)
+    ref_toks, ref_lg = recompute_greedy(small, [3, 1, 4], 8)
+    assert toks == ref_toks
+    np.testing.assert_allclose(np.array(lg), ref_lg, atol=1e-5, rtol=1e-5)

@@ -191,13 +191,10 @@ class QuantizedGPT:
                     DenseLinear.from_weight(f[f"{name}.weight"], f.get(f"{name}.bias"))
         wte = np.ascontiguousarray(self.wte(), dtype=np.float32)
         lins["lm_head"] = self.qlinears.get("lm_head") or DenseLinear(wte)
-        kw = {}
-        if "head_dim" in DecoderWeights.__dataclass_fields__:
-            kw["head_dim"] = cfg.head_size
         return DecoderWeights(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=C, block_size=cfg.block_size,
                               vocab_size=cfg.vocab_size, eps=float(cfg.layer_norm_eps), wte=wte,
                               wpe=f["transformer.wpe.weight"], layernorms=lns, linears=lins,
-                              kind=f"int{self.qconfig.bits}", **kw)
+                              kind=f"int{self.qconfig.bits}", head_dim=cfg.head_size)
 
     def simulated_gpt(self):
         """A float32 GPT with every quantized weight replaced by its dequantized value, whose
