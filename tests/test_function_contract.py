@@ -67,6 +67,8 @@ def test_cache_is_dropped_when_no_input_needs_grad():
     lambda x: ops.gelu(x),
     lambda x: ops.layernorm(x, Tensor(np.ones(4, np.float32), requires_grad=True)),
     lambda x: ops.mul(x, x),
+    lambda x: ops.smear(ops.reshape(x, (1, 2, 4)), Tensor(np.ones(4, np.float32), requires_grad=True),
+                        np.zeros(1, np.float32)),
     lambda x: ops.reshape(x, (4, 2)),
     lambda x: ops.linear(x, Tensor(np.ones((4, 3), np.float32), requires_grad=True)),
 ])

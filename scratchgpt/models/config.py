@@ -62,6 +62,12 @@ class GPTConfig(_ConfigMixin):
     ``n_inner`` (MLP width, default 4 * n_embd) and ``head_dim`` (default n_embd // n_head) are
     None for GPT-2's shapes; structured pruning (infer/prune.py) sets them to keep fewer MLP
     neurons / attention heads: attention then works in n_head * head_dim dimensions.
+
+    ``smear`` (default False = GPT-2): after the token + position embedding, each position gets a
+    gated copy of the previous one, ``x[t] += σ(x[t]·w + b) · x[t-1]`` (``ops/smear_op.py``; two
+    parameters ``transformer.smear.weight`` (C,) and ``.bias`` (1,)). A cheap previous-token
+    path that lets copy (induction) heads form in one attention layer. HF GPT-2 has no such
+    layer: a smear model's config.json is not loadable as ``gpt2`` by transformers.
     """
 
     vocab_size: int
@@ -74,12 +80,15 @@ class GPTConfig(_ConfigMixin):
     layer_norm_eps: float = 1e-5
     n_inner: int | None = None
     head_dim: int | None = None
+    smear: bool = False
 
     def __post_init__(self):
         _check_common(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
         for name in ("n_inner", "head_dim"):
             if getattr(self, name) is not None:
                 _check_int(self, name)
+        if not isinstance(self.smear, bool):
+            raise ConfigError(f"GPTConfig.smear must be a bool, got {self.smear!r}")
 
     @property
     def head_size(self) -> int:

@@ -1,6 +1,7 @@
 """GPT: a decoder-only Transformer, GPT-2 compatible (weights, names, numerics).
 
     x_0   = wte[idx] + wpe[0..T-1]                          (B, T, C)  learned positions
+    x_0  += σ(x_0[t]·w_s + b_s) · x_0[t-1]   (only with GPTConfig.smear; ops/smear_op.py)
     x_l+1 = x_l' + MLP(LN_2(x_l')),  x_l' = x_l + Attn(LN_1(x_l))     pre-LN blocks
     logits = LN_f(x_L) @ wte^T                               (B, T, V)  tied output layer
     loss   = mean cross-entropy over targets that are not masked out
@@ -22,7 +23,7 @@ import numpy as np
 from .. import ops
 from ..autograd import Tensor, no_grad
 from ..errors import CheckpointError, ConfigError, DataError
-from ..nn import Block, Dropout, Embedding, LayerNorm, Module, ModuleList
+from ..nn import Block, Dropout, Embedding, LayerNorm, Module, ModuleList, Parameter
 from . import checkpoint as ckpt
 from .config import GPTConfig
 
@@ -61,6 +62,15 @@ def masked_targets(targets, loss_mask, shape, name: str = "targets") -> np.ndarr
     return np.where(mask.astype(bool), targets, IGNORE_INDEX)
 
 
+class Smear(Module):
+    """The smear gate's parameters: weight (C,), bias (1,), both zero at init."""
+
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.weight = Parameter(np.zeros(n_embd, dtype=np.float32))   # (C,)
+        self.bias = Parameter(np.zeros(1, dtype=np.float32))          # (1,)
+
+
 class _Transformer(Module):
     """The trunk, a separate module only so the parameter names get GPT-2's ``transformer.`` prefix."""
 
@@ -69,6 +79,9 @@ class _Transformer(Module):
         self.wte = Embedding(cfg.vocab_size, cfg.n_embd, rng=rng)
         self.wpe = Embedding(cfg.block_size, cfg.n_embd, rng=rng)
         self.drop = Dropout(cfg.dropout, rng=rng)
+        if cfg.smear:
+            # gate starts at σ(0) = 0.5 for every position: the previous token is visible from step 0
+            self.smear = Smear(cfg.n_embd)
         # GPT-2 scales the init of the projections that write into the residual stream by
         # 1/sqrt(2 * n_layer): each layer adds two of them, so the stream's variance stays O(1).
         proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)
@@ -94,6 +107,8 @@ class GPT(Module):
         tr = self.transformer
         idx = check_token_ids(idx, cfg.vocab_size, "idx", cfg.block_size)
         x = ops.token_position_embedding(idx, tr.wte.weight, tr.wpe.weight)  # (B, T, C)
+        if cfg.smear:
+            x = ops.smear(x, tr.smear.weight, tr.smear.bias)                 # (B, T, C)
         x = tr.drop(x)
         for block in tr.h:
             x = block(x)
@@ -151,9 +166,10 @@ class GPT(Module):
     def hf_config(self) -> dict:
         """config.json: HF GPT-2 fields (so transformers can load it) plus our own config."""
         c = self.config
+        # a smear model is not a GPT-2: give it a model_type transformers refuses to load as one
         return {
-            "model_type": "gpt2",
-            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "scratchgpt_smear_gpt" if c.smear else "gpt2",
+            "architectures": [] if c.smear else ["GPT2LMHeadModel"],
             "vocab_size": c.vocab_size,
             "n_positions": c.block_size,
             "n_ctx": c.block_size,

@@ -30,13 +30,14 @@ from .gelu_op import gelu
 from .layernorm_op import layernorm
 from .matmul_op import linear, matmul
 from .reductions import mean, sum  # noqa: A004 - mirrors numpy's name
+from .smear_op import smear
 from .softmax_op import log_softmax, softmax
 from .views import concat, getitem, reshape, transpose
 
 __all__ = [
     "add", "causal_self_attention", "concat", "cross_attention", "cross_entropy", "div", "dropout",
     "embedding", "exp", "gelu", "getitem", "layernorm", "linear", "log_softmax", "matmul", "mean",
-    "mul", "relu", "reshape", "scale", "softmax", "sub", "sum", "tanh", "token_position_embedding",
+    "mul", "relu", "reshape", "scale", "smear", "softmax", "sub", "sum", "tanh", "token_position_embedding",
     "transpose",
 ]
 

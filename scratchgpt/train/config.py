@@ -38,8 +38,10 @@ class ModelConfig:
     n_embd: int = 128
     block_size: int = 128
     bias: bool = True
+    smear: bool = False        # GPTConfig.smear: previous-token gate after the embedding
 
     def __post_init__(self):
+        _check(isinstance(self.smear, bool), "smear", "a bool", self.smear)
         for name in ("n_layer", "n_head", "n_embd", "block_size"):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, name, "an integer >= 1", v)

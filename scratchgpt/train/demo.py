@@ -41,6 +41,7 @@ class DemoConfig:
                                    checkpoint_every=200, log_every=10)
     slot_copies: int = 12               # slot-resampled copies per SFT conversation (slot_augment.py)
     pretrain_slot_copies: int = 8       # ... and per dialogue added to the pretraining text
+    copy_drills: int = 0                # synthetic copy texts added to the pretraining text (copy_drill.py)
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -108,10 +109,11 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
             "sft": write_shards(dirs["sft_dir"], tok, progress=progress)}
 
 
-def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0) -> dict:
+def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
-    dialogue appended (train split only). Pretraining then already rewards copying values from
-    earlier in the text, the skill the SFT task needs most (``slot_augment.py``)."""
+    dialogue appended (train split only), and ``drills`` synthetic copy drills
+    (``copy_drill.py``). Pretraining then already rewards copying values from earlier in the
+    text, the skill the SFT task needs most (``slot_augment.py``)."""
     import random
 
     from ..data.pipeline import read_jsonl
@@ -127,6 +129,10 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0) 
             for _ in range(copies):
                 msgs, _ = resample_slots(c, pools, rng)
                 extra.append("\n".join(m["content"] for m in msgs))
+    if drills:
+        from .copy_drill import copy_drills
+        extra += copy_drills(drills, seed)
+        rng.shuffle(extra)
     texts = corpus_texts(dirs["pretrain_dir"]) + extra
     return write_pretrain_shard(texts, tok, dirs["pretrain_dir"] / "shards", "pretrain_train")
 
@@ -172,8 +178,9 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     tok_path = out / "tokenizer.json"
     tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress, cfg.number_groups)
     metas = write_all_shards(dirs, tok, progress)
-    if cfg.pretrain_slot_copies:
-        metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed)
+    if cfg.pretrain_slot_copies or cfg.copy_drills:
+        metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,
+                                                                             cfg.copy_drills)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")

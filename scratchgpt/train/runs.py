@@ -121,7 +121,7 @@ def pretrain(data_dir, tokenizer_path, out_dir, model_cfg: ModelConfig, train_cf
         log(f"no usable pretrain_val shard; holding out the last {n_val} training tokens for validation")
     gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=model_cfg.block_size, n_layer=model_cfg.n_layer,
                      n_head=model_cfg.n_head, n_embd=model_cfg.n_embd, dropout=train_cfg.dropout,
-                     bias=model_cfg.bias)
+                     bias=model_cfg.bias, smear=model_cfg.smear)
     model = GPT(gcfg, seed=train_cfg.seed)
     batches = PretrainBatches(train_tokens, train_cfg.batch_size, train_cfg.seq_len, seed=train_cfg.seed)
     val = fixed_windows(val_tokens, train_cfg.batch_size, train_cfg.seq_len, train_cfg.eval_batches)

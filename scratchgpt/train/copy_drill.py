@@ -1,0 +1,85 @@
+"""Copy drills: short synthetic texts in which random identifiers reappear later in the same text.
+
+Copying a value the user gave ("SG-481736", "$35.49", "ben.t42@example.com") is an induction
+skill: find where the current token occurred before and emit what followed it. Small models
+learn it from data that *rewards* it densely; natural text and templated dialogues repeat a
+random identifier once per conversation at most. A drill is a record that lists 2-4 random
+values and then repeats them, in another order and with other words around them::
+
+    Ticket 4: order K30418, paid $35.49, contact ben.t42@example.com.
+    Summary: ben.t42@example.com paid $35.49 for order K30418.
+
+Values are random in many formats (letter + 5 digits, "#" + 5 digits, "SG-" + 6 digits, bare
+digits, other prefixes, amounts in $ and 元, e-mail users with digits), so the only way to
+predict the repeat is to copy — never to remember. Mixed into the pretraining corpus by
+``scratchgpt demo`` (``DemoConfig.copy_drills``); nothing from the test split is read.
+"""
+from __future__ import annotations
+
+import random
+import string
+
+_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+_USERS = ["ana", "ben", "chen", "dora", "eli", "fang", "gus", "hana", "ivan", "jun", "kim", "lena", "max",
+          "nora", "oli", "pia", "qing", "rosa", "sam", "tao", "uma", "vic", "wei", "xia", "yan", "zoe"]
+
+
+def _order_id(r: random.Random) -> str:
+    k = r.randrange(7)
+    if k == 0:
+        return f"{r.choice(_LETTERS)}{r.randrange(10000, 100000)}"
+    if k == 1:
+        return f"#{r.randrange(10000, 100000)}"
+    if k == 2:
+        return f"SG-{r.randrange(100000, 1000000)}"
+    if k == 3:
+        return str(r.randrange(10000, 1000000))
+    if k == 4:
+        return f"{r.choice(_LETTERS)}{r.choice(_LETTERS)}-{r.randrange(1000, 100000)}"
+    if k == 5:
+        return f"{r.choice(_LETTERS)}{r.randrange(100, 1000)}-{r.randrange(100, 1000)}"
+    return f"ORD{r.randrange(100000, 10000000)}"
+
+
+def _amount(r: random.Random, zh: bool) -> str:
+    v = r.randrange(1, 1000) + r.choice([0.0, 0.5, 0.99, 0.49, r.randrange(100) / 100])
+    return f"{v:.2f}元" if zh else f"${v:.2f}"
+
+
+def _email(r: random.Random) -> str:
+    user = r.choice(_USERS) + r.choice(["", ".", "_"]) + r.choice([r.choice(_USERS), ""])
+    user += str(r.randrange(1, 1000)) if r.random() < 0.7 else r.choice(string.ascii_lowercase)
+    return f"{user}@{r.choice(['example.com', 'example.com', 'mail.example.com', 'example.org'])}"
+
+
+_EN_HEAD = ["Ticket {n}:", "Note {n}.", "Case {n} -", "Record:", "Customer message:", "Log {n}:"]
+_EN_FIELD = {"order": ["order {v}", "order number {v}", "ref {v}", "{v}"],
+             "amount": ["paid {v}", "amount {v}", "charged {v}", "{v}"],
+             "email": ["contact {v}", "email {v}", "{v}"]}
+_EN_TAIL = ["Summary:", "Again:", "To confirm:", "Repeat:", "So:", "Reply:"]
+_ZH_HEAD = ["工单{n}：", "记录：", "客户留言：", "备注{n}："]
+_ZH_FIELD = {"order": ["订单{v}", "订单号{v}", "单号{v}", "{v}"],
+             "amount": ["金额{v}", "付款{v}", "扣款{v}", "{v}"],
+             "email": ["邮箱{v}", "联系{v}", "{v}"]}
+_ZH_TAIL = ["确认：", "复述：", "总结：", "回复："]
+
+
+def copy_drill(r: random.Random) -> str:
+    """One drill text: a record of random values, then the same values again."""
+    zh = r.random() < 0.4
+    kinds = r.sample(["order", "order", "amount", "email"], r.randrange(2, 5))
+    vals = [(k, _order_id(r) if k == "order" else _amount(r, zh) if k == "amount" else _email(r)) for k in kinds]
+    fields, head, tail, sep, end = ((_ZH_FIELD, _ZH_HEAD, _ZH_TAIL, "，", "。") if zh else
+                                    (_EN_FIELD, _EN_HEAD, _EN_TAIL, ", ", "."))
+    first = sep.join(r.choice(fields[k]).format(v=v) for k, v in vals)
+    again = vals[:]
+    r.shuffle(again)
+    again = again[:r.randrange(1, len(again) + 1)]
+    second = sep.join(r.choice(fields[k]).format(v=v) for k, v in again)
+    gap = "" if zh else " "
+    return f"{r.choice(head).format(n=r.randrange(1, 100))}{gap}{first}{end}\n{r.choice(tail)}{gap}{second}{end}"
+
+
+def copy_drills(n: int, seed: int = 0) -> list[str]:
+    r = random.Random(f"copy-drill:{seed}")
+    return [copy_drill(r) for _ in range(n)]
