@@ -6,10 +6,11 @@ from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
 from tests.infer_helpers import tiny_gpt
 
 MODEL = tiny_gpt(seed=11, block=24, vocab=53)
+SMEAR = tiny_gpt(seed=12, block=24, vocab=53, smear=True)   # keeps per-slot state between steps
 
 
-def alone(prompt, params):
-    eng = Engine(MODEL, None, max_batch_size=1)
+def alone(prompt, params, model=MODEL):
+    eng = Engine(model, None, max_batch_size=1)
     return eng.generate(prompt, params).token_ids
 
 
@@ -26,10 +27,10 @@ def _workload(sampled: bool):
     return jobs
 
 
-@pytest.mark.parametrize("sampled", [False, True])
-def test_batched_equals_one_by_one_with_joins_and_leaves(sampled):
+@pytest.mark.parametrize("sampled,model", [(False, MODEL), (True, MODEL), (False, SMEAR)])
+def test_batched_equals_one_by_one_with_joins_and_leaves(sampled, model):
     jobs = _workload(sampled)
-    eng = Engine(MODEL, None, max_batch_size=4)
+    eng = Engine(model, None, max_batch_size=4)
     got, pending, step = {}, list(enumerate(jobs)), 0
     while pending or eng.has_work():
         for k, (prompt, params, join) in list(pending):
@@ -40,7 +41,7 @@ def test_batched_equals_one_by_one_with_joins_and_leaves(sampled):
             got.setdefault(o.id, []).append(o.token_id)
         step += 1
     for k, (prompt, params, _) in enumerate(jobs):
-        assert got[str(k)] == alone(prompt, params), f"request {k}"
+        assert got[str(k)] == alone(prompt, params, model), f"request {k}"
 
 
 def test_same_seed_same_sample_across_runs():

@@ -24,7 +24,8 @@ def engine_greedy(model, prompt, n, **kw):
     return toks, np.array(logits)
 
 
-@pytest.mark.parametrize("cfg", [dict(seed=0), dict(seed=3, n_head=4, n_embd=8, bias=False, n_layer=3)])
+@pytest.mark.parametrize("cfg", [dict(seed=0), dict(seed=3, n_head=4, n_embd=8, bias=False, n_layer=3),
+                                 dict(seed=5, smear=True)])
 def test_kv_cache_equals_recompute_every_prompt_length(cfg):
     model = tiny_gpt(**cfg)
     block = model.config.block_size

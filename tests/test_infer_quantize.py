@@ -124,7 +124,7 @@ def test_checkpoint_refuses_corrupted_and_mismatched(model, tmp_path):
 
 
 def test_param_shapes_match_the_model():
-    for cfg in (CFG, CFG.replace(bias=False), CFG.replace(n_inner=48, head_dim=8, n_head=3)):
+    for cfg in (CFG, CFG.replace(bias=False), CFG.replace(n_inner=48, head_dim=8, n_head=3), CFG.replace(smear=True)):
         assert param_shapes(cfg) == {n: p.data.shape for n, p in GPT(cfg).named_parameters()}
 
 
@@ -169,3 +169,16 @@ def test_load_for_inference_reads_a_quantized_dir(tmp_path):
     assert tok2.encode("hello world") == tok.encode("hello world")
     w = model.decoder_weights()
     assert w.kind == "int4" and type(w.linear("lm_head")).__name__ == "Int4Linear"
+
+
+def test_smear_model_quantizes_round_trips_and_runs_in_the_engine(tmp_path):
+    from scratchgpt.infer import Engine, SamplingParams
+    from tests.infer_helpers import recompute_greedy, tiny_gpt
+    m = tiny_gpt(seed=5, smear=True)
+    q = quantize_gpt(m, QuantConfig(bits=8))
+    assert "transformer.smear.weight" in q.floats          # the gate stays float32
+    save_quantized(q, tmp_path)
+    q2 = read_quantized(tmp_path)
+    got = Engine(q2, None, max_batch_size=1).generate([4, 9, 2, 7], SamplingParams(max_new_tokens=6,
+                                                                                    ignore_eos=True)).token_ids
+    assert got == recompute_greedy(q.simulated_gpt(), [4, 9, 2, 7], 6)[0]

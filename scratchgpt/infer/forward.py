@@ -6,6 +6,8 @@ prefill, one forward over the whole prompt); a decode step is one row per live s
 step may mix both. For every layer (GPT-2 pre-LN block)::
 
     x   = wte[tok] + wpe[pos]                                   (R, C)   first layer only
+    x  += σ(x·w_s + b_s) · x_prev     (smear models only: x_prev is the previous position's
+                                       embedding, from the row before or kept per slot)
     h   = LN_1(x);  qkv = h W_attn + b                          (R, 3C)
     y   = attention of each row over its slot's cache           (R, C)   (k, v written first)
     x  += y W_proj + b;  h = LN_2(x)                            fused add + LayerNorm
@@ -76,6 +78,9 @@ class DecoderRunner:
         self.logits_buf = np.empty((self.max_last, w.vocab_size), dtype=np.float32)   # (B, V)
         self.last_h = np.empty((self.max_last, w.n_embd), dtype=np.float32)           # (B, C)
         self.last_x = np.empty((self.max_last, w.n_embd), dtype=np.float32)           # (B, C)
+        if w.smear is not None:
+            # pre-smear embedding of each slot's latest position (what its next token mixes in)
+            self.smear_prev = np.zeros((cache.n_slots, w.n_embd), dtype=np.float32)  # (S, C)
 
     def _grow(self, rows: int) -> None:
         if rows <= self.rows:
@@ -104,6 +109,28 @@ class DecoderRunner:
         _apply(up, d, u, segs)
         a += u
 
+    def _smear(self, x, tokens, positions, slots):
+        """x[r] += σ(x[r]·w + b) · x_prev[r] on pre-smear embeddings (ops/smear.py), row by row.
+
+        x_prev[r] is row r-1's embedding when that row is the same sequence's previous position
+        (inside a prefill), else the one kept for the slot from an earlier step; position 0 has
+        none. Afterwards each slot keeps its last row's pre-smear embedding."""
+        R = x.shape[0]
+        w, b = self.w.smear
+        x0 = x.copy()                                                        # (R, C)
+        same = np.zeros(R, dtype=bool)
+        same[1:] = (slots[1:] == slots[:-1]) & (positions[1:] == positions[:-1] + 1)
+        prev = self.smear_prev[slots]                                        # (R, C)
+        prev[same] = x0[:-1][same[1:]]
+        gate = 1.0 / (1.0 + np.exp(-(x0 @ w + b[0])))                        # (R,)
+        gate[positions == 0] = 0.0
+        x += gate.astype(np.float32)[:, None] * prev
+        last = {}
+        for r, sl in enumerate(slots.tolist()):       # rows are in position order within a slot
+            last[sl] = r
+        for sl, r in last.items():
+            self.smear_prev[sl] = x0[r]
+
     def forward(self, tokens, positions, slots, last_rows, segs=None):
         """tokens, positions, slots (R,) int64; last_rows (B,) int64 rows whose logits are wanted;
         segs: row ranges for the linears (``segments_for``; default: all rows in one call).
@@ -120,6 +147,8 @@ class DecoderRunner:
         cache_pos = self.cache_pos[:R]
         np.add(positions, self.cache.prefix_len, out=cache_pos)
         embed_rows(w.wte, w.wpe, tokens, positions, x)
+        if w.smear is not None:
+            self._smear(x, tokens, positions, slots)
         kc, vc = self.cache.k, self.cache.v
         for li, (ln1, c_attn, c_proj, ln2, c_fc, m_proj, ad_attn, ad_mlp) in enumerate(self._layers):
             if li == 0:

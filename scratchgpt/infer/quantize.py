@@ -191,10 +191,13 @@ class QuantizedGPT:
                     DenseLinear.from_weight(f[f"{name}.weight"], f.get(f"{name}.bias"))
         wte = np.ascontiguousarray(self.wte(), dtype=np.float32)
         lins["lm_head"] = self.qlinears.get("lm_head") or DenseLinear(wte)
+        smear = None
+        if getattr(cfg, "smear", False):   # the smear gate stays float32 (2 small vectors)
+            smear = (f["transformer.smear.weight"], f["transformer.smear.bias"])
         return DecoderWeights(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=C, block_size=cfg.block_size,
                               vocab_size=cfg.vocab_size, eps=float(cfg.layer_norm_eps), wte=wte,
                               wpe=f["transformer.wpe.weight"], layernorms=lns, linears=lins,
-                              kind=f"int{self.qconfig.bits}", head_dim=cfg.head_size)
+                              kind=f"int{self.qconfig.bits}", head_dim=cfg.head_size, smear=smear)
 
     def simulated_gpt(self):
         """A float32 GPT with every quantized weight replaced by its dequantized value, whose
@@ -316,6 +319,9 @@ def param_shapes(cfg) -> dict:
         lin(f"{p}.mlp.c_fc", C, H)
         lin(f"{p}.mlp.c_proj", H, C)
     ln("transformer.ln_f")
+    if getattr(cfg, "smear", False):
+        shapes["transformer.smear.weight"] = (C,)
+        shapes["transformer.smear.bias"] = (1,)
     return shapes
 
 

@@ -5,6 +5,8 @@ into the copy), with Adapters or with Prefix-tuning — into ``DecoderWeights``.
 pruned model provides the same dataclass with other linear objects (the protocol is in
 infer/linear.py), so the engine never looks at the model itself.
 
+Smear (GPTConfig.smear, ops/smear.py): ``smear = (w, b)``; the runner mixes each row's embedding
+with the previous position's (kept per cache slot between steps).
 Linear names (GPT-2's): ``transformer.h.{i}.attn.c_attn``, ``transformer.h.{i}.attn.c_proj``,
 ``transformer.h.{i}.mlp.c_fc``, ``transformer.h.{i}.mlp.c_proj``, ``lm_head`` (tied: wteᵀ).
 LayerNorm names: ``transformer.h.{i}.ln_1``, ``transformer.h.{i}.ln_2``, ``transformer.ln_f``.
@@ -42,6 +44,7 @@ class DecoderWeights:
     kind: str = "float32"                 # shown by --verbose and the benchmarks
     head_dim: int | None = None           # None: n_embd // n_head (pruned heads: attention is
                                           # n_head * head_dim wide, not n_embd)
+    smear: tuple | None = None            # (w (C,), b (1,)) of GPTConfig.smear's gate, or None
 
     def __post_init__(self):
         if self.head_dim is None:
@@ -115,7 +118,15 @@ def decoder_weights(model) -> DecoderWeights:
                           vocab_size=cfg.vocab_size, eps=float(cfg.layer_norm_eps), wte=wte,
                           wpe=_f32(tr.wpe.weight.data), layernorms=lns, linears=lins, adapters=adapters,
                           prefixes=prefixes, prefix_len=prefix_len,
-                          head_dim=getattr(cfg, "head_size", C // cfg.n_head))
+                          head_dim=getattr(cfg, "head_size", C // cfg.n_head), smear=smear_weights(model))
+
+
+def smear_weights(model):
+    """(w (C,), b (1,)) float32 of a smear GPT's gate, None without smear."""
+    if not getattr(model.config, "smear", False):
+        return None
+    sm = model.transformer.smear
+    return _f32(sm.weight.data), _f32(sm.bias.data)
 
 
 def as_decoder_weights(model_or_weights) -> DecoderWeights:
