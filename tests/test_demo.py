@@ -46,6 +46,7 @@ def test_demo_quick_writes_eval_json(demo_run):
         assert (out / run / "curves.svg").is_file() and (out / run / "metrics.jsonl").is_file()
     assert (out / "sft" / "model" / "tokenizer.json").is_file()
     assert "User: How are you?" in stdout and "next:" in stdout
+    assert "scratchgpt chat " in stdout.split("next:")[-1]          # the demo names the chat command
 
 
 def test_eval_and_plot_commands_on_the_demo_output(demo_run, tmp_path, capsys):

@@ -144,6 +144,14 @@ SECTIONS += TRAINING_SECTIONS
 NEEDS_DATA = {number for number, _, _ in TRAINING_SECTIONS}
 
 
+def _deploy_sections():
+    from .ch3_deploy import SECTIONS as deploy
+    return deploy
+
+
+SECTIONS += _deploy_sections()
+
+
 def main(argv=None) -> int:
     ap = chapter_parser("ch3", "Chapter 3: core algorithm step by step", quick_help="smaller settings (seconds)",
                         out_help="keep the prepared data and models here (default: a temporary folder, "

@@ -84,14 +84,14 @@ def section_how_are_you(model, tok, n: int = 10) -> list:
     print(f"    User: How are you?\n    Bot:  {greedy}")
     print(f"  sampled, temperature 0.8, top-k 20, seeds 0..{n - 1}:")
     ids, _ = render_chat(tok, msgs, add_generation_prompt=True)
-    end = tok.token_to_id("<|end|>")
+    from ..infer import Engine, SamplingParams
+    engine = Engine(model, tok, max_batch_size=1)       # KV-cache generation (scratchgpt/infer)
     replies = []
     for seed in range(n):
-        out = model.generate(np.asarray([ids]), max_new_tokens=40, temperature=0.8, top_k=20, seed=seed)[0]
-        new = [int(t) for t in out[len(ids):]]
-        if end in new:
-            new = new[:new.index(end)]
-        replies.append(tok.decode(new).strip())
+        # stops at <|end|> (or another end token); 40 tokens at most, fewer if the context is short
+        p = SamplingParams(max_new_tokens=min(40, model.config.block_size - len(ids) + 1), temperature=0.8,
+                           top_k=20, seed=seed)
+        replies.append(engine.generate(ids, p).text.strip())
         print(f"    [{seed}] User: How are you?  Bot: {replies[-1]}")
     return [greedy] + replies
 

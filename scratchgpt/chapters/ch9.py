@@ -1,4 +1,4 @@
-"""Chapter 9 — 常见问题与解答: the tutorial's FAQ Q2-Q4 answered with experiments.
+"""Chapter 9 — 常见问题与解答: the tutorial's FAQ Q2-Q5 answered with experiments.
 
     python -m scratchgpt.chapters.ch9              # all three (~15 min on 2 cores)
     python -m scratchgpt.chapters.ch9 --only q3    # one question
@@ -10,6 +10,8 @@ Q3 resources: peak memory and time of one training step for the same effective b
    big batch, as micro-batches with gradient accumulation, and with mixed precision.
 Q4 overfitting: a small subset of the dialogues trained for many steps, with and without
    dropout, weight decay and early stopping; a train/val table.
+Q5 faster inference: greedy generation with and without the KV cache at several prompt
+   lengths (same tokens, ms per token), and batched decoding.
 Guide: chapters/ch9.md (with the numbers measured on a 2-core machine).
 """
 from __future__ import annotations
@@ -24,14 +26,14 @@ from ..train.config import ModelConfig, TrainConfig
 
 def settings(quick: bool):
     if quick:
-        return dict(vocab=512, model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=96),
+        return dict(quick=True, vocab=512, model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=96),
                     pre=TrainConfig(lr=3e-3, warmup_steps=5, max_steps=30, batch_size=8, seq_len=96, eval_every=30,
                                     eval_batches=2, progress=False),
                     sft=TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=8, batch_size=8, seq_len=96,
                                     weight_decay=0.0, eval_every=4, eval_batches=2, progress=False),
                     lrs=(1e-3, 1e-2), warmup=3, mem_batch=8, mem_micro=2,
                     subset=16, overfit_steps=16, overfit_eval_every=4)
-    return dict(vocab=1024, model=ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128),
+    return dict(quick=False, vocab=1024, model=ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128),
                 pre=TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=600, batch_size=16, seq_len=128,
                                 eval_every=200, eval_batches=4, progress=True),
                 sft=TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=100, batch_size=16, seq_len=128,
@@ -133,13 +135,30 @@ def q4_overfitting(base, data, work: Path, s) -> list[dict]:
     return rows
 
 
-QUESTIONS = {"q2": q2_learning_rate, "q3": q3_resources, "q4": q4_overfitting}
+# ------------------------------------------------------------------ Q5
+def q5_inference_speed(base, data, work: Path, s) -> list[dict]:
+    """Q5 (推理加速): how much the KV cache saves, by prompt length, on the Q2-Q4 base model."""
+    from ..train.runs import load_model_dir
+    from .inference_speed import batched_throughput, print_kv_table
+    print("\n== Q5 如何加速推理? / faster inference: KV cache vs recomputation, batching ==")
+    model, _ = load_model_dir(base)
+    block = model.config.block_size
+    lens = [8, block // 2] if s["quick"] else [8, block // 4, block // 2, 3 * block // 4]
+    new = 16 if s["quick"] else 32
+    rows = print_kv_table(model, lens, new)
+    for b in (1, 8):
+        print(f"  {b} sequence{'s' if b > 1 else ''} at once: {batched_throughput(model, b, 8, new):.0f} decode tokens/s")
+    print("  quantization (int8/int4) and pruning: `scratchgpt quantize` / `scratchgpt prune` --report")
+    return rows
+
+
+QUESTIONS = {"q2": q2_learning_rate, "q3": q3_resources, "q4": q4_overfitting, "q5": q5_inference_speed}
 
 
 def main(argv=None) -> int:
     from ..train.experiments import add_base_arguments, resolve_base
 
-    ap = chapter_parser("ch9", "Chapter 9: FAQ Q2-Q4 as experiments",
+    ap = chapter_parser("ch9", "Chapter 9: FAQ Q2-Q5 as experiments",
                         quick_help="tiny model and few steps (what the tests run)")
     ap.add_argument("--only", choices=sorted(QUESTIONS), default=None, help="run only this question")
     add_base_arguments(ap)

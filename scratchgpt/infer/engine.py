@@ -251,6 +251,11 @@ class Engine:
                           logits=logits.copy() if self.return_logits else None)
 
     # ------------------------------------------------------------------ one request
+    def outputs(self, prompt_ids, params: SamplingParams | None = None):
+        """Yield the StepOutputs of one request until it finishes (closing early cancels it)."""
+        rid = self.add(GenerationRequest(list(prompt_ids), params or SamplingParams()))
+        yield from self._drive(rid)
+
     def stream(self, prompt_ids, params: SamplingParams | None = None):
         """Yield the text pieces of one request (other queued requests advance too)."""
         rid = self.add(GenerationRequest(list(prompt_ids), params or SamplingParams()))

@@ -16,12 +16,18 @@ from ..ops.decode_matmul import small_matmul
 class DenseLinear:
     """float32 y = x W + b with W kept output-major (``wt`` = Wᵀ, (out, in), contiguous).
 
-    Rows up to ``small_m`` go through our decode kernel (reads each weight once, see
-    ops/decode_matmul.py); more rows (a prefill) through BLAS sgemm, which wins once the
-    product has enough rows to reuse each weight many times.
+    Rows up to ``small_m``, and any product of at most ``small_work`` multiply-adds, go through
+    our decode kernel (reads each weight once, see ops/decode_matmul.py); bigger products (the
+    prefill of a long prompt on a big model) through BLAS sgemm, which reuses each weight across
+    many rows far better (benchmarks/generate.py --kernels: ~2.3x our kernel at 32 rows).
+    Why small products avoid BLAS even where it is faster in isolation: OpenBLAS threads every
+    gemm above a tiny size, and on a busy 2-core machine each call then waits for its second
+    thread to be scheduled — measured here: a 48-token prefill of a 2 x 64 model took 160-260 ms
+    with 2 OpenBLAS threads and 0.7 ms with 1.
     """
 
-    small_m = 8  # measured crossover (benchmarks/generate.py --kernels): see the README table
+    small_m = 8                 # decode rows: the engine calls linears with <= 8 rows per chunk
+    small_work = 1 << 23        # multiply-adds (M x in x out) below which BLAS is not worth it
 
     def __init__(self, wt, bias=None):
         wt = np.ascontiguousarray(wt, dtype=np.float32)              # (out, in)
@@ -40,7 +46,8 @@ class DenseLinear:
         return cls(np.asarray(w).T, bias)
 
     def __call__(self, x, out):                                       # x (M, in) -> out (M, out)
-        if x.shape[0] <= self.small_m:
+        M = x.shape[0]
+        if M <= self.small_m or M * self.wt.size <= self.small_work:
             return small_matmul(x, self.wt, self.bias, out)
         np.matmul(x, self.wt.T, out=out)                              # BLAS sgemm, transposed view
         if self.bias is not None:

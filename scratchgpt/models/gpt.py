@@ -134,8 +134,8 @@ class GPT(Module):
                  seed=None) -> np.ndarray:
         """Append ``max_new_tokens`` sampled tokens to each row of ``idx`` (B, T); return (B, T+N).
 
-        Simple and slow on purpose (recomputes the whole cropped context each step); the KV-cache
-        engine planned for scratchgpt/infer (a later issue) will be the fast path. temperature 0 means greedy.
+        Simple and slow on purpose (recomputes the whole cropped context each step); the fast path
+        is the KV-cache engine, ``scratchgpt.infer.Engine``. temperature 0 means greedy.
         """
         idx = np.asarray(idx)
         if idx.ndim == 1:

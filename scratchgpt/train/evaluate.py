@@ -36,37 +36,109 @@ PARAPHRASE_CSV = Path(__file__).resolve().parents[1] / "datasets" / "customer_se
 
 
 # ------------------------------------------------------------------ generation
-def greedy_reply(model, tok, messages: list[dict], max_new_tokens: int = 48) -> str:
-    """The model's greedy assistant reply to ``messages`` (ends at <|end|> or the token limit)."""
-    from ..tokenizer.chat_template import render_chat
-    ids, _ = render_chat(tok, messages, add_generation_prompt=True)
-    end_id = tok.token_to_id("<|end|>")
-    stops = {end_id}
-    for s in ("<|endoftext|>", "<|user|>", "<|system|>", "<|assistant|>"):
-        try:
-            stops.add(tok.token_to_id(s))
-        except Exception:
-            pass
+def _reply_stops(tok) -> set:
+    from ..tokenizer.chat_template import stop_token_ids
+    return set(stop_token_ids(tok))
+
+
+def _recompute_tail(model, ctx: list, n: int, stops: set) -> list:
+    """Up to ``n`` greedy tokens after ``ctx``, each from a full forward of the last block_size
+    tokens (a sliding window once the sequence outgrows the context)."""
     block = model.config.block_size
+    wte = model.transformer.wte.weight.data
     out: list[int] = []
+    ctx = list(ctx)
     was_training = model.training
     model.eval()
-    wte = model.transformer.wte.weight.data
     try:
         with no_grad():
-            ctx = list(ids)
-            for _ in range(max_new_tokens):
+            for _ in range(n):
                 cond = np.asarray([ctx[-block:]], dtype=np.int64)       # (1, T)
                 h = model.hidden_states(cond).data[0, -1]                # (C,)
-                logits = h @ wte.T                                       # (V,)
-                nxt = int(np.argmax(logits))
+                nxt = int(np.argmax(h @ wte.T))                          # (V,) logits
                 if nxt in stops:
                     break
                 out.append(nxt)
                 ctx.append(nxt)
     finally:
         model.train(was_training)
-    return tok.decode(out).strip()
+    return out
+
+
+def greedy_reply_recompute(model, tok, messages: list[dict], max_new_tokens: int = 48) -> str:
+    """Reference for ``greedy_reply``: every token from a full forward, no KV cache (slow)."""
+    from ..tokenizer.chat_template import render_chat
+    ids, _ = render_chat(tok, messages, add_generation_prompt=True)
+    return tok.decode(_recompute_tail(model, ids, max_new_tokens, _reply_stops(tok))).strip()
+
+
+def greedy_replies(model, tok, conversations: list, max_new_tokens: int = 48, batch_size: int = 8,
+                   progress: bool = False) -> list:
+    """Greedy assistant replies to a list of message lists, batched through the KV-cache engine.
+
+    The same replies as ``greedy_reply_recompute`` up to float32 rounding of the logits (an
+    argmax between two logits closer than ~1e-6 may flip). A reply ends at a stop token
+    (<|end|>, <|endoftext|>, a role token) or after ``max_new_tokens``. The engine holds a
+    sequence of at most block_size tokens (learned positions); if a reply has not ended when the
+    sequence reaches that length, the rest is generated like the reference does — recomputed
+    over a sliding window of the last block_size tokens — so long prompts are answered the same.
+    """
+    from ..infer import Engine, GenerationRequest, SamplingParams
+    from ..tokenizer.chat_template import render_chat
+    block = model.config.block_size
+    stops = _reply_stops(tok)
+    prompts = [render_chat(tok, m, add_generation_prompt=True)[0] for m in conversations]
+    replies: list = [None] * len(prompts)
+    tails = []                                            # (index, ids so far) to finish by recompute
+    was_training = model.training
+    model.eval()
+    engine = Engine(model, tok, max_batch_size=max(1, min(batch_size, len(prompts))))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(prompts), desc="eval replies", unit="conv", dynamic_ncols=True, mininterval=0.5)
+    try:
+        waiting = list(range(len(prompts)))[::-1]
+        got: dict = {}
+        while waiting or engine.has_work():
+            while waiting and engine.num_free_slots:
+                i = waiting.pop()
+                room = block - len(prompts[i]) + 1
+                if room < 1:                              # the prompt alone overflows the context
+                    tails.append((i, []))
+                    continue
+                n = min(max_new_tokens, room)
+                engine.add(GenerationRequest(prompts[i], SamplingParams(max_new_tokens=n, stop_token_ids=tuple(stops)),
+                                             id=str(i)))
+            for o in engine.step():
+                i = int(o.id)
+                ids = got.setdefault(i, [])
+                if o.finish_reason == "stop":
+                    replies[i] = tok.decode(ids).strip()
+                else:
+                    ids.append(o.token_id)
+                    if o.finished:
+                        if len(ids) < max_new_tokens:    # context full before the limit: finish by recompute
+                            tails.append((i, ids))
+                        else:
+                            replies[i] = tok.decode(ids).strip()
+                if o.finished and bar is not None and replies[i] is not None:
+                    bar.update(1)
+        for i, ids in tails:
+            ids = ids + _recompute_tail(model, prompts[i] + ids, max_new_tokens - len(ids), stops)
+            replies[i] = tok.decode(ids).strip()
+            if bar is not None:
+                bar.update(1)
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return replies
+
+
+def greedy_reply(model, tok, messages: list[dict], max_new_tokens: int = 48) -> str:
+    """The model's greedy assistant reply to ``messages`` (ends at <|end|> or the token limit)."""
+    return greedy_replies(model, tok, [messages], max_new_tokens)[0]
 
 
 # ------------------------------------------------------------------ task accuracy
@@ -116,13 +188,9 @@ def evaluate_dialogues(model, tok, conversations: list, max_new_tokens: int = 48
     if not conversations:
         raise DataError("no test conversations to evaluate")
     replies, refs, rows = [], [], []
-    it = conversations
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(conversations, desc="eval replies", unit="conv", dynamic_ncols=True, mininterval=0.5)
-    for conv in it:
-        prompt, ref, need = eval_turn(conv)
-        reply = greedy_reply(model, tok, prompt, max_new_tokens)
+    turns = [eval_turn(conv) for conv in conversations]
+    generated = greedy_replies(model, tok, [t[0] for t in turns], max_new_tokens, progress=progress)
+    for conv, (prompt, ref, need), reply in zip(conversations, turns, generated):
         s = task_scores(reply, ref, need)
         replies.append(reply)
         refs.append(ref)

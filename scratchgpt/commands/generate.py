@@ -1,0 +1,75 @@
+"""``scratchgpt generate MODEL_DIR --prompt TEXT``: one reply from the KV-cache engine."""
+from __future__ import annotations
+
+import sys
+
+from ._flags import add_threads
+from ._sampling import add_sampling, reply_budget, sampling_params
+
+DEFAULT_MAX_NEW = 128
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate text from a model directory",
+                       description="Generate a reply with the KV-cache engine (scratchgpt/infer). With a chat "
+                                   "tokenizer the prompt is sent as one user message through the chat template "
+                                   "(--raw: the text as is, continued).")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory (GPT, SFT output, PEFT or quantized)")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt")
+    p.add_argument("--raw", action="store_true", help="continue the prompt text as is (no chat template)")
+    p.add_argument("--system", default=None, metavar="TEXT", help="system prompt (chat template only)")
+    p.add_argument("--stream", action="store_true", help="print the reply piece by piece as it is generated")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print tokens, prefill time and decode speed (on stderr)")
+    add_sampling(p, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW)
+    add_threads(p)
+    p.set_defaults(func=run)
+
+
+def prompt_ids(tok, text: str, raw: bool, system: str | None = None) -> list:
+    """The prompt's token ids: chat template (user message) when the tokenizer has one, else raw."""
+    from ..errors import ConfigError
+    from ..tokenizer.special import ASSISTANT
+    chat = not raw and ASSISTANT in getattr(tok, "special_tokens", {})
+    if not chat:
+        if system:
+            raise ConfigError("--system needs the chat template (a chat tokenizer, without --raw)")
+        return tok.encode(text)
+    from ..tokenizer.chat_template import render_chat
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return render_chat(tok, msgs, add_generation_prompt=True)[0]
+
+
+def run(args) -> int:
+    import time
+
+    from ..errors import ConfigError
+    from ..infer import Engine, load_for_inference
+    if args.prompt == "":
+        raise ConfigError("--prompt is empty")
+    model, tok = load_for_inference(args.model)
+    ids = prompt_ids(tok, args.prompt, args.raw, args.system)
+    engine = Engine(model, tok, max_batch_size=1)
+    params = sampling_params(args, reply_budget(args, DEFAULT_MAX_NEW, engine.block_size - len(ids) + 1))
+    t0 = time.perf_counter()
+    if args.stream:
+        reason = None
+        for out in engine.outputs(ids, params):
+            sys.stdout.write(out.text)
+            sys.stdout.flush()
+            reason = out.finish_reason
+        sys.stdout.write("\n")
+    else:
+        c = engine.generate(ids, params)
+        print(c.text)
+        reason = c.finish_reason
+    wall = time.perf_counter() - t0
+    if args.verbose:
+        st = engine.stats
+        dec = st.decode_tokens / st.decode_seconds if st.decode_seconds else float("nan")
+        w = engine.weights
+        print(f"[{w.kind}, {w.weight_bytes / 1e6:.1f} MB of weights] prompt {len(ids)} tokens, "
+              f"prefill {st.prefill_seconds * 1e3:.1f} ms, {st.decode_tokens + 1} new tokens, decode {dec:.1f} tokens/s "
+              f"({w.weight_bytes * dec / 1e9:.1f} GB/s of weights), finish: {reason}, wall {wall:.2f} s",
+              file=sys.stderr)
+    return 0
