@@ -243,3 +243,12 @@ def test_full_queue_answers_503(model_dir):
         wait_for(0, 0)
         metrics = httpx.get(url + "/metrics", timeout=10).text
         assert 'scratchgpt_requests_total{endpoint="/v1/chat/completions",status="503"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("chat", [True, False])
+@pytest.mark.parametrize("usage", [True, False])
+def test_fast_content_event_equals_the_reference_encoding(chat, usage):
+    from scratchgpt.serve.sse import ChunkMaker, event
+    maker = ChunkMaker("chatcmpl-x", 123, 'model "q"', chat, include_usage=usage)
+    for text in ["Hello", 'quote " and \\ backslash', "新\n行", "🙂", " ", "\t\u2028"]:
+        assert maker.content_event(text) == event(maker.chunk(text))

@@ -191,3 +191,20 @@ def test_load_32_concurrent_streaming_clients(model_dir):
     assert worst_health < 1.0, worst_health
     assert metric(metrics, 'scratchgpt_requests_total{endpoint="/v1/chat/completions",status="200"}') == 96
     assert metric(metrics, "scratchgpt_requests_running") == 0
+
+
+def test_request_timeout(model_dir):
+    """Past --timeout a plain request gets 504; a stream that already started gets an error event
+    and [DONE] (its status was sent long ago). Either way the slot is freed."""
+    app = make_app(model_dir, max_batch_size=2, request_timeout=0.3)
+    slow_down(app, 0.02)
+    with live_server(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", json=body("hi", 100, stream=False), timeout=30)
+        assert r.status_code == 504
+        assert r.json()["error"]["code"] == "timeout" and "0.3 s" in r.json()["error"]["message"]
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body("hi", 100), timeout=30) as s:
+            events = [line[6:] for line in s.iter_lines() if line]
+        assert s.status_code == 200 and events[-1] == "[DONE]"
+        assert json.loads(events[-2])["error"]["code"] == "timeout"
+        engine = app.state.engine_loop.engine
+        assert wait_until(lambda: engine.num_free_slots == 2 and not engine.has_work(), 5)

@@ -157,35 +157,40 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
                               seed=s.seed, stop=tuple(stop), ignore_eos=s.ignore_eos,
                               stop_token_ids=() if s.ignore_eos else tuple(stop_ids))
 
-    async def outputs(h, deadline: float, request: Request | None = None):
-        """The request's StepOutputs until finished; APIError on timeout or engine failure."""
+    async def output_batches(h, deadline: float, request: Request | None = None):
+        """The request's StepOutputs until finished, in lists of whatever has arrived (one write
+        per list when the client side is behind); APIError on timeout or engine failure.
+
+        No task per token: the deadline and a hang-up (non-streaming requests; a streaming
+        response notices it on its own) put a marker into the same queue the engine writes to."""
         aloop = asyncio.get_running_loop()
-        disconnect = None
-        if request is not None:      # non-streaming: notice a client that hangs up while we work
-            disconnect = asyncio.ensure_future(_wait_disconnect(request))
+        timer = aloop.call_at(deadline, h.queue.put_nowait, _TIMED_OUT)
+        watcher = asyncio.ensure_future(_mark_disconnect(request, h.queue)) if request is not None else None
         try:
             while True:
-                remaining = deadline - aloop.time()
-                getter = asyncio.ensure_future(h.queue.get())
-                waits = {getter} | ({disconnect} if disconnect is not None else set())
-                done, _ = await asyncio.wait(waits, timeout=max(0.0, remaining),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    loop_.cancel(h)
-                    if disconnect is not None and disconnect in done:
+                batch = [await h.queue.get()]
+                while not h.queue.empty():
+                    batch.append(h.queue.get_nowait())
+                outs = []
+                for item in batch:
+                    if item is _TIMED_OUT:
+                        loop_.cancel(h)
+                        raise APIError(504, f"Request timed out after {settings.request_timeout:g} s",
+                                       code="timeout")
+                    if item is _GONE:
+                        loop_.cancel(h)
                         raise asyncio.CancelledError()
-                    raise APIError(504, f"Request timed out after {settings.request_timeout:g} s",
-                                   code="timeout")
-                item = getter.result()
-                if isinstance(item, APIError):
-                    raise item
-                yield item
-                if item.finished:
-                    return
+                    if isinstance(item, APIError):
+                        raise item
+                    outs.append(item)
+                    if item.finished:
+                        yield outs
+                        return
+                yield outs
         finally:
-            if disconnect is not None:
-                disconnect.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def generate(request: Request, prompt_ids: list[int], params, chat: bool, stream: bool,
                        include_usage: bool):
@@ -205,9 +210,10 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
         if not stream:
             pieces, last, out = [], None, None
             try:
-                async for out in outputs(h, deadline, request):
-                    last = observe(out, last)
-                    pieces.append(out.text)
+                async for outs in output_batches(h, deadline, request):
+                    for out in outs:
+                        last = observe(out, last)
+                        pieces.append(out.text)
             finally:
                 loop_.cancel(h)          # no-op when finished; frees the slot after a disconnect
             metrics.e2e.observe(time.perf_counter() - t0)
@@ -219,10 +225,12 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
             try:
                 if chat:
                     yield sse.event(maker.chunk("", role=True))
-                async for out in outputs(h, deadline):
-                    last = observe(out, last)
-                    if out.text:
-                        yield sse.event(maker.chunk(out.text))
+                async for outs in output_batches(h, deadline):
+                    for out in outs:
+                        last = observe(out, last)
+                    data = b"".join(maker.content_event(o.text) for o in outs if o.text)
+                    if data:
+                        yield data
                 reason = "length" if out.finish_reason == "length" else "stop"
                 yield sse.event(maker.chunk(None if chat else "", finish_reason=reason))
                 if include_usage:
@@ -290,8 +298,13 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
     return app
 
 
-async def _wait_disconnect(request: Request) -> None:
+_TIMED_OUT = object()       # queue markers: the request's deadline passed / its client hung up
+_GONE = object()
+
+
+async def _mark_disconnect(request: Request, queue: asyncio.Queue) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
+            queue.put_nowait(_GONE)
             return

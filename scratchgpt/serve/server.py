@@ -36,6 +36,17 @@ def build_engine(model_dir, max_batch_size: int):
     return Engine(model, tok, max_batch_size=max_batch_size), tok
 
 
+def warm_up(engine) -> None:
+    """One tiny batched generation, so Numba compiles (or loads from its cache) the prefill and
+    decode kernels now: the first user would otherwise wait seconds for it."""
+    from ..infer import GenerationRequest, SamplingParams
+    params = SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True)
+    for i in range(min(2, engine.max_batch_size)):
+        engine.add(GenerationRequest(prompt_ids=[0, 1, 2][: i + 2], params=params, id=f"warm-up-{i}"))
+    while engine.has_work():
+        engine.step()
+
+
 def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=32,
           shutdown_grace=10.0, access_log=False, log=print) -> None:
     require_serve_extra()
@@ -47,6 +58,9 @@ def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=
             "(pass --api-key KEY or set SCRATCHGPT_API_KEYS to serve other machines)")
         host = "127.0.0.1"
     engine, tok = build_engine(model_dir, max_batch_size)
+    t0 = time.perf_counter()
+    warm_up(engine)
+    log(f"warmed up in {time.perf_counter() - t0:.1f}s (kernels compiled before the first request, not during it)")
     app = create_app(engine, tok, settings)
     shown = f"[{host}]" if ":" in host else host
     auth = (f"{len(settings.api_keys)} API key(s) required" if settings.api_keys
