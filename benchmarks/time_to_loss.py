@@ -60,7 +60,7 @@ def lr_at(step, lr, warmup):
 def worker_ours(a, train, val, V):
     from scratchgpt.data.batches import PretrainBatches
     from scratchgpt.models import GPT, GPTConfig
-    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.eval_batches import fixed_windows
     from scratchgpt.train.config import TrainConfig
     from scratchgpt.train.trainer import Trainer, evaluate_loss
     import tempfile
@@ -138,7 +138,7 @@ def worker_torch(a, train, val, V):
             return F.cross_entropy(logits.view(-1, V), tgt.reshape(-1))
 
     from scratchgpt.data.batches import PretrainBatches
-    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.eval_batches import fixed_windows
     model = GPTT()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith(("wte", "wpe"))]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and not n.startswith(("wte", "wpe")))]

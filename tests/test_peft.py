@@ -103,7 +103,7 @@ def test_prefix_queries_cannot_see_the_future():
 @pytest.mark.parametrize("method", ["lora", "adapter", "prefix"])
 def test_training_moves_only_peft_parameters(tmp_path, method):
     from scratchgpt.data.batches import PretrainBatches
-    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.eval_batches import fixed_windows
     from scratchgpt.train.config import TrainConfig
     from scratchgpt.train.trainer import Trainer
     m = GPT(CFG, seed=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scratchgpt.errors import CheckpointError
-from scratchgpt.train.checkpoint import latest_checkpoint, load_arrays, load_checkpoint
+from scratchgpt.train.run_checkpoints import latest_checkpoint, load_arrays, load_checkpoint
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -92,7 +92,7 @@ def test_resume_into_a_different_model_is_refused(tmp_path):
     tr2 = build(tmp_path / "other", resume=False)
     tr2.model = GPT(GPTConfig(vocab_size=61, block_size=16, n_layer=2, n_head=2, n_embd=32), seed=0)
     arrays, _, _ = load_checkpoint(latest_checkpoint(run))
-    from scratchgpt.train.checkpoint import check_model_arrays
+    from scratchgpt.train.run_checkpoints import check_model_arrays
     with pytest.raises(CheckpointError, match="shape"):
         check_model_arrays(tr2.model, arrays, "ckpt")
 

@@ -11,7 +11,7 @@ import numpy as np
 def build(run_dir, resume, mixed=False, progress=False):
     from scratchgpt.data.batches import PretrainBatches
     from scratchgpt.models import GPT, GPTConfig
-    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.eval_batches import fixed_windows
     from scratchgpt.train.config import TrainConfig
     from scratchgpt.train.trainer import Trainer
     V, T = 61, 16

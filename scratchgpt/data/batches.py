@@ -17,9 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
+from ..ops.cross_entropy_op import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
+
+
+def shifted_targets(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Targets for the inputs ids[:-1]: ids[1:], with IGNORE_INDEX where the target is masked.
+
+    ``mask[i]`` belongs to token i, so the prediction OF token i (made at position i-1) is
+    trained iff mask[i] > 0. The one place a loss mask becomes targets (SFT batches, and the
+    fixed validation batches of train/eval_batches.py)."""
+    return np.where(np.asarray(mask[1:]) > 0, ids[1:], IGNORE_INDEX)
 
 @dataclass
 class Batch:
@@ -128,7 +137,7 @@ class SFTBatches(_Resumable):
             n = len(ids) - 1
             x[b, :n] = ids[:-1]
             m[b, :n] = mask[1:]                      # the mask belongs to the target token
-            y[b, :n] = np.where(mask[1:] > 0, ids[1:], IGNORE_INDEX)
+            y[b, :n] = shifted_targets(ids, mask)
         return Batch(x, y, m)
 
     def _padded_row(self):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops.cross_entropy_op import IGNORE_INDEX
+
 # token ids of the digit-reversal task: digits are 0..9
 PAD, BOS, EOS = 10, 11, 12
 DIGITS_VOCAB = 13
-IGNORE_INDEX = -100
 
 
 def reverse_digits_batch(rng: np.random.Generator, n: int, min_len: int = 3, max_len: int = 6):

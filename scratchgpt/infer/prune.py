@@ -236,7 +236,7 @@ def recover(model, tok, data_dir, steps: int, out_dir, masks: dict | None = None
     """Short SFT on ``data_dir``'s sft_train shard with the project's Trainer; ``masks`` (from
     magnitude pruning) are re-applied after every step so pruned weights stay zero."""
     from ..data.batches import SFTBatches
-    from ..train.batches import conversation_eval_batches
+    from ..train.eval_batches import conversation_eval_batches
     from ..train.config import TrainConfig
     from ..train.runs import sft_examples
     from ..train.trainer import Trainer

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..ops.attention import check_heads
 
 
 def _check_int(cfg, name: str, minimum: int = 1) -> None:
@@ -22,9 +23,8 @@ def _check_int(cfg, name: str, minimum: int = 1) -> None:
 def _check_common(cfg, int_fields) -> None:
     for name in int_fields:
         _check_int(cfg, name)
-    if getattr(cfg, "head_dim", None) is None and cfg.n_embd % cfg.n_head:
-        raise ConfigError(f"{type(cfg).__name__}.n_embd ({cfg.n_embd}) must be divisible by "
-                          f"n_head ({cfg.n_head})")
+    if getattr(cfg, "head_dim", None) is None:
+        check_heads(cfg.n_embd, cfg.n_head, f"{type(cfg).__name__}.")
     if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) \
             or not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"{type(cfg).__name__}.dropout must be a float in [0, 1), got {cfg.dropout!r}")

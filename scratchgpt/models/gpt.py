@@ -24,10 +24,10 @@ from .. import ops
 from ..autograd import Tensor, no_grad
 from ..errors import CheckpointError, ConfigError, DataError
 from ..nn import Block, Dropout, Embedding, LayerNorm, Module, ModuleList, Parameter
+from ..ops.cross_entropy_op import IGNORE_INDEX
 from . import checkpoint as ckpt
 from .config import GPTConfig
 
-IGNORE_INDEX = -100
 
 # GPT-2's activation names that all mean the tanh approximation of GELU we implement
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")

@@ -8,13 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..ops.attention import check_heads
 from .layers import INIT_STD, Dropout, Linear
 from .module import Module, as_rng
-
-
-def _check_heads(n_embd: int, n_head: int) -> None:
-    if n_head <= 0 or n_embd % n_head:
-        raise ValueError(f"n_embd ({n_embd}) must be a positive multiple of n_head ({n_head})")
 
 
 class CausalSelfAttention(Module):
@@ -25,7 +21,7 @@ class CausalSelfAttention(Module):
                  proj_std: float = INIT_STD, head_size: int | None = None):
         super().__init__()
         if head_size is None:                               # GPT-2: the heads split n_embd
-            _check_heads(n_embd, n_head)
+            check_heads(n_embd, n_head)
             head_size = n_embd // n_head
         rng = as_rng(rng)
         self.n_head = int(n_head)
@@ -51,7 +47,7 @@ class CrossAttention(Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, rng=None,
                  proj_std: float = INIT_STD, causal: bool = False):
         super().__init__()
-        _check_heads(n_embd, n_head)
+        check_heads(n_embd, n_head)
         rng = as_rng(rng)
         self.n_head = int(n_head)
         self.causal = bool(causal)

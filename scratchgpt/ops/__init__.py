@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..autograd import Tensor
 from .attention import causal_self_attention
 from .cross_attention_op import cross_attention
-from .cross_entropy_op import cross_entropy
+from .cross_entropy_op import IGNORE_INDEX, cross_entropy
 from .dropout_op import dropout
 from .elementwise import add, div, exp, mul, relu, scale, sub, tanh
 from .embedding_op import embedding, token_position_embedding
@@ -35,7 +35,7 @@ from .softmax_op import log_softmax, softmax
 from .views import concat, getitem, reshape, transpose
 
 __all__ = [
-    "add", "causal_self_attention", "concat", "cross_attention", "cross_entropy", "div", "dropout",
+    "IGNORE_INDEX", "add", "causal_self_attention", "concat", "cross_attention", "cross_entropy", "div", "dropout",
     "embedding", "exp", "gelu", "getitem", "layernorm", "linear", "log_softmax", "matmul", "mean",
     "mul", "relu", "reshape", "scale", "smear", "softmax", "sub", "sum", "tanh", "token_position_embedding",
     "transpose",

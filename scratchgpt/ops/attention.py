@@ -41,16 +41,25 @@ from ._vexp import _exp_parts, exp_affine_sum_inplace, row_max
 # _vexp.py; Numba's own np.exp and max do not vectorise).
 
 
+def check_heads(n_embd: int, n_head, owner: str = "") -> int:
+    """The one check that ``n_embd`` splits into ``n_head`` heads; returns the head size HS.
+
+    Used where a width and a head count enter: GPTConfig / Seq2SeqConfig, the training config,
+    the attention layers and these ops. ``owner`` prefixes the message (e.g. "GPTConfig.")."""
+    if isinstance(n_head, bool) or not isinstance(n_head, (int, np.integer)) or n_head <= 0:
+        raise ConfigError(f"{owner}n_head must be a positive int, got {n_head!r}")
+    if n_embd % n_head:
+        raise ConfigError(f"{owner}n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+    return int(n_embd) // int(n_head)
+
+
 def _split_qkv_shape(qkv: np.ndarray, n_head: int):
-    if not isinstance(n_head, (int, np.integer)) or n_head <= 0:
-        raise ConfigError(f"n_head must be a positive int, got {n_head!r}")
     if qkv.ndim != 3 or qkv.shape[-1] % 3 != 0:
         raise DataError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
     B, T, C3 = qkv.shape
     C = C3 // 3
-    if C % n_head != 0:
-        raise ConfigError(f"n_embd C={C} is not divisible by n_head={n_head}")
-    return B, T, C, int(n_head), C // int(n_head)
+    HS = check_heads(C, n_head)
+    return B, T, C, int(n_head), HS
 
 
 def _heads(x: np.ndarray, B: int, T: int, NH: int, HS: int) -> np.ndarray:

@@ -28,29 +28,26 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function, Tensor
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ._numba import EXP_ROWS, njit_pair
 from ._vexp import exp_inplace
-from .attention import _softmax_backward_inplace
+from .attention import _softmax_backward_inplace, check_heads
 
 
 def _check(q: np.ndarray, kv: np.ndarray, n_head, kv_mask):
-    if not isinstance(n_head, (int, np.integer)) or n_head <= 0:
-        raise ConfigError(f"n_head must be a positive int, got {n_head!r}")
     if q.ndim != 3:
         raise DataError(f"q must have shape (B, Tq, C), got {q.shape}")
     B, Tq, C = q.shape
     if kv.ndim != 3 or kv.shape[0] != B or kv.shape[2] != 2 * C:
         raise DataError(f"kv must have shape (B={B}, Tk, 2C={2 * C}), got {kv.shape}")
-    if C % n_head != 0:
-        raise ConfigError(f"n_embd C={C} is not divisible by n_head={n_head}")
+    HS = check_heads(C, n_head)
     Tk = kv.shape[1]
     if kv_mask is not None:
         kv_mask = np.asarray(kv_mask)
         if kv_mask.dtype != np.bool_ or kv_mask.shape != (B, Tk):
             raise DataError(f"kv_mask must be a bool array of shape (B={B}, Tk={Tk}), "
                             f"got {kv_mask.dtype} {kv_mask.shape}")
-    return B, Tq, Tk, C, int(n_head), C // int(n_head), kv_mask
+    return B, Tq, Tk, C, int(n_head), HS, kv_mask
 
 
 def _heads(x: np.ndarray, B: int, T: int, NH: int, HS: int) -> np.ndarray:

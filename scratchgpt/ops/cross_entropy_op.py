@@ -33,6 +33,11 @@ from ._vexp import exp_affine_sum, row_max
 _REDUCTIONS = ("mean", "sum")
 
 
+# The target value cross_entropy skips (PyTorch's convention). The one definition: data batches,
+# models and the trainer import it from here.
+IGNORE_INDEX = -100
+
+
 def _check_inputs(logits: np.ndarray, targets, ignore_index: int, reduction: str):
     """Validate and flatten: returns (z (N, V), t (N,) int64, valid (N,) bool, N_valid)."""
     if reduction not in _REDUCTIONS:
@@ -58,7 +63,7 @@ def _check_inputs(logits: np.ndarray, targets, ignore_index: int, reduction: str
 
 
 # ============================================================================ reference (float64)
-def cross_entropy_forward_ref(logits, targets, ignore_index=-100, reduction="mean", compute_grad=True):
+def cross_entropy_forward_ref(logits, targets, ignore_index=IGNORE_INDEX, reduction="mean", compute_grad=True):
     """The definition in float64: -log_softmax gathered at the targets. ``compute_grad`` is
     accepted for signature parity with the fast path; the reference always derives the
     gradient in backward from the cached logits."""
@@ -120,7 +125,7 @@ def _ce_rows(z, t, valid, w, grad, losses, compute_grad):
                 e[tn] -= w
 
 
-def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean", compute_grad=True):
+def cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX, reduction="mean", compute_grad=True):
     """Fast path. Returns (loss 0-d array in the logits dtype, cache); with ``compute_grad``
     the cache holds the finished gradient for dL = 1 (backward only scales it by dL).
 
@@ -164,7 +169,7 @@ def cross_entropy_backward(dloss, cache):
 # ============================================================================ autograd
 class CrossEntropyFunction(Function):
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
+    def forward(ctx, logits, targets, ignore_index=IGNORE_INDEX, reduction="mean"):
         return cross_entropy_forward(logits, targets, ignore_index, reduction,
                                      compute_grad=ctx.grad_enabled)
 
@@ -173,7 +178,7 @@ class CrossEntropyFunction(Function):
         return cross_entropy_backward(grad, ctx.cache), None
 
 
-def cross_entropy(logits, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits, targets, ignore_index: int = IGNORE_INDEX, reduction: str = "mean") -> Tensor:
     """logits (..., V) Tensor, targets NumPy int (...) -> scalar Tensor (mean over non-ignored)."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
+from ..ops.attention import check_heads
 
 _OPTIMIZERS = ("adamw", "adam", "sgd")
 _SCHEDULES = ("cosine", "constant")
@@ -45,7 +46,7 @@ class ModelConfig:
         for name in ("n_layer", "n_head", "n_embd", "block_size"):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, name, "an integer >= 1", v)
-        _check(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}", self.n_embd)
+        check_heads(self.n_embd, self.n_head, "ModelConfig.")
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def sft_trainer(base_dir, data_dir, cfg: TrainConfig, run_dir, subset: int | Non
     ``subset`` training conversations; ``peft`` = dict of apply_peft arguments incl. method)."""
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft
-    from .batches import conversation_eval_batches
+    from .eval_batches import conversation_eval_batches
     from .runs import load_model_dir, sft_examples
     from .trainer import Trainer
     model, tok = load_model_dir(base_dir)
@@ -109,7 +109,7 @@ def sft_trainer(base_dir, data_dir, cfg: TrainConfig, run_dir, subset: int | Non
 
 def train_loss_on(trainer, shard_like, seq_len: int, batch_size: int = 16) -> float:
     """Loss on (a subset of) the training conversations, in eval mode, for train/val tables."""
-    from .batches import conversation_eval_batches
+    from .eval_batches import conversation_eval_batches
     from .trainer import evaluate_loss
     pad = 0
     ex = [shard_like[i] for i in range(len(shard_like))]

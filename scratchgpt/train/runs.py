@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError
-from .batches import conversation_eval_batches, fixed_windows
+from .eval_batches import conversation_eval_batches, fixed_windows
 from .config import ModelConfig, PeftConfig, TrainConfig, to_dict
 from .trainer import Trainer, TrainResult, evaluate_loss
 

@@ -32,10 +32,11 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..errors import CheckpointError, ScratchGPTError
+from ..ops.cross_entropy_op import IGNORE_INDEX
 from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
 from .amp import HalfPrecisionWeights, LossScaler
-from .batches import as_triple
-from .checkpoint import (assign_model_arrays, check_model_arrays, latest_checkpoint, load_arrays,
+from .eval_batches import as_triple
+from .run_checkpoints import (assign_model_arrays, check_model_arrays, latest_checkpoint, load_arrays,
                          load_checkpoint, save_arrays_atomic, save_checkpoint)
 from .config import TrainConfig, to_dict
 from .metrics import MetricsLog
@@ -56,6 +57,12 @@ class TrainResult:
     elapsed: float
     tokens: int
     history: list = field(default_factory=list)
+    # filled by train.runs.sft for its callers (demo, chapters): wall time of the whole run,
+    # parameter counts, and the trained model and its tokenizer
+    wall: float | None = None
+    param_counts: dict | None = None
+    model: object = None
+    tokenizer: object = None
 
 
 # ------------------------------------------------------------------ helpers
@@ -120,7 +127,7 @@ def evaluate_loss(model, batches: list) -> float:
     with no_grad():
         for x, y, m in batches:
             _, loss = model(x, y, loss_mask=m) if m is not None else model(x, y)
-            count = int((y != -100).sum()) if m is None else float(np.sum(m))
+            count = int((y != IGNORE_INDEX).sum()) if m is None else float(np.sum(m))
             total += float(loss.item()) * count
             n += count
     model.train(was_training)
