@@ -145,8 +145,9 @@ NEEDS_DATA = {number for number, _, _ in TRAINING_SECTIONS}
 
 
 def _deploy_sections():
+    from .ch3_compress import SECTIONS as compress
     from .ch3_deploy import SECTIONS as deploy
-    return deploy
+    return deploy + compress
 
 
 SECTIONS += _deploy_sections()

@@ -40,7 +40,7 @@ from ..models import GPT, GPTConfig
 from ..models import checkpoint as ckpt
 from ..models.gpt import IGNORE_INDEX, masked_targets
 from ..ops.quantized_matmul import (DEFAULT_GROUP_SIZE, check_group_size, dequantize_int4_ref,
-                                    dequantize_int8_ref, int4_linear, int8_linear, quantize_int4,
+                                    dequantize_int8_ref, int4_matmul, int8_matmul, quantize_int4,
                                     quantize_int8)
 
 MODEL_KIND = "gpt-quantized"
@@ -90,9 +90,10 @@ class _QuantLinear:
         self.group_size = per_row // self.scales.shape[1]
         self.nbytes = int(self.qweight.nbytes + self.scales.nbytes
                           + (0 if self.bias is None else self.bias.nbytes))
+        self._mm = self._matmul(self.qweight, self.scales, self.bias, self.in_features)
 
     def __call__(self, x, out):                                          # x (M, in) -> out (M, out)
-        return self._kernel(x, self.qweight, self.scales, self.bias, out=out)
+        return self._mm(x, out)
 
     def dequantized(self) -> np.ndarray:
         """W~ (in, out) float32: the weight this linear multiplies by."""
@@ -105,7 +106,7 @@ class _QuantLinear:
 
 class Int8Linear(_QuantLinear):
     bits = 8
-    _kernel = staticmethod(int8_linear)
+    _matmul = staticmethod(int8_matmul)
     _deq = staticmethod(dequantize_int8_ref)
 
     @classmethod
@@ -117,7 +118,7 @@ class Int8Linear(_QuantLinear):
 
 class Int4Linear(_QuantLinear):
     bits = 4
-    _kernel = staticmethod(int4_linear)
+    _matmul = staticmethod(int4_matmul)
     _deq = staticmethod(dequantize_int4_ref)
 
     @classmethod
@@ -144,6 +145,13 @@ class QuantizedGPT:
 
     def eval(self):
         return self
+
+    def __call__(self, idx, targets=None, loss_mask=None):
+        """(logits, loss) like GPT's forward, through the simulated float twin (built on first
+        use: evaluation code that recomputes a context past the engine's window needs it)."""
+        if getattr(self, "_simulated", None) is None:
+            self._simulated = self.simulated_gpt()
+        return self._simulated(idx, targets, loss_mask)
 
     def train(self, mode: bool = True):
         if mode:

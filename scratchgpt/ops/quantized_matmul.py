@@ -57,6 +57,7 @@ DEFAULT_GROUP_SIZE = 32
 BLAS_MIN_ROWS = 8      # rows of x from which the tile-dequantize + BLAS path runs
 TILE_N = 256           # output features dequantized per BLAS tile
 BLOCK = 32             # values per kernel block (and per int4 packing block)
+JOB = 16               # output features per parallel job
 HALF = BLOCK // 2
 
 
@@ -177,15 +178,18 @@ def _int8_rows32(x, q, scales, bias, out):
     M, K = x.shape
     N = q.shape[0]
     nfull = K // BLOCK                               # blocks without padding (tail: _int8_tail)
-    for n in prange(N):
-        for m in range(M):
-            lanes = np.zeros(BLOCK, dtype=np.float32)
-            for g in range(nfull):
-                d = scales[n, g]
-                k0 = g * BLOCK
+    for j in prange((N + JOB - 1) // JOB):
+        lanes = np.empty(BLOCK, dtype=np.float32)    # once per job: an allocation per row cost 2x on small models
+        for n in range(j * JOB, min(j * JOB + JOB, N)):
+            for m in range(M):
                 for i in range(BLOCK):
-                    lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
-            out[m, n] = lanes.sum() + bias[n]
+                    lanes[i] = 0.0
+                for g in range(nfull):
+                    d = scales[n, g]
+                    k0 = g * BLOCK
+                    for i in range(BLOCK):
+                        lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
+                out[m, n] = lanes.sum() + bias[n]
 
 
 @njit_pair(fastmath=SUMS)
@@ -195,18 +199,21 @@ def _int8_rows(x, q, scales, bias, out):
     N = q.shape[0]
     per_group = q.shape[1] // scales.shape[1] // BLOCK
     nfull = K // BLOCK
-    for n in prange(N):
+    for j in prange((N + JOB - 1) // JOB):
+        lanes = np.empty(BLOCK, dtype=np.float32)
         ds = np.empty(nfull, dtype=np.float32)
-        for b in range(nfull):
-            ds[b] = scales[n, b // per_group]
-        for m in range(M):
-            lanes = np.zeros(BLOCK, dtype=np.float32)
+        for n in range(j * JOB, min(j * JOB + JOB, N)):
             for b in range(nfull):
-                d = ds[b]
-                k0 = b * BLOCK
+                ds[b] = scales[n, b // per_group]
+            for m in range(M):
                 for i in range(BLOCK):
-                    lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
-            out[m, n] = lanes.sum() + bias[n]
+                    lanes[i] = 0.0
+                for b in range(nfull):
+                    d = ds[b]
+                    k0 = b * BLOCK
+                    for i in range(BLOCK):
+                        lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
+                out[m, n] = lanes.sum() + bias[n]
 
 
 @njit_pair(fastmath=SUMS)
@@ -230,18 +237,21 @@ def _int4_rows32(x, packed, scales, bias, out):
     H = BLOCK // 2                                   # a local: as a global it ran 1.7x slower
     N = packed.shape[0]
     nfull = K // BLOCK
-    for n in prange(N):
-        for m in range(M):
-            lanes = np.zeros(H, dtype=np.float32)
-            for g in range(nfull):
-                d = scales[n, g]
-                k0 = g * BLOCK
-                b0 = g * H
+    for j in prange((N + JOB - 1) // JOB):
+        lanes = np.empty(H, dtype=np.float32)
+        for n in range(j * JOB, min(j * JOB + JOB, N)):
+            for m in range(M):
                 for i in range(H):
-                    byte = np.int32(packed[n, b0 + i])
-                    lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
-                                 + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
-            out[m, n] = lanes.sum() + bias[n]
+                    lanes[i] = 0.0
+                for g in range(nfull):
+                    d = scales[n, g]
+                    k0 = g * BLOCK
+                    b0 = g * H
+                    for i in range(H):
+                        byte = np.int32(packed[n, b0 + i])
+                        lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
+                                     + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
+                out[m, n] = lanes.sum() + bias[n]
 
 
 @njit_pair(fastmath=SUMS)
@@ -251,21 +261,24 @@ def _int4_rows(x, packed, scales, bias, out):
     N = packed.shape[0]
     per_group = 2 * packed.shape[1] // scales.shape[1] // BLOCK
     nfull = K // BLOCK
-    for n in prange(N):
+    for j in prange((N + JOB - 1) // JOB):
+        lanes = np.empty(H, dtype=np.float32)
         ds = np.empty(nfull, dtype=np.float32)
-        for b in range(nfull):
-            ds[b] = scales[n, b // per_group]
-        for m in range(M):
-            lanes = np.zeros(H, dtype=np.float32)
+        for n in range(j * JOB, min(j * JOB + JOB, N)):
             for b in range(nfull):
-                d = ds[b]
-                k0 = b * BLOCK
-                b0 = b * H
+                ds[b] = scales[n, b // per_group]
+            for m in range(M):
                 for i in range(H):
-                    byte = np.int32(packed[n, b0 + i])
-                    lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
-                                 + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
-            out[m, n] = lanes.sum() + bias[n]
+                    lanes[i] = 0.0
+                for b in range(nfull):
+                    d = ds[b]
+                    k0 = b * BLOCK
+                    b0 = b * H
+                    for i in range(H):
+                        byte = np.int32(packed[n, b0 + i])
+                        lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
+                                     + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
+                out[m, n] = lanes.sum() + bias[n]
 
 
 @njit_pair(fastmath=SUMS)
@@ -332,33 +345,64 @@ def _group_of(qrows, scales, name):
     return per_row // scales.shape[1]
 
 
-def _run(kernels, x, w, scales, bias, out, name):
-    rows32, rows, tail, tile_kernel = kernels
-    _check_call(x, w, scales, bias, out, name)
-    M, K = x.shape
-    H = BLOCK // 2                                   # a local: as a global it ran 1.7x slower
-    N = w.shape[0]
-    b = np.zeros(N, dtype=np.float32) if bias is None else bias
-    if M < BLAS_MIN_ROWS:
-        group = _group_of(w, scales, name)
-        (rows32 if group == BLOCK else rows).pick(M * N * K)(x, w, scales, b, out)
-        if K % BLOCK:
-            tail.pick(M * N * BLOCK)(x, w, scales, out)
+class PackedMatmul:
+    """out = x @ W~ (+ b) for one packed weight, with everything per-call precomputed: the
+    engine calls a decode matmul ~10 times per token, where 5-10 µs of Python per call (checks,
+    a zero-bias allocation) was measured to halve a small model's tokens/s. Shapes are checked
+    once here; ``__call__`` trusts x (M, in) float32 C-contiguous and out (M, out) float32."""
+
+    def __init__(self, kernels, w, scales, bias, in_features: int):
+        rows32, rows, self._tail, self._tile = kernels
+        self.w, self.scales = w, scales
+        self.in_features, self.out_features = int(in_features), w.shape[0]
+        group = _group_of(w, scales, "PackedMatmul")
+        if _groups(self.in_features, group) != scales.shape[1] or scales.shape[0] != w.shape[0]:
+            raise ValueError(f"PackedMatmul: {in_features} input features do not fit {scales.shape[1]} groups "
+                             f"of {group}")
+        self._rows = rows32 if group == BLOCK else rows
+        self.bias = bias
+        self._b = np.zeros(self.out_features, np.float32) if bias is None else bias
+        self._has_tail = self.in_features % BLOCK != 0
+        self._kp = scales.shape[1] * group
+        self._buf = None
+
+    def __call__(self, x, out):
+        M = x.shape[0]
+        if M < BLAS_MIN_ROWS:
+            work = M * self.out_features * self.in_features
+            self._rows.pick(work)(x, self.w, self.scales, self._b, out)
+            if self._has_tail:
+                self._tail.pick(work)(x, self.w, self.scales, out)
+            return out
+        N, K = self.out_features, self.in_features
+        if self._buf is None:
+            self._buf = np.empty((min(TILE_N, N), self._kp), dtype=np.float32)   # (TILE_N, Kp), kept
+        for n0 in range(0, N, TILE_N):
+            n1 = min(n0 + TILE_N, N)
+            tile = self._buf[: n1 - n0]
+            self._tile.pick(tile.size)(self.w, self.scales, n0, n1, tile)
+            out[:, n0:n1] = x @ tile[:, :K].T                              # (M, n1-n0): one sgemm
+        if self.bias is not None:
+            out += self.bias
         return out
-    kp = scales.shape[1] * _group_of(w, scales, name)
-    buf = np.empty((min(TILE_N, N), kp), dtype=np.float32)           # (TILE_N, Kp), reused
-    for n0 in range(0, N, TILE_N):
-        n1 = min(n0 + TILE_N, N)
-        tile = buf[: n1 - n0]
-        tile_kernel.pick(tile.size)(w, scales, n0, n1, tile)
-        out[:, n0:n1] = x @ tile[:, :K].T                            # (M, n1-n0): one sgemm
-    if bias is not None:
-        out += bias
-    return out
+
+
+def _run(kernels, x, w, scales, bias, out, name):
+    _check_call(x, w, scales, bias, out, name)
+    return PackedMatmul(kernels, w, scales, bias, x.shape[1])(x, out)
 
 
 _INT8 = (_int8_rows32, _int8_rows, _int8_tail, _int8_dequant_tile)
 _INT4 = (_int4_rows32, _int4_rows, _int4_tail, _int4_dequant_tile)
+
+
+def int8_matmul(q, scales, bias, in_features: int) -> PackedMatmul:
+    """The reusable form of ``int8_linear`` (what Int8Linear holds)."""
+    return PackedMatmul(_INT8, q, scales, bias, in_features)
+
+
+def int4_matmul(packed, scales, bias, in_features: int) -> PackedMatmul:
+    return PackedMatmul(_INT4, packed, scales, bias, in_features)
 
 
 def int8_linear(x, q, scales, bias=None, out=None):
