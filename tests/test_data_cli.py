@@ -66,6 +66,7 @@ def test_chapter3_quick_runs(capsys):
     out = capsys.readouterr().out
     assert "数据预处理" in out and "ids found in two splits: 0" in out
     assert "SFT loss mask covers" in out
+    assert "量化与剪枝" in out and "int4" in out     # §3.2.4b: quantization and pruning side by side
 
 
 def test_download_without_network_is_one_clear_line(tmp_path, capsys, monkeypatch):
