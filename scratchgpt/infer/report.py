@@ -85,7 +85,7 @@ def measure_decode(model_dir, prompt_len: int = 32, new_tokens: int = 128, repea
 # ----------------------------------------------------------------------------- quality
 def val_loss(model, tok, data_dir, seq_len: int = 128, batch_size: int = 16) -> float:
     """Mean loss per assistant token on sft_val, exactly as ``scratchgpt eval`` computes it."""
-    from ..train.batches import conversation_eval_batches
+    from ..train.eval_batches import conversation_eval_batches
     from ..train.runs import sft_examples
     from ..train.trainer import evaluate_loss
     pad = tok.special_tokens.get("<|pad|>", 0)
