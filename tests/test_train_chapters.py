@@ -25,6 +25,10 @@ def test_ch7_tracking(work):
     assert "compare_val_loss.svg" in out and "curves.svg" in out
     assert "resumed log == uninterrupted log (except timings): True" in out
     assert (work / "ch7" / "compare_val_loss.svg").read_text().startswith("<svg")
+    # every path it points to is kept (it printed them under --out, which stays)
+    printed = [tok for tok in out.split() if tok.endswith(".svg")]
+    assert printed and all(__import__("pathlib").Path(p).is_file() for p in printed), printed
+    assert f"are kept in {work}" in out
 
 
 def test_ch8_peft_side_by_side(work):

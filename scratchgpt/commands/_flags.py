@@ -41,6 +41,12 @@ import os
 import sys
 import warnings
 
+# Progress bars appear only for work that takes more than a second (tqdm reads TQDM_* variables
+# when it is first imported, which is after this module for every command and chapter): a bad
+# input fails before any bar is drawn, so its error stays the only line on stderr. A value the
+# user set wins.
+os.environ.setdefault("TQDM_DELAY", "1")
+
 _DEEPEST = "_scratchgpt_parser"           # namespace attribute: the innermost parser that ran
 THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _THREADS_SET = "SCRATCHGPT_THREADS"       # set once the restart with thread variables happened

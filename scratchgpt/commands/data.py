@@ -32,7 +32,8 @@ def register(subparsers):
     pp.add_argument("--input", nargs="+", default=[], metavar="PATH", help="your own files or folders")
     pp.add_argument("--test-input", nargs="+", default=[], metavar="PATH",
                     help="held-out files: every record goes to the test split")
-    pp.add_argument("--format", default="auto", choices=["auto", "csv", "jsonl", "yaml", "text"])
+    pp.add_argument("--format", default="auto", choices=["auto", "csv", "jsonl", "yaml", "text"],
+                    help="input format (default auto: by file extension)")
     pp.add_argument("--languages", default=None, metavar="LIST",
                     help="e.g. english,chinese: chatterbot languages to load and languages to keep")
     pp.add_argument("--augment", action="store_true", help="add EDA-augmented copies of train conversations")

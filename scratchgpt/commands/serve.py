@@ -12,7 +12,8 @@ def register(sub) -> None:
                                    "directory) with continuous batching: POST /v1/chat/completions, "
                                    "/v1/completions, GET /v1/models, /health, /metrics, and a chat page at /. "
                                    "Needs the 'serve' extra: pip install 'scratchgpt[serve]'.")
-    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("model_dir", metavar="MODEL_DIR",
+                   help="model directory to serve (config.json, model.safetensors, tokenizer.json)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else "
                                                        "needs an API key)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")

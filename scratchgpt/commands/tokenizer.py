@@ -43,14 +43,14 @@ def register(sub) -> None:
 
     e = tsub.add_parser("encode", help="print the token ids of TEXT")
     add_tokenizer(e)
-    e.add_argument("text", metavar="TEXT")
+    e.add_argument("text", metavar="TEXT", help="the text to encode")
     e.add_argument("--allow-special", action="store_true", help="match special tokens written in TEXT")
     e.add_argument("--pieces", action="store_true", help="also print each token's text")
     e.set_defaults(func=run_encode)
 
     d = tsub.add_parser("decode", help="print the text of token IDS")
     add_tokenizer(d)
-    d.add_argument("ids", nargs="+", metavar="ID")
+    d.add_argument("ids", nargs="+", metavar="ID", help="token ids to decode")
     d.set_defaults(func=run_decode)
 
     s = tsub.add_parser("stats", help="compression of a tokenizer on text files")

@@ -123,8 +123,12 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
             for rec in load_records(inputs, report, cfg.fmt):
                 yield rec, None
 
-    files = {s: open(out_dir / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
-    texts = {s: open(out_dir / f"{s}.txt", "w", encoding="utf-8") for s in SPLITS} if cfg.write_text else {}
+    # written under temporary names and renamed only when the whole run succeeded, so a failed
+    # run (bad row, nothing left, Ctrl-C) leaves an earlier prepared corpus in out_dir intact
+    names = [f"{s}.jsonl" for s in SPLITS] + ([f"{s}.txt" for s in SPLITS] if cfg.write_text else [])
+    partial = {name: out_dir / f"{name}.partial" for name in names}
+    files = {s: open(partial[f"{s}.jsonl"], "w", encoding="utf-8") for s in SPLITS}
+    texts = {s: open(partial[f"{s}.txt"], "w", encoding="utf-8") for s in SPLITS} if cfg.write_text else {}
     first_text = {s: True for s in SPLITS}
     written = [0]
     bar = tqdm(desc="prepare", unit="rec", disable=not progress)
@@ -157,17 +161,22 @@ def prepare(cfg: PrepareConfig, out_dir, tokenizer=None, progress: bool = True) 
                 if cfg.augment is not None and split == "train" and isinstance(rec, Conversation):
                     for copy in _augmented(rec, cfg.augment, report):
                         write(copy, "train")
-    finally:
-        bar.close()
+        if not written[0]:  # nothing survived: no corpus of nothing
+            raise DataError(f"no records to write: {report.empty_reason()}")
+    except BaseException:
         for f in list(files.values()) + list(texts.values()):
             f.close()
-    if not written[0]:
-        # nothing survived: remove the empty files we just made rather than leave a corpus of nothing
-        for f in list(files.values()) + list(texts.values()):
-            Path(f.name).unlink(missing_ok=True)
+        for path in partial.values():
+            path.unlink(missing_ok=True)
         if created_dir and not any(out_dir.iterdir()):
             out_dir.rmdir()
-        raise DataError(f"no records to write: {report.empty_reason()}")
+        raise
+    finally:
+        bar.close()
+    for f in list(files.values()) + list(texts.values()):
+        f.close()
+    for name, path in partial.items():
+        path.replace(out_dir / name)
     if tokenizer is not None:
         write_shards(out_dir, tokenizer, report, progress)
     report.save(out_dir / "report.json")

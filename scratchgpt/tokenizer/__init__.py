@@ -64,8 +64,9 @@ def load_tokenizer(path):
     if kind is None and isinstance(data.get("model"), dict):  # a Hugging Face tokenizer.json
         return BPETokenizer.from_huggingface(path)
     if kind not in TOKENIZER_TYPES:
-        raise CheckpointError(f"{path}: not a tokenizer file (no \"type\" field naming one of "
-                              f"{sorted(TOKENIZER_TYPES)} and not a Hugging Face tokenizer.json)")
+        what = "no \"type\" field" if kind is None else f"type {kind!r}"
+        raise CheckpointError(f"{path}: not a tokenizer file this package reads ({what}; expected a type in "
+                              f"{sorted(TOKENIZER_TYPES)} or a Hugging Face tokenizer.json)")
     module_name, class_name = TOKENIZER_TYPES[kind]
     cls = getattr(importlib.import_module(module_name, __name__), class_name)
     return cls.load(path)
