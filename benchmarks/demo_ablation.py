@@ -31,7 +31,15 @@ def variants() -> dict:
     base = DemoConfig()
     out = {"base": base}
     out["smear"] = smear = replace(base, model=replace(base.model, smear=True))
-    out["smear+drills"] = replace(smear, copy_drills=4000)
+    out["smear+drills"] = drills = replace(smear, copy_drills=4000)
+
+    def longer(cfg, f):   # f x the steps of pretraining and SFT (warmup and schedule scale along)
+        return replace(cfg, pretrain=replace(cfg.pretrain, max_steps=round(cfg.pretrain.max_steps * f)),
+                       sft=replace(cfg.sft, max_steps=round(cfg.sft.max_steps * f)))
+    out["smear+steps1.4"] = longer(smear, 1.4)
+    # + e-mail users redrawn in slot resampling (slot_augment._reshape) and 4x copies for rare slots
+    out["smear+drills+boost4+steps1.4"] = longer(replace(drills, rare_slot_boost=4), 1.4)
+    out["smear+drills+steps1.4"] = longer(drills, 1.4)
     return out
 
 

@@ -18,8 +18,17 @@ def conv(user, reply, slots, lang="en"):
 def test_reshape_keeps_the_shape(value, seed):
     new = _reshape(value, random.Random(seed))
     assert len(new) == len(value)
+    user = "@" in value
     for a, b in zip(value, new):
-        assert (a.isdigit() and b.isdigit()) or (a.isupper() and b.isupper()) or a == b
+        user = user and a != "@"
+        assert (a.isdigit() and b.isdigit()) or (a.isupper() and b.isupper()) or a == b or \
+            (user and a.islower() and b.islower())
+
+
+def test_email_users_are_redrawn_domains_kept():
+    new = {_reshape("anna.lee7@example.com", random.Random(s)) for s in range(20)}
+    assert len({v.split("@")[0] for v in new}) == 20 and all(v.endswith("@example.com") for v in new)
+    assert all(len(v) == len("anna.lee7@example.com") and v[4] == "." for v in new)
 
 
 def test_every_occurrence_is_replaced_and_pools_follow_language():
@@ -39,3 +48,13 @@ def test_every_occurrence_is_replaced_and_pools_follow_language():
     assert resample_slots(convs[2], pools, random.Random(0))[1] == {"product": "台灯"}
     # seeded
     assert resample_slots(convs[0], pools, random.Random(5)) == resample_slots(convs[0], pools, random.Random(5))
+
+
+def test_rare_slot_types_get_more_copies():
+    from scratchgpt.train.slot_augment import copies_per_conversation
+    convs = [conv(f"order A1234{i}?", f"Order A1234{i}.", {"order_id": f"A1234{i}"}) for i in range(9)]
+    convs.append(conv("charged $5.00 twice", "Refunded $5.00.", {"amount": "$5.00"}))
+    convs.append(conv("hi", "hello", {}))
+    assert copies_per_conversation(convs, 3) == [3] * 10 + [0]
+    assert copies_per_conversation(convs, 3, max_boost=4) == [3] * 9 + [12, 0]   # 9 / 1 capped at 4
+    assert copies_per_conversation(convs, 3, max_boost=20) == [3] * 9 + [27, 0]

@@ -42,6 +42,7 @@ class DemoConfig:
     slot_copies: int = 12               # slot-resampled copies per SFT conversation (slot_augment.py)
     pretrain_slot_copies: int = 8       # ... and per dialogue added to the pretraining text
     copy_drills: int = 0                # synthetic copy texts added to the pretraining text (copy_drill.py)
+    rare_slot_boost: int = 1            # up to this many times the copies for rare slot types (amounts, e-mails)
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -109,7 +110,8 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
             "sft": write_shards(dirs["sft_dir"], tok, progress=progress)}
 
 
-def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0) -> dict:
+def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
+                                   max_boost: int = 1) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), and ``drills`` synthetic copy drills
     (``copy_drill.py``). Pretraining then already rewards copying values from earlier in the
@@ -119,14 +121,14 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
     from ..data.pipeline import read_jsonl
     from ..data.records import Conversation
     from ..data.shards import write_pretrain_shard
-    from .slot_augment import resample_slots, slot_pools
+    from .slot_augment import copies_per_conversation, resample_slots, slot_pools
     convs = [r for r in read_jsonl(dirs["sft_dir"] / "train.jsonl") if isinstance(r, Conversation)]
     pools = slot_pools(convs)
     rng = random.Random(seed)
     extra = []
-    for c in convs:
+    for c, n in zip(convs, copies_per_conversation(convs, copies, max_boost)):
         if c.meta.get("slots"):
-            for _ in range(copies):
+            for _ in range(n):
                 msgs, _ = resample_slots(c, pools, rng)
                 extra.append("\n".join(m["content"] for m in msgs))
     if drills:
@@ -180,7 +182,7 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     metas = write_all_shards(dirs, tok, progress)
     if cfg.pretrain_slot_copies or cfg.copy_drills:
         metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,
-                                                                             cfg.copy_drills)
+                                                                             cfg.copy_drills, cfg.rare_slot_boost)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -195,7 +197,7 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
 
     _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
-              slot_copies=cfg.slot_copies)
+              slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
     stage("sft")
 

@@ -146,11 +146,12 @@ def sft_examples(data_dir, split: str, tok):
 
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
         resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
-        slot_copies: int = 0):
+        slot_copies: int = 0, rare_slot_boost: int = 1):
     """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
 
     ``slot_copies > 0`` adds that many slot-resampled variants of every training conversation
-    with slot values (``slot_augment.py``), rendered from ``data_dir``/train.jsonl.
+    with slot values (``slot_augment.py``), rendered from ``data_dir``/train.jsonl; conversations
+    with a rare slot type get up to ``rare_slot_boost`` times as many.
     """
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft, count_parameters, save_peft
@@ -164,7 +165,7 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     if slot_copies:
         from .slot_augment import augmented_sft_shard
         convs = load_test_conversations(data_dir, "train")
-        train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed)
+        train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed, max_boost=rare_slot_boost)
         log(f"slot resampling: {len(convs)} training conversations -> {len(train_shard)} with {slot_copies} "
             "slot-resampled copies of each one that has slot values")
     try:

@@ -9,7 +9,11 @@ same shape:
 
   * values with digits (order ids, amounts, e-mails): each digit -> a random digit and each
     upper-case ASCII letter -> a random upper-case letter; punctuation and lower-case text stay
-    ("SG-202760" -> "SG-918245", "#37042" -> "#55108", "$14.00" -> "$83.17");
+    ("SG-202760" -> "SG-918245", "#37042" -> "#55108", "$14.00" -> "$83.17"), except in the
+    user part of an e-mail, where lower-case letters are redrawn too ("anna.lee7@example.com" ->
+    "qpxm.rdt4@example.com"): the bundled data draws users from a list of 12 names, and with the
+    names kept the model learned to pick one of the 12 instead of copying (measured: 22 % of test
+    e-mails echoed, every miss another name from the list);
   * other values (product names): another value of the same slot seen in training conversations
     of the same language.
 
@@ -30,11 +34,16 @@ from ..errors import DataError
 
 def _reshape(value: str, rng: random.Random) -> str:
     out = []
+    user = "@" in value          # an e-mail: the part before "@" is redrawn letter by letter
     for ch in value:
+        if ch == "@":
+            user = False
         if ch.isdigit():
             out.append(rng.choice(string.digits))
         elif ch in string.ascii_uppercase:
             out.append(rng.choice(string.ascii_uppercase))
+        elif user and ch in string.ascii_lowercase:
+            out.append(rng.choice(string.ascii_lowercase))
         else:
             out.append(ch)
     return "".join(out)
@@ -77,6 +86,32 @@ def resample_slots(conv, pools: dict, rng: random.Random):
     return msgs, new
 
 
+def copies_per_conversation(conversations, copies: int, max_boost: int = 1) -> list[int]:
+    """Slot-resampled copies for each conversation: ``copies``, times up to ``max_boost`` for
+    conversations with a rare slot type.
+
+    The bundled data copies order numbers in 499 training rows but amounts and e-mails in 25
+    each, so a model sees 20x fewer examples of copying those (measured: 0-22 % of test amounts
+    and e-mails echoed while 85 % of order numbers were). A conversation's boost is
+    min(max_boost, floor(count of the commonest slot type / count of its rarest slot type)),
+    counted over ``conversations``; ``max_boost=1`` gives every conversation ``copies``.
+    """
+    counts: dict = defaultdict(int)
+    for c in conversations:
+        for k in (c.meta.get("slots") or {}):
+            counts[k] += 1
+    top = max(counts.values(), default=1)
+    out = []
+    for c in conversations:
+        kinds = list(c.meta.get("slots") or {})
+        if not kinds:
+            out.append(0)
+            continue
+        boost = max(1, min(max_boost, top // min(counts[k] for k in kinds)))
+        out.append(copies * boost)
+    return out
+
+
 class ListShard:
     """An in-memory SFT shard: ``len``, ``[i] -> (ids, mask)``, ``meta`` (what SFTBatches reads)."""
 
@@ -91,19 +126,20 @@ class ListShard:
         return self.examples[i]
 
 
-def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0) -> ListShard:
-    """The rendered originals plus ``copies`` slot-resampled variants of each conversation with slots."""
+def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, max_boost: int = 1) -> ListShard:
+    """The rendered originals plus ``copies`` slot-resampled variants of each conversation with
+    slots (more for rare slot types with ``max_boost`` > 1: ``copies_per_conversation``)."""
     from ..tokenizer.chat_template import render_chat
     if copies < 0:
         raise DataError(f"slot copies must be >= 0, got {copies}")
     rng = random.Random(seed)
     pools = slot_pools(conversations)
     examples = []
-    for c in conversations:
+    for c, n in zip(conversations, copies_per_conversation(conversations, copies, max_boost)):
         msgs = [m.to_dict() for m in c.messages]
         examples.append(render_chat(tok, msgs))
         if c.meta.get("slots"):
-            for _ in range(copies):
+            for _ in range(n):
                 new_msgs, _ = resample_slots(c, pools, rng)
                 examples.append(render_chat(tok, new_msgs))
     pad = tok.special_tokens.get("<|pad|>", 0)
