@@ -60,7 +60,7 @@ setup(
         "setuptools>=70",
         "sentencepiece>=0.2",
         "safetensors>=0.4",
-        "tqdm>=4.60",
+        "tqdm>=4.66",  # 4.66: TQDM_* environment defaults (commands/_flags.py sets TQDM_DELAY)
         "pyyaml>=6",
         "chatterbot-corpus>=1.2",
     ],

@@ -12,7 +12,9 @@ def register(sub) -> None:
                                    "neurons in every layer and write a smaller dense model. Optional short "
                                    "recovery fine-tuning on the SFT data.")
     p.add_argument("model", metavar="MODEL_DIR", help="float32 model directory (a LoRA directory is merged first)")
-    p.add_argument("--method", choices=("magnitude", "heads", "neurons"), required=True)
+    p.add_argument("--method", choices=("magnitude", "heads", "neurons"), required=True,
+                   help="magnitude: zero the smallest weights; heads / neurons: remove whole attention heads or "
+                        "MLP neurons (a smaller dense model)")
     p.add_argument("--sparsity", type=float, required=True, metavar="S",
                    help="fraction to remove, in [0, 1): of the weights (magnitude), of the heads or neurons "
                         "of every layer (rounded to whole heads/neurons)")
