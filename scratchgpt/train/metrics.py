@@ -24,7 +24,13 @@ def _clean(v):
 
 
 class MetricsLog:
+    """Appends records to ``path``; ``path=None`` keeps no file (a process that must not write,
+    e.g. a data-parallel rank other than 0) and only returns the cleaned records."""
+
     def __init__(self, path, resume_step: int | None = None):
+        self._f = None
+        if path is None:
+            return
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
@@ -38,12 +44,14 @@ class MetricsLog:
 
     def log(self, **record) -> dict:
         rec = {k: _clean(v) for k, v in record.items()}
-        self._f.write(json.dumps(rec) + "\n")
-        self._f.flush()
+        if self._f is not None:
+            self._f.write(json.dumps(rec) + "\n")
+            self._f.flush()
         return rec
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def __enter__(self):
         return self

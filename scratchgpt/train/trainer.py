@@ -16,6 +16,11 @@ iterator's position, every RNG (data sampling and dropout) and the loss scaler, 
 at any moment and resumed with ``resume=True`` computes bit-for-bit the same weights as a run
 that was never interrupted (tests/test_train_resume.py kills one with SIGKILL to check).
 
+Hooks for data-parallel training (the MPI issue): ``sync_grads(params)`` runs after the
+micro-batches' backward and before the finiteness check and clipping — the place to all-reduce
+gradients; ``writes_files=False`` (every rank but 0) keeps metrics, checkpoints and the best
+weights off the disk, so only one process writes a run directory.
+
 Batch sources are objects with ``next_batch() -> (x, y, mask)`` (NumPy int arrays (B, T); mask
 float (B, T) or None) and ``state_dict()/load_state_dict()``; see ``batches.py``.
 """
@@ -142,16 +147,21 @@ class Trainer:
     ``resume=True`` continues from ``run_dir``'s latest checkpoint (an error if there is none).
     ``stop_after`` stops the loop after that many steps *without* marking the run finished —
     what tests and chapters use to simulate an interruption.
+    ``sync_grads`` / ``writes_files``: the data-parallel hooks (module docstring).
     """
 
     def __init__(self, model, cfg: TrainConfig, train_batches, val_batches: list, run_dir,
-                 resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None):
+                 resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None,
+                 sync_grads: Callable[[list], None] | None = None, writes_files: bool = True):
         self.model = model
         self.cfg = cfg
         self.train_batches = train_batches
         self.val_batches = val_batches
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writes_files = writes_files
+        self.sync_grads = sync_grads
+        if writes_files:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log
         self.extra_state = extra_state or {}
         self.params = trainable_parameters(model)
@@ -168,12 +178,15 @@ class Trainer:
         self.bad_evals = 0
         self.last_val = None
         self.stopped_early = False
+        self._best_arrays = None      # best weights in memory when this process writes no files
         resume_step = None
         if resume:
             resume_step = self._restore()
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=resume_step)
-        with open(self.run_dir / "train_config.json", "w", encoding="utf-8") as f:
-            json.dump({"train": to_dict(cfg), **self.extra_state}, f, indent=2)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl" if writes_files else None,
+                                  resume_step=resume_step)
+        if writes_files:
+            with open(self.run_dir / "train_config.json", "w", encoding="utf-8") as f:
+                json.dump({"train": to_dict(cfg), **self.extra_state}, f, indent=2)
 
     # -------------------------------------------------------------- state
     def _trainer_state(self) -> dict:
@@ -191,7 +204,10 @@ class Trainer:
             **self.extra_state,
         }
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint of this step (None, writing nothing, when ``writes_files`` is off)."""
+        if not self.writes_files:
+            return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer.state_dict(),
                                self._trainer_state())
 
@@ -236,13 +252,33 @@ class Trainer:
         return value
 
     def train_step(self) -> dict:
+        """One optimizer step: lr, gradients of grad_accum micro-batches, gradient sync, clip, update."""
+        lr = self._set_lr()
+        self.optimizer.zero_grad()
+        losses, ntok = self._accumulate_gradients()
+        self.tokens += ntok
+        if self.sync_grads is not None:
+            self.sync_grads(self.params)           # data parallel: average the gradients over ranks
+        loss = float(np.mean(losses))
+        finite_loss = all(math.isfinite(v) for v in losses)
+        gnorm = self._clip_gradients(finite_loss)
+        skipped = self._update(finite_loss, loss, gnorm, lr)
+        self.optimizer.zero_grad()
+        self.step += 1
+        return {"loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": ntok, "skipped": skipped}
+
+    def _set_lr(self) -> float:
         cfg = self.cfg
-        model = self.model
         lr = lr_schedule(self.step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr) \
             if cfg.schedule == "cosine" else (cfg.lr * min(1.0, (self.step + 1) / max(cfg.warmup_steps, 1)))
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        self.optimizer.zero_grad()
+        return lr
+
+    def _accumulate_gradients(self) -> tuple[list, int]:
+        """Forward + backward over ``grad_accum`` micro-batches; float32 gradients in p.grad
+        (under mixed precision: harvested from the float16 pass and unscaled). (losses, tokens)."""
+        cfg = self.cfg
         losses = []
         ntok = 0
         if self.scaler is None:
@@ -250,44 +286,43 @@ class Trainer:
                 x, y, m = as_triple(self.train_batches.next_batch())
                 ntok += int(x.size)
                 losses.append(self._forward_backward(x, y, m, 1.0 / cfg.grad_accum))
-        else:
-            acc = [None] * len(self.params)
-            with HalfPrecisionWeights(self.params) as half:
-                for _ in range(cfg.grad_accum):
-                    x, y, m = as_triple(self.train_batches.next_batch())
-                    ntok += int(x.size)
-                    losses.append(self._forward_backward(x, y, m, self.scaler.scale / cfg.grad_accum))
-                    half.harvest_grads(acc)
-            inv = np.float32(1.0 / self.scaler.scale)
-            for p, g in zip(self.params, acc):
-                p.grad = None if g is None else g * inv
-        self.tokens += ntok
-        loss = float(np.mean(losses))
-        finite_loss = all(math.isfinite(v) for v in losses)
-        if cfg.grad_clip > 0 and finite_loss:
-            gnorm = clip_grad_norm(self.params, cfg.grad_clip)
-        else:
-            gnorm = global_grad_norm(self.params) if finite_loss else float("nan")
-        ok = finite_loss and math.isfinite(gnorm)
-        skipped = False
-        if not ok:
-            if self.scaler is None:
-                self.optimizer.zero_grad()
-                what = "loss" if not finite_loss else "gradient norm"
-                raise TrainingError(
-                    f"step {self.step}: non-finite {what} ({loss if not finite_loss else gnorm}); the weights were "
-                    f"not updated. Lower lr (now {lr:.3g}), enable grad_clip, or resume from the last checkpoint")
-            self.scaler.update(True)
-            skipped = True
-            self.log(f"step {self.step}: float16 overflow (loss {loss:.4g}, grad norm {gnorm}); step skipped, "
-                     f"loss scale -> {self.scaler.scale:g}")
-        else:
+            return losses, ntok
+        acc = [None] * len(self.params)
+        with HalfPrecisionWeights(self.params) as half:
+            for _ in range(cfg.grad_accum):
+                x, y, m = as_triple(self.train_batches.next_batch())
+                ntok += int(x.size)
+                losses.append(self._forward_backward(x, y, m, self.scaler.scale / cfg.grad_accum))
+                half.harvest_grads(acc)
+        inv = np.float32(1.0 / self.scaler.scale)
+        for p, g in zip(self.params, acc):
+            p.grad = None if g is None else g * inv
+        return losses, ntok
+
+    def _clip_gradients(self, finite_loss: bool) -> float:
+        """Clip to ``grad_clip`` (global norm) when on; the norm before clipping (NaN if the loss was not finite)."""
+        if self.cfg.grad_clip > 0 and finite_loss:
+            return clip_grad_norm(self.params, self.cfg.grad_clip)
+        return global_grad_norm(self.params) if finite_loss else float("nan")
+
+    def _update(self, finite_loss: bool, loss: float, gnorm: float, lr: float) -> bool:
+        """The optimizer step, or — for a non-finite loss/gradient — no step: float32 stops with a
+        TrainingError, mixed precision halves the loss scale. True when the step was skipped."""
+        if finite_loss and math.isfinite(gnorm):
             self.optimizer.step()
             if self.scaler is not None:
                 self.scaler.update(False)
-        self.optimizer.zero_grad()
-        self.step += 1
-        return {"loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": ntok, "skipped": skipped}
+            return False
+        if self.scaler is None:
+            self.optimizer.zero_grad()
+            what = "loss" if not finite_loss else "gradient norm"
+            raise TrainingError(
+                f"step {self.step}: non-finite {what} ({loss if not finite_loss else gnorm}); the weights were "
+                f"not updated. Lower lr (now {lr:.3g}), enable grad_clip, or resume from the last checkpoint")
+        self.scaler.update(True)
+        self.log(f"step {self.step}: float16 overflow (loss {loss:.4g}, grad norm {gnorm}); step skipped, "
+                 f"loss scale -> {self.scaler.scale:g}")
+        return True
 
     # -------------------------------------------------------------- evaluation / early stop
     def evaluate(self) -> float:
@@ -301,8 +336,11 @@ class Trainer:
             self.best_val = val
             self.bad_evals = 0
             if self.cfg.patience > 0:
-                save_arrays_atomic(self.run_dir / "best.safetensors",
-                                   {n: p.data for n, p in self.model.named_parameters()})
+                best = {n: p.data for n, p in self.model.named_parameters()}
+                if self.writes_files:
+                    save_arrays_atomic(self.run_dir / "best.safetensors", best)
+                else:
+                    self._best_arrays = {n: a.copy() for n, a in best.items()}
         else:
             self.bad_evals += 1
         return self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience
@@ -312,79 +350,133 @@ class Trainer:
         """Train until ``max_steps`` (or early stopping). ``on_step(trainer, info)`` is called after
         every step, once its checkpoint (if due) is on disk."""
         cfg = self.cfg
-        model = self.model
-        model.train()
+        self.model.train()
         history = []
-        bar = None
-        if cfg.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=desc, unit="step", dynamic_ncols=True,
-                       mininterval=0.5)
         last_loss = float("nan")
-        window_tokens, window_t0 = 0, time.perf_counter()
+        throughput = _Throughput()
         steps_this_call = 0
-        try:
+        with _ProgressBar(cfg.progress, cfg.max_steps, self.step, desc) as bar:
             while self.step < cfg.max_steps and not self.stopped_early:
-                t0 = time.perf_counter()
-                info = self.train_step()
-                dt = time.perf_counter() - t0
-                self.elapsed += dt
-                steps_this_call += 1
+                info = self._timed_step()
                 last_loss = info["loss"]
-                window_tokens += info["tokens"]
-                rec = None
-                is_last = self.step >= cfg.max_steps
-                if self.step % cfg.log_every == 0 or is_last or self.step == 1:
-                    now = time.perf_counter()
-                    tps = window_tokens / max(now - window_t0, 1e-9)
-                    window_tokens, window_t0 = 0, now
-                    rec = {"step": self.step, "loss": info["loss"], "lr": info["lr"],
-                           "grad_norm": info["grad_norm"], "tokens_per_s": round(tps, 1),
-                           "elapsed": round(self.elapsed, 3)}
-                    if info["skipped"]:
-                        rec["skipped"] = True
-                    if self.scaler is not None:
-                        rec["loss_scale"] = self.scaler.scale
+                steps_this_call += 1
+                throughput.add(info["tokens"])
+                record = self._log_record(info, throughput)        # None on steps that log nothing
                 stop = False
-                if self.step % cfg.eval_every == 0 or is_last:
-                    val = self.evaluate()
-                    stop = self._after_eval(val)
-                    rec = rec or {"step": self.step, "loss": info["loss"], "lr": info["lr"],
-                                  "grad_norm": info["grad_norm"], "elapsed": round(self.elapsed, 3)}
-                    rec["val_loss"] = val
-                if rec is not None:
-                    history.append(self.metrics.log(**rec))
-                if bar is not None:
-                    bar.update(1)
-                    post = {"loss": f"{info['loss']:.3f}", "lr": f"{info['lr']:.1e}"}
-                    if self.last_val is not None:
-                        post["val"] = f"{self.last_val:.3f}"
-                    bar.set_postfix(post, refresh=False)
+                if self._due(cfg.eval_every):
+                    record, stop = self._evaluate_into(record, info)
+                if record is not None:
+                    history.append(self.metrics.log(**record))
+                bar.show(info, self.last_val)
                 if stop:
-                    self.stopped_early = True
-                    self.log(f"early stopping at step {self.step}: val loss did not improve for "
-                             f"{cfg.patience} evaluations (best {self.best_val:.4f})")
+                    self._stop_early()
                     break
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not is_last:
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not self._is_last():
                     self.save()
                 if on_step is not None:
                     on_step(self, info)
                 if stop_after is not None and steps_this_call >= stop_after:
-                    return self._result(last_loss, history)
-        finally:
-            if bar is not None:
-                bar.close()
-        self.save()
-        if self.stopped_early and (self.run_dir / "best.safetensors").is_file():
-            # early stopping keeps the weights of the best evaluation, not the last (worse) ones
-            best = load_arrays(self.run_dir / "best.safetensors")
-            check_model_arrays(model, best, self.run_dir / "best.safetensors")
-            assign_model_arrays(model, best)
-        self.metrics.close()
+                    return self._result(last_loss, history)        # "interrupted": no final save
+        self._finish()
         return self._result(last_loss, history)
+
+    def _timed_step(self) -> dict:
+        t0 = time.perf_counter()
+        info = self.train_step()
+        self.elapsed += time.perf_counter() - t0
+        return info
+
+    def _is_last(self) -> bool:
+        return self.step >= self.cfg.max_steps
+
+    def _due(self, every: int) -> bool:
+        return self.step % every == 0 or self._is_last()
+
+    def _log_record(self, info: dict, throughput: "_Throughput") -> dict | None:
+        """The metrics record of this step: every ``log_every`` steps, the first and the last."""
+        if not (self._due(self.cfg.log_every) or self.step == 1):
+            return None
+        rec = {"step": self.step, "loss": info["loss"], "lr": info["lr"], "grad_norm": info["grad_norm"],
+               "tokens_per_s": round(throughput.rate_and_reset(), 1), "elapsed": round(self.elapsed, 3)}
+        if info["skipped"]:
+            rec["skipped"] = True
+        if self.scaler is not None:
+            rec["loss_scale"] = self.scaler.scale
+        return rec
+
+    def _evaluate_into(self, record: dict | None, info: dict) -> tuple[dict, bool]:
+        """Measure the validation loss into ``record``; True when early stopping says stop."""
+        val = self.evaluate()
+        stop = self._after_eval(val)
+        record = record or {"step": self.step, "loss": info["loss"], "lr": info["lr"],
+                            "grad_norm": info["grad_norm"], "elapsed": round(self.elapsed, 3)}
+        record["val_loss"] = val
+        return record, stop
+
+    def _stop_early(self) -> None:
+        self.stopped_early = True
+        self.log(f"early stopping at step {self.step}: val loss did not improve for "
+                 f"{self.cfg.patience} evaluations (best {self.best_val:.4f})")
+
+    def _finish(self) -> None:
+        """The end of a finished run: the last checkpoint, the best weights back after early
+        stopping (not the last, worse ones), the metrics file closed."""
+        self.save()
+        if self.stopped_early:
+            best = self._best_arrays
+            path = self.run_dir / "best.safetensors"
+            if best is None and self.writes_files and path.is_file():
+                best = load_arrays(path)
+            if best is not None:
+                check_model_arrays(self.model, best, path)
+                assign_model_arrays(self.model, best)
+        self.metrics.close()
 
     def _result(self, last_loss, history) -> TrainResult:
         return TrainResult(steps=self.step, final_loss=last_loss, best_val_loss=self.best_val,
                            last_val_loss=self.last_val, stopped_early=self.stopped_early,
                            skipped_steps=self.scaler.skipped if self.scaler else 0,
                            elapsed=self.elapsed, tokens=self.tokens, history=history)
+
+
+class _Throughput:
+    """Tokens per second since the last logged step."""
+
+    def __init__(self):
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate_and_reset(self) -> float:
+        now = time.perf_counter()
+        rate = self.tokens / max(now - self.t0, 1e-9)
+        self.tokens, self.t0 = 0, now
+        return rate
+
+
+class _ProgressBar:
+    """The tqdm bar of ``fit`` (nothing when ``enabled`` is False): steps, loss, lr, val loss."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+                            mininterval=0.5)
+
+    def show(self, info: dict, last_val: float | None) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        post = {"loss": f"{info['loss']:.3f}", "lr": f"{info['lr']:.1e}"}
+        if last_val is not None:
+            post["val"] = f"{last_val:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
