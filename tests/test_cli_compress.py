@@ -172,9 +172,13 @@ def test_export_refuses_what_hf_cannot_hold(base, tmp_path, capsys):
     nobias = GPT(GPT.load(model_dir).config.replace(bias=False))
     nobias.save(tmp_path / "nobias")
     tok.save(str(tmp_path / "nobias" / "tokenizer.json"))
+    smear = GPT(GPT.load(model_dir).config.replace(smear=True))
+    smear.save(tmp_path / "smear")
+    tok.save(str(tmp_path / "smear" / "tokenizer.json"))
     assert run("quantize", model_dir, "--bits", "8", "--out", tmp_path / "q", "--no-progress") == 0
     capsys.readouterr()
-    for src, needle in (("pruned", "n_head * head_dim"), ("nobias", "bias=False"), ("q", "quantized")):
+    for src, needle in (("pruned", "n_head * head_dim"), ("nobias", "bias=False"), ("q", "quantized"),
+                        ("smear", "smear")):
         assert run("export", tmp_path / src, "--format", "hf", "--out", tmp_path / f"out_{src}") == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1

@@ -32,6 +32,9 @@ def export_hf(model, tok, out) -> None:
     if c.head_dim is not None and c.head_dim * c.n_head != c.n_embd:
         raise ConfigError(f"export --format hf: the model keeps {c.n_head} heads of {c.head_dim} (pruned heads); "
                           f"HF GPT-2 requires n_head * head_dim == n_embd ({c.n_embd})")
+    if getattr(c, "smear", False):
+        raise ConfigError("export --format hf: the model has the smear gate (GPTConfig.smear), which HF GPT-2 "
+                          "does not have; HF would drop it and compute another function")
     blocks = model.transformer.h
     if any(getattr(b.attn, "prefix_k", None) is not None or getattr(b.attn, "adapter", None) is not None
            or getattr(b.mlp, "adapter", None) is not None for b in blocks):
