@@ -1,6 +1,6 @@
 """Chapter 5 — 项目实践 (project practice): the tutorial's §5 pipeline, done correctly.
 
-    python -m scratchgpt.chapters.ch5                    # the full demo pipeline (~10 min on 2 cores)
+    python -m scratchgpt.chapters.ch5                    # the full demo pipeline (6.5-9.5 min on 2 cores)
     python -m scratchgpt.chapters.ch5 --from runs/demo   # reuse a finished `scratchgpt demo` run
     python -m scratchgpt.chapters.ch5 --quick            # tiny settings, < 1 minute (what tests run)
 

@@ -249,7 +249,10 @@ def config_from_args(cls, args: argparse.Namespace, base=None, note=print):
     for f in fields(cls):
         v = getattr(args, f"{cls.__name__}__{f.name}", None)
         if v is not None:
-            overrides[f.name] = v
+            try:  # type errors name the flag the user typed: "--max-steps expects an integer, got 'a'"
+                overrides[f.name] = parse_value(cls, f.name, v)
+            except ConfigError as err:
+                raise ConfigError(f"{flag_name(f.name)}{str(err)[len(f.name):]}") from None
     if "progress" in {f.name for f in fields(cls)} and getattr(args, "progress", True) is False:
         overrides["progress"] = False  # --no-progress
     if "max_steps" in overrides and "warmup_steps" not in overrides and hasattr(base, "warmup_steps"):
