@@ -65,6 +65,7 @@ def test_serve_command_localhost_without_key_and_clean_ctrl_c(tmp_path):
     try:
         first = proc.stdout.readline()
         assert "no API key configured: listening on 127.0.0.1 only, not 0.0.0.0" in first, first
+        assert "warmed up" in proc.stdout.readline()
         assert "serving" in proc.stdout.readline()
         deadline = time.monotonic() + 60
         while True:
@@ -80,6 +81,7 @@ def test_serve_command_localhost_without_key_and_clean_ctrl_c(tmp_path):
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        assert "server stopped cleanly (2 HTTP requests answered)" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     from ..serve import require_serve_extra
     require_serve_extra()
     from ..serve.app import ServeSettings, create_app
-    from ..serve.server import background_server, build_engine, default_model_name
+    from ..serve.server import background_server, build_engine, default_model_name, warm_up
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick and not args.model:
             model_dir = quick_model(Path(tmp))
@@ -212,6 +212,7 @@ def main(argv=None) -> int:
                                   "or use --quick")
         name = "ch6-quick" if args.quick and not args.model else default_model_name(model_dir)
         engine, tok = build_engine(model_dir, max_batch_size=8)
+        warm_up(engine)                                   # compile the kernels before the first question
         app = create_app(engine, tok, ServeSettings(model_name=name, api_keys=[KEY]))
         print(f"== serving {model_dir} as '{name}' (context {engine.block_size} tokens) ==")
         with background_server(app) as base:
