@@ -36,10 +36,15 @@ def cython_extensions():
 TEST_REFS = ["torch==2.13.0", "transformers", "tokenizers"]
 # The `serve` extra: scratchgpt serve (FastAPI app on uvicorn, Prometheus /metrics).
 SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
+# The CUDA path (scratchgpt/ops/*_cuda.py). numba-cuda 0.30.x: the last line that still has the
+# simulator (NUMBA_ENABLE_CUDASIM=1, what CI runs the CUDA tests on; it needs no toolkit) and
+# works with NumPy 2.4. The `gpu` extra adds the CUDA 12 toolkit wheels a real NVIDIA GPU needs.
+CUDA_SIM = ["numba-cuda>=0.30,<0.31"]
+GPU = ["numba-cuda[cu12]>=0.30,<0.31"]
 # Everything the test suite needs (the README's test command installs it): runners + references;
 # the server tests drive a live server with the official openai client and the chat page with
 # Playwright (Debian's chromium, installed by .ci/run; Playwright's own browser download is not used)
-TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + ["openai>=1.30", "httpx", "playwright"]
+TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + CUDA_SIM + ["openai>=1.30", "httpx", "playwright"]
 
 setup(
     name="scratchgpt",
@@ -69,6 +74,7 @@ setup(
         "dev": TEST,  # older name of "test", kept so existing instructions still work
         "bench": TEST_REFS + ["tiktoken"],
         "serve": SERVE,
+        "gpu": GPU,
     },
     entry_points={"console_scripts": ["scratchgpt=scratchgpt.cli:main"]},
     zip_safe=False,

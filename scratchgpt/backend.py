@@ -4,6 +4,16 @@ This module answers "is there a GPU?", moves arrays between devices and names th
 array (``array_device``: the one place that tells a device array from a NumPy one). Ops do not
 look at devices themselves: ``Function.apply`` (autograd/function.py) asks ``array_device``
 and runs the op's implementation registered for that device.
+
+It is also the ONE place that imports ``numba.cuda`` (``cuda_module``). Three answers to
+"what runs CUDA here?" (``cuda_kind``):
+  - "gpu":        a real NVIDIA GPU, through the numba-cuda package (the ``gpu`` extra);
+  - "simulator":  ``NUMBA_ENABLE_CUDASIM=1``: numba.cuda's simulator runs every CUDA thread as a
+                  Python thread on the CPU — slow, but it checks the kernels' indexing and
+                  results anywhere (the tests use it; ``--sim`` on the commands that take one);
+  - None:         neither; ``check_device("cuda")`` then says so in one line.
+The CUDA op implementations (``ops/*_cuda.py``) are imported the first time an array goes to
+the GPU (``load_cuda_ops``), never when scratchgpt is imported.
 """
 from __future__ import annotations
 
@@ -17,26 +27,82 @@ from .errors import ConfigError, DataError
 DEVICES = ("cpu", "cuda")
 
 
-@functools.lru_cache(maxsize=1)
-def cuda_available() -> bool:
-    """True when numba.cuda sees a GPU (or the simulator is switched on with NUMBA_ENABLE_CUDASIM=1)."""
-    try:
-        from numba import cuda
-        return bool(cuda.is_available())
-    except Exception:  # numba without CUDA libraries raises various errors on probe
-        return False
-
-
 def simulator_enabled() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def enable_simulator() -> None:
+    """Switch numba.cuda to its simulator (what ``--sim`` does). Must run before numba.cuda is
+    first imported: numba reads the variable once."""
+    import sys
+    if "numba.cuda" in sys.modules and not simulator_enabled():
+        raise ConfigError("--sim must be chosen before numba.cuda is imported (set NUMBA_ENABLE_CUDASIM=1)")
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    cuda_kind.cache_clear()
+
+
+def cuda_module():
+    """``numba.cuda`` (numba-cuda's when installed; numba's built-in copy otherwise)."""
+    import warnings
+    with warnings.catch_warnings():
+        # numba's built-in numba.cuda warns that it is deprecated in favour of numba-cuda
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from numba import cuda
+    return cuda
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_kind() -> str | None:
+    """"gpu", "simulator" or None (see the module docstring)."""
+    try:
+        cuda = cuda_module()
+        ok = bool(cuda.is_available())
+    except Exception:  # numba without CUDA libraries raises various errors on probe
+        return None
+    if not ok:
+        return None
+    return "simulator" if simulator_enabled() else "gpu"
+
+
+def cuda_available() -> bool:
+    """True when numba.cuda sees a GPU, or the simulator is switched on (NUMBA_ENABLE_CUDASIM=1)."""
+    return cuda_kind() is not None
 
 
 def check_device(device: str) -> str:
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "cuda" and not cuda_available():
-        raise ConfigError("device 'cuda' requested but numba.cuda sees no GPU (set NUMBA_ENABLE_CUDASIM=1 for the simulator)")
+    if device == "cuda":
+        if not cuda_available():
+            raise ConfigError("--device cuda: no CUDA GPU found by numba.cuda (install the 'gpu' extra "
+                              "on an NVIDIA machine, or add --sim / NUMBA_ENABLE_CUDASIM=1 for the slow simulator)")
+        load_cuda_ops()
     return device
+
+
+# Loaders that import the CUDA op implementations (ops/__init__.py adds one): run once, the first
+# time the "cuda" device is used, so importing scratchgpt never imports numba.cuda.
+_CUDA_LOADERS: list = []
+_cuda_loaded = False
+
+
+def on_cuda_first_use(loader) -> None:
+    _CUDA_LOADERS.append(loader)
+
+
+def load_cuda_ops() -> None:
+    global _cuda_loaded
+    if _cuda_loaded:
+        return
+    _cuda_loaded = True
+    for loader in _CUDA_LOADERS:
+        loader()
+
+
+def is_device_array(value) -> bool:
+    """A GPU array: anything with ``__cuda_array_interface__`` (numba device arrays, CuPy) or the
+    simulator's stand-in (``FakeCUDAArray``, a NumPy array in disguise that has no interface)."""
+    return hasattr(value, "__cuda_array_interface__") or type(value).__name__ == "FakeCUDAArray"
 
 
 def array_device(value) -> str | None:
@@ -44,7 +110,7 @@ def array_device(value) -> str | None:
     numba device arrays, CuPy), None for everything else (numbers, shapes, None)."""
     if isinstance(value, np.ndarray):
         return "cpu"
-    if hasattr(value, "__cuda_array_interface__"):
+    if is_device_array(value):
         return "cuda"
     return None
 
@@ -61,10 +127,14 @@ def to_device(array, device: str):
     check_device(device)
     if device == device_of(array):
         return array
-    from numba import cuda
     if device == "cuda":
-        return cuda.to_device(np.ascontiguousarray(array))
+        return cuda_module().to_device(np.ascontiguousarray(array))
     return array.copy_to_host()
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy array with the values of ``array`` (a copy from the GPU, or ``array`` itself)."""
+    return array if isinstance(array, np.ndarray) else array.copy_to_host()
 
 
 def describe() -> dict:
@@ -78,6 +148,7 @@ def describe() -> dict:
         "numpy": np.__version__,
         "numba": numba.__version__,
         "cpu_threads": numba.config.NUMBA_NUM_THREADS,
+        "cuda": cuda_kind(),
         "cuda_available": cuda_available(),
         "cuda_simulator": simulator_enabled(),
     }

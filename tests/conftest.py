@@ -1,6 +1,5 @@
 """Shared test settings: deterministic hypothesis runs sized for 2 CPU cores."""
 import os
-import sys
 
 # pytest runs with -n 2 (two worker processes on two cores): one thread per worker. Parallel
 # Numba kernels and OpenBLAS threads in two processes on two cores would oversubscribe them, and
@@ -8,6 +7,9 @@ import sys
 # 17 ms single-threaded vs 1.3 s with default threads on a loaded machine). Set before numpy/numba load.
 for _var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# CUDA tests run on numba.cuda's simulator unless asked otherwise: on a GPU machine,
+# NUMBA_ENABLE_CUDASIM=0 python -m pytest -m gpu runs the real-hardware tests (tests/cuda_sim.py).
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -27,15 +29,14 @@ settings.register_profile("dev", max_examples=25, deadline=None, derandomize=Tru
 settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-# The CUDA simulator runs one Python thread per GPU thread; a short switch interval speeds it up ~3x.
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    sys.setswitchinterval(1e-4)
-
 
 def pytest_collection_modifyitems(config, items):
-    from scratchgpt.backend import cuda_available, simulator_enabled
-    real_gpu = cuda_available() and not simulator_enabled()
-    skip_gpu = pytest.mark.skip(reason="needs a real CUDA GPU; numba.cuda sees none")
+    if not any("gpu" in item.keywords for item in items):
+        return                       # no probe of numba.cuda when no gpu test was collected
+    from scratchgpt.backend import cuda_kind
+    real_gpu = cuda_kind() == "gpu"
+    skip_gpu = pytest.mark.skip(reason="needs a real CUDA GPU (run NUMBA_ENABLE_CUDASIM=0 python -m pytest -m gpu "
+                                       "on a machine with one); this run has the simulator or nothing")
     for item in items:
         if "gpu" in item.keywords and not real_gpu:
             item.add_marker(skip_gpu)

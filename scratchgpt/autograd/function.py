@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import DEVICES, array_device
+from ..backend import DEVICES, array_device, load_cuda_ops
 from ..errors import DeviceError
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
@@ -54,6 +54,8 @@ def register(op: type, device: str):
 
 
 def implementation(op: type, device: str) -> type:
+    if device == "cuda":
+        load_cuda_ops()     # imports ops/*_cuda.py once (registers their classes); no-op after
     impl = IMPLEMENTATIONS.get((op, device))
     if impl is None:
         raise DeviceError(f"{op.__name__} has no implementation for device {device!r} "

@@ -36,6 +36,38 @@ def _as_array(data, dtype=None) -> np.ndarray:
     return arr
 
 
+# The engine's four array operations, on the device of the arrays. A GPU gradient stays on the
+# GPU: cuda_arrays (imported only once a GPU array exists) adds and copies it there.
+def _gpu():
+    from .. import cuda_arrays
+    return cuda_arrays
+
+
+def _ones_like(a):
+    return np.ones_like(a) if isinstance(a, np.ndarray) else _gpu().full_like(a, 1)
+
+
+def _copy(g, dtype):
+    if isinstance(g, np.ndarray):
+        return np.array(g, dtype=dtype, copy=True)
+    if g.dtype != dtype:
+        raise TypeError(f"GPU gradient of dtype {g.dtype} for a {np.dtype(dtype)} tensor")
+    return _gpu().copy(g)
+
+
+def _add_into(a, b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        np.add(a, b, out=a)
+    else:
+        _gpu().add_into(a, b)
+
+
+def _add(a, b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a + b
+    return _gpu().add(a, b)
+
+
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum ``grad`` over the axes that broadcasting added or stretched to reach ``shape``.
 
@@ -43,6 +75,9 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """
     if grad.shape == tuple(shape):
         return grad
+    if not isinstance(grad, np.ndarray):
+        raise ValueError(f"a GPU op returned a gradient of shape {grad.shape} for an input of shape "
+                         f"{tuple(shape)}: CUDA ops reduce their own broadcasts")
     ndim_extra = grad.ndim - len(shape)
     if ndim_extra < 0:
         raise ValueError(f"gradient of shape {grad.shape} cannot reduce to {shape}")
@@ -143,7 +178,7 @@ class Tensor:
         if grad is None:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
-            grad = np.ones_like(self.data)
+            grad = _ones_like(self.data)
         else:
             grad = _as_array(grad, self.data.dtype)
             if grad.shape != self.shape:
@@ -168,9 +203,9 @@ class Tensor:
                     if g_owned and node._ctx is None and g.dtype == node.data.dtype:
                         node.grad = g       # the engine's own sum, seen by no one else: no copy
                     else:
-                        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
+                        node.grad = _copy(g, node.data.dtype)
                 else:
-                    node.grad += g
+                    _add_into(node.grad, g)
             if node._ctx is None:
                 continue
             fn, ctx, parents = node._ctx
@@ -190,11 +225,11 @@ class Tensor:
                 if prev is None:
                     grads[id(p)] = pg
                 elif (id(p) in owned and prev.shape == pg.shape
-                      and np.result_type(prev, pg) == prev.dtype):
-                    np.add(prev, pg, out=prev)  # our own sum buffer: accumulate in place
+                      and np.result_type(prev.dtype, pg.dtype) == prev.dtype):
+                    _add_into(prev, pg)  # our own sum buffer: accumulate in place
                 else:
                     # a returned array may be another node's buffer: sum into a new array
-                    grads[id(p)] = prev + pg
+                    grads[id(p)] = _add(prev, pg)
                     owned.add(id(p))
             if not retain_graph:
                 node._ctx = None  # free the saved activations as soon as they are used

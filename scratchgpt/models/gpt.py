@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import ops
 from ..autograd import Tensor, no_grad
+from ..backend import to_device
 from ..errors import CheckpointError, ConfigError, DataError
 from ..nn import Block, Dropout, Embedding, LayerNorm, Module, ModuleList, Parameter
 from ..ops.cross_entropy_op import IGNORE_INDEX
@@ -93,19 +94,21 @@ class _Transformer(Module):
 class GPT(Module):
     """Decoder-only GPT-2. ``GPT(cfg, seed=0)`` is deterministic."""
 
-    def __init__(self, cfg: GPTConfig, seed: int | None = 0):
+    def __init__(self, cfg: GPTConfig, seed: int | None = 0, device: str = "cpu"):
         super().__init__()
         if not isinstance(cfg, GPTConfig):
             raise ConfigError(f"GPT expects a GPTConfig, got {type(cfg).__name__}")
         self.config = cfg
         self.transformer = _Transformer(cfg, np.random.default_rng(seed))
+        if device != "cpu":
+            self.to(device)   # initialised on the host (same seed, same weights), then moved
 
     # ----------------------------------------------------------------- forward
     def hidden_states(self, idx) -> Tensor:
         """Final-LayerNorm output (B, T, C), before the output layer."""
         cfg = self.config
         tr = self.transformer
-        idx = check_token_ids(idx, cfg.vocab_size, "idx", cfg.block_size)
+        idx = self._on_device(check_token_ids(idx, cfg.vocab_size, "idx", cfg.block_size))
         x = ops.token_position_embedding(idx, tr.wte.weight, tr.wpe.weight)  # (B, T, C)
         if cfg.smear:
             x = ops.smear(x, tr.smear.weight, tr.smear.bias)                 # (B, T, C)
@@ -126,8 +129,17 @@ class GPT(Module):
             if loss_mask is not None:
                 raise DataError("loss_mask was given without targets")
             return logits, None
-        tgt = masked_targets(targets, loss_mask, logits.shape[:2])
-        return logits, ops.cross_entropy(logits, tgt, ignore_index=IGNORE_INDEX)
+        tgt = masked_targets(targets, loss_mask, tuple(logits.shape)[:2])
+        if self.device != "cpu":   # checked on the host before the copy: the GPU kernel cannot report it
+            V = self.config.vocab_size
+            bad = tgt[(tgt != IGNORE_INDEX) & ((tgt < 0) | (tgt >= V))]
+            if bad.size:
+                raise DataError(f"targets hold id {int(bad[0])} outside [0, {V})")
+        return logits, ops.cross_entropy(logits, self._on_device(tgt), ignore_index=IGNORE_INDEX)
+
+    def _on_device(self, ids: np.ndarray):
+        """The edge where a batch enters the model: token ids are copied to the GPU here, once."""
+        return ids if self.device == "cpu" else to_device(ids, self.device)
 
     # ----------------------------------------------------------------- generate
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,

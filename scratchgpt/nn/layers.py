@@ -61,12 +61,12 @@ class LayerNorm(Module):
         self.dim = int(dim)
         self.eps = float(eps)
         self.weight = Parameter(np.ones(dim, dtype=dtype))   # (C,)
-        # bias=False: no parameter, a zero shift (the op wants an array, not None)
+        # bias=False: no parameter, no shift (the op takes b=None; a host array of zeros here
+        # would put a CPU input into a GPU model's layernorm)
         self.bias = Parameter(np.zeros(dim, dtype=dtype)) if bias else None  # (C,)
 
     def forward(self, x):
-        b = self.bias if self.bias is not None else np.zeros(self.dim, dtype=self.weight.data.dtype)
-        return ops.layernorm(x, self.weight, b, eps=self.eps)
+        return ops.layernorm(x, self.weight, self.bias, eps=self.eps)
 
     def __repr__(self) -> str:
         return f"LayerNorm({self.dim}, eps={self.eps})"

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from ..autograd import Tensor
+from ..backend import check_device, to_device, to_host
 from ..errors import CheckpointError
 
 
@@ -136,6 +137,21 @@ class Module:
             p.grad = None
         return self
 
+    def to(self, device: str) -> "Module":
+        """Move every parameter to ``device`` ("cpu" or "cuda"); gradients are dropped. On the GPU
+        the parameters stay there: ops run their CUDA implementations on them, the optimizer
+        updates them in place, and only checkpoints (``state_dict``) copy them back."""
+        check_device(device)
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+            p.grad = None
+        return self
+
+    @property
+    def device(self) -> str:
+        params = self.parameters()
+        return params[0].device if params else "cpu"
+
     def double(self) -> "Module":
         return self.to_dtype(np.float64)
 
@@ -145,7 +161,8 @@ class Module:
     # ------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, np.ndarray]:
         """name -> a copy of the parameter's array (copies: a snapshot must not change later)."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        return {name: (p.data.copy() if isinstance(p.data, np.ndarray) else to_host(p.data))
+                for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict, strict: bool = True) -> dict:
         """Copy arrays into the parameters in place (optimizers keep their references).
@@ -171,7 +188,10 @@ class Module:
                                       f"found {tuple(arr.shape)}")
             if not np.issubdtype(arr.dtype, np.floating):
                 raise CheckpointError(f"tensor {name!r}: expected a float array, found dtype {arr.dtype}")
-            p.data[...] = arr
+            if isinstance(p.data, np.ndarray):
+                p.data[...] = arr
+            else:           # a GPU parameter: copy the checkpoint's values into its device buffer
+                p.data.copy_to_device(np.ascontiguousarray(arr, dtype=p.data.dtype))
         return {"missing": missing, "unexpected": unexpected}
 
     def __repr__(self) -> str:

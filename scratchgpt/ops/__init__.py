@@ -20,6 +20,7 @@ autograd sits below ops and never imports them, so the methods are attached here
 from __future__ import annotations
 
 from ..autograd import Tensor
+from ..backend import on_cuda_first_use
 from .attention import causal_self_attention
 from .cross_attention_op import cross_attention
 from .cross_entropy_op import IGNORE_INDEX, cross_entropy
@@ -40,6 +41,22 @@ __all__ = [
     "mul", "relu", "reshape", "scale", "smear", "softmax", "sub", "sum", "tanh", "token_position_embedding",
     "transpose",
 ]
+
+
+# The CUDA implementations (ops/*_cuda.py, each registered beside its op's Function) are imported
+# the first time the "cuda" device is used: importing scratchgpt never imports numba.cuda.
+_CUDA_MODULES = ("adamw_cuda", "attention_cuda", "cross_entropy_cuda", "dropout_cuda", "elementwise_cuda",
+                 "embedding_cuda", "gelu_cuda", "layernorm_cuda", "matmul_cuda", "reductions_cuda",
+                 "softmax_cuda", "views_cuda")
+
+
+def _load_cuda_ops():
+    import importlib
+    for name in _CUDA_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+
+
+on_cuda_first_use(_load_cuda_ops)
 
 
 def _shape_args(args):

@@ -26,6 +26,7 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function, Tensor
+from ..backend import is_device_array
 from ..errors import ConfigError, DataError
 from ._numba import EXP_ROWS, njit_pair
 from ._vexp import exp_affine_sum, row_max
@@ -184,5 +185,7 @@ def cross_entropy(logits, targets, ignore_index: int = IGNORE_INDEX, reduction: 
         logits = Tensor(logits)
     if isinstance(targets, Tensor):
         targets = targets.data
-    return CrossEntropyFunction.apply(logits, np.asarray(targets), ignore_index=ignore_index,
+    if not is_device_array(targets):    # GPU targets stay on the GPU (checked on the host before the copy)
+        targets = np.asarray(targets)
+    return CrossEntropyFunction.apply(logits, targets, ignore_index=ignore_index,
                                       reduction=reduction)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function, Tensor
+from ..backend import is_device_array
 from ..errors import DataError
 from ._numba import STRICT, njit_pair
 
@@ -25,7 +26,14 @@ _CBLOCK = 32  # channels per parallel task in the scatter-add
 
 
 def _check_idx(idx, V, name="idx"):
-    idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+    idx = idx.data if isinstance(idx, Tensor) else idx
+    if is_device_array(idx):
+        # ids already on the GPU were checked on the host before the copy (GPT.forward does);
+        # reading them back here would be the hidden transfer the device path forbids
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise DataError(f"{name} must be an integer array of token ids, got dtype {idx.dtype}")
+        return idx
+    idx = np.asarray(idx)
     if not np.issubdtype(idx.dtype, np.integer):
         raise DataError(f"{name} must be an integer array of token ids, got dtype {idx.dtype}")
     if idx.size:
@@ -49,7 +57,7 @@ def embedding_backward_ref(dout, cache):
 
 
 def token_position_embedding_forward_ref(idx, wte, wpe):
-    T = idx.shape[-1]
+    T = tuple(idx.shape)[-1]
     y = np.asarray(wte, dtype=np.float64)[idx] + np.asarray(wpe, dtype=np.float64)[:T]
     return y, (idx, np.shape(wte), np.shape(wpe))
 
@@ -60,7 +68,7 @@ def token_position_embedding_backward_ref(dout, cache):
     dwte = np.zeros(wte_shape, dtype=np.float64)
     np.add.at(dwte, idx, g)
     dwpe = np.zeros(wpe_shape, dtype=np.float64)
-    T = idx.shape[-1]
+    T = tuple(idx.shape)[-1]
     dwpe[:T] = g.reshape(-1, T, g.shape[-1]).sum(axis=0)
     return None, dwte, dwpe
 
@@ -193,7 +201,7 @@ def token_position_embedding(idx, wte, wpe) -> Tensor:
     idx = _check_idx(idx, wte.data.shape[0])
     if idx.ndim not in (1, 2):
         raise DataError(f"idx must have shape (B, T) or (T,), got {idx.shape}")
-    T = idx.shape[-1]
+    T = tuple(idx.shape)[-1]
     if T > wpe.data.shape[0]:
         raise DataError(f"sequence length T={T} exceeds the {wpe.data.shape[0]} learned positions (block_size)")
     return TokenPositionEmbeddingFunction.apply(idx, wte, wpe)

@@ -67,6 +67,9 @@ class Adam(Optimizer):
         if self._fast is None:
             self._fast = _kernel()
         p = param.data
+        if not isinstance(p, np.ndarray):
+            self._update_cuda(group, p, grad, state)
+            return
         if p.dtype not in (np.float32, np.float64):
             raise ValueError(f"Adam supports float32 and float64 parameters, got {p.dtype}")
         b1, b2 = group["betas"]
@@ -78,6 +81,21 @@ class Adam(Optimizer):
             wd = 0.0
         self._fast(p.reshape(-1), g, state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
                    int(state["step"]), float(group["lr"]), b1, b2, float(group["eps"]), wd)
+
+
+    def _update_cuda(self, group, p, grad, state):
+        from .. import cuda_arrays
+        from ..ops.adamw_cuda import adamw_update_cuda
+        b1, b2 = group["betas"]
+        wd = float(group["weight_decay"])
+        g = cuda_arrays.flat(grad)
+        if not self.decoupled:
+            if wd != 0.0:
+                g = cuda_arrays.axpby(g, 1.0, cuda_arrays.flat(p), wd)   # L2 penalty on a copy
+            wd = 0.0
+        adamw_update_cuda(cuda_arrays.flat(p), g, cuda_arrays.flat(state["exp_avg"]),
+                          cuda_arrays.flat(state["exp_avg_sq"]), int(state["step"]), float(group["lr"]),
+                          b1, b2, float(group["eps"]), wd)
 
 
 class AdamW(Adam):

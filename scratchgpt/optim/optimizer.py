@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..autograd import Tensor
+from ..backend import to_device
 from ..errors import CheckpointError, ConfigError
 
 # Keys a group may carry besides hyperparameters: "params" and "names" (the parameters'
@@ -90,7 +91,11 @@ class Optimizer:
     def _init_state(self, param: Tensor) -> dict:
         state = {"step": 0}
         for key in self.state_keys:
-            state[key] = np.zeros(param.data.shape, dtype=param.data.dtype)
+            if isinstance(param.data, np.ndarray):
+                state[key] = np.zeros(param.data.shape, dtype=param.data.dtype)
+            else:                       # optimizer state lives where the parameter does
+                from .. import cuda_arrays
+                state[key] = cuda_arrays.zeros(tuple(param.data.shape), param.data.dtype)
         return state
 
     def _update(self, group: dict, param: Tensor, grad: np.ndarray, state: dict) -> None:  # pragma: no cover
@@ -117,7 +122,7 @@ class Optimizer:
                     continue
                 if g.shape != p.data.shape:
                     raise ValueError(f"gradient shape {g.shape} != parameter shape {p.data.shape}")
-                if not p.data.flags.c_contiguous:
+                if isinstance(p.data, np.ndarray) and not p.data.flags.c_contiguous:
                     # updates run on flat views of p.data; a copy would silently drop them
                     p.data = np.ascontiguousarray(p.data)
                 state = self.state.get(id(p))
@@ -145,7 +150,9 @@ class Optimizer:
                     continue
                 steps[f"{gi}.{pi}"] = int(state["step"])
                 for key in self.state_keys:
-                    arrays[f"{gi}.{pi}.{key}"] = np.ascontiguousarray(state[key]).copy()
+                    a = state[key]
+                    arrays[f"{gi}.{pi}.{key}"] = (np.ascontiguousarray(a).copy() if isinstance(a, np.ndarray)
+                                                  else a.copy_to_host())
         meta = {"type": type(self).__name__, "state_keys": list(self.state_keys),
                 "param_groups": groups_meta, "steps": steps}
         return {"arrays": arrays, "meta": meta}
@@ -186,6 +193,8 @@ class Optimizer:
                         raise CheckpointError(f"optimizer array {aname!r} has shape {arr.shape}, "
                                               f"expected {p.data.shape} ({_pname(group, pi)})")
                     state[key] = np.array(arr, dtype=p.data.dtype, copy=True)
+                    if not isinstance(p.data, np.ndarray):
+                        state[key] = to_device(state[key], "cuda")
                 new_state[id(p)] = state
         # only now, after every check passed, overwrite anything
         for gmeta, group in zip(groups_meta, self.param_groups):

@@ -1,0 +1,66 @@
+"""The device backend: detection, one-line errors, device arrays in Tensor/Module, no hidden copies."""
+import numpy as np
+import pytest
+
+from cuda_sim import dev, host  # noqa: F401 - also switches the simulator's threads to fast switching
+from scratchgpt import backend
+from scratchgpt.autograd import Tensor
+from scratchgpt.errors import ConfigError, DeviceError
+from scratchgpt.models import GPT, GPTConfig
+from scratchgpt.ops import gelu, linear
+from scratchgpt.ops.gelu_cuda import GELUCuda
+
+
+def test_backend_says_what_runs_cuda():
+    assert backend.cuda_kind() == ("simulator" if backend.simulator_enabled() else "gpu")
+    assert backend.describe()["cuda"] == backend.cuda_kind()
+
+
+def test_cuda_without_a_gpu_is_one_line_error(monkeypatch):
+    monkeypatch.setattr(backend, "cuda_kind", lambda: None)
+    with pytest.raises(ConfigError) as e:
+        backend.check_device("cuda")
+    assert "\n" not in str(e.value) and "--device cuda" in str(e.value) and "gpu" in str(e.value)
+    with pytest.raises(ConfigError):
+        backend.check_device("tpu")
+
+
+def test_host_array_in_a_cuda_op_body_raises():
+    # a NumPy array reaching a CUDA body would be copied to the GPU and back on every launch
+    with pytest.raises(DeviceError, match="host NumPy array"):
+        GELUCuda.forward(None, np.ones(4, np.float32))
+
+
+def test_mixed_devices_raise_before_any_body_runs():
+    x = Tensor(dev(np.ones((2, 3), np.float32)))
+    w = Tensor(np.ones((3, 4), np.float32))
+    with pytest.raises(DeviceError, match="several devices"):
+        linear(x, w)
+
+
+def test_tensor_keeps_gpu_arrays_and_backward_stays_there():
+    x = Tensor(dev(np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)), requires_grad=True)
+    assert x.device == "cuda"
+    y = gelu(x)
+    assert y.device == "cuda"
+    (y * y).sum().backward()                  # mul, sum, gelu backward and the seed all on the GPU
+    assert backend.array_device(x.grad) == "cuda"
+
+
+def test_model_to_cuda_and_back_is_bit_identical():
+    cfg = GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=8)
+    cpu = GPT(cfg, seed=3)
+    gpu = GPT(cfg, seed=3, device="cuda")
+    assert gpu.device == "cuda" and all(p.device == "cuda" for p in gpu.parameters())
+    a, b = cpu.state_dict(), gpu.state_dict()           # state_dict copies GPU weights to the host
+    assert all(np.array_equal(a[k], b[k]) and isinstance(b[k], np.ndarray) for k in a)
+    b2 = {k: v + 1 for k, v in b.items()}
+    gpu.load_state_dict(b2)                              # a host checkpoint loads into GPU weights
+    assert all(np.array_equal(gpu.state_dict()[k], b2[k]) for k in b2)
+    gpu.to("cpu")
+    assert gpu.device == "cpu" and all(np.array_equal(gpu.state_dict()[k], b2[k]) for k in b2)
+
+
+@pytest.mark.gpu
+def test_real_gpu_is_not_the_simulator():
+    assert backend.cuda_kind() == "gpu" and backend.cuda_module().is_available()

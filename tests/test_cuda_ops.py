@@ -1,0 +1,180 @@
+"""Every CUDA kernel against its op's float64 reference, on the simulator (tiny shapes: the
+simulator runs each GPU thread as a Python thread). Shapes are drawn by hypothesis and include
+sizes that are not multiples of the tiles (16 for matmul, 32 for the row kernels and transpose).
+Backward kernels are also run in float64 and must then match the float64 reference to ~1e-11:
+the same kernel code, promoted, so an indexing or formula error cannot hide in float32 noise."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cuda_sim import F32, F64, assert_close, dev, host
+from scratchgpt.ops import adamw, attention, cross_entropy_op, elementwise, embedding_op, gelu_op, layernorm_op
+from scratchgpt.ops import matmul_op, softmax_op
+from scratchgpt.ops.adamw_cuda import adamw_update_cuda
+from scratchgpt.ops.attention_cuda import causal_self_attention_backward_cuda, causal_self_attention_forward_cuda
+from scratchgpt.ops.cross_entropy_cuda import cross_entropy_backward_cuda, cross_entropy_forward_cuda
+from scratchgpt.ops.dropout_cuda import dropout_apply_cuda, dropout_uniforms_ref
+from scratchgpt.ops.elementwise_cuda import AddCuda, mul_cuda
+from scratchgpt.ops.embedding_cuda import (token_position_embedding_backward_cuda,
+                                           token_position_embedding_forward_cuda)
+from scratchgpt.ops.gelu_cuda import gelu_backward_cuda, gelu_forward_cuda
+from scratchgpt.ops.layernorm_cuda import layernorm_backward_cuda, layernorm_forward_cuda
+from scratchgpt.ops.matmul_cuda import linear_backward_cuda, linear_forward_cuda, matmul2d_cuda
+from scratchgpt.ops.reductions_cuda import MeanCuda
+from scratchgpt.ops.softmax_cuda import softmax_backward_cuda, softmax_forward_cuda
+from scratchgpt.ops.views_cuda import transpose2d_cuda
+
+FEW = settings(max_examples=3)
+TOL = {np.float32: F32, np.float64: F64}
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def _r(seed, shape, dt, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dt)
+
+
+@FEW
+@given(n=st.integers(1, 150), seed=st.integers(0, 99))
+def test_gelu(n, seed):
+    x, g = _r(seed, n, np.float32, 3), _r(seed + 1, n, np.float32)
+    y, cache = gelu_forward_cuda(dev(x))
+    ref, rcache = gelu_op.gelu_forward_ref(x)
+    assert_close(y, ref, **F32)
+    assert_close(gelu_backward_cuda(dev(g), cache), gelu_op.gelu_backward_ref(g, rcache), **F32)
+
+
+@FEW
+@given(rows=st.integers(1, 3), C=st.integers(1, 70), bias=st.booleans(), dt=dtypes, seed=st.integers(0, 99))
+def test_layernorm_forward_backward(rows, C, bias, dt, seed):
+    x, w, b, g = _r(seed, (rows, C), dt, 2), _r(seed + 1, C, dt), _r(seed + 2, C, dt), _r(seed + 3, (rows, C), dt)
+    y, cache = layernorm_forward_cuda(dev(x), dev(w), dev(b) if bias else None)
+    ref, rcache = layernorm_op.layernorm_forward_ref(x, w, b if bias else None)
+    assert_close(y, ref, **TOL[dt])
+    dx, dw, db = layernorm_backward_cuda(dev(g), cache)
+    rdx, rdw, rdb = layernorm_op.layernorm_backward_ref(g, rcache)
+    for out, r in ((dx, rdx), (dw, rdw)) + (((db, rdb),) if bias else ()):
+        assert_close(out, r, **TOL[dt])
+    assert (db is None) == (not bias)
+
+
+@FEW
+@given(N=st.integers(1, 20), K=st.integers(1, 20), M=st.integers(1, 20), bias=st.booleans(), dt=dtypes,
+       seed=st.integers(0, 99))
+def test_linear_forward_backward(N, K, M, bias, dt, seed):
+    x, w, b, g = _r(seed, (N, K), dt), _r(seed + 1, (K, M), dt), _r(seed + 2, M, dt), _r(seed + 3, (N, M), dt)
+    y, cache = linear_forward_cuda(dev(x), dev(w), dev(b) if bias else None)
+    ref, rcache = matmul_op.linear_forward_ref(x, w, b if bias else None)
+    assert_close(y, ref, **TOL[dt])
+    dx, dw, db = linear_backward_cuda(dev(g), cache)
+    rdx, rdw, rdb = matmul_op.linear_backward_ref(g, rcache)
+    for out, r in ((dx, rdx), (dw, rdw)) + (((db, rdb),) if bias else ()):
+        assert_close(out, r, **TOL[dt])
+
+
+def test_matmul_transposed_operands_and_transpose_copy():
+    a, b = _r(0, (17, 5), np.float32), _r(1, (33, 5), np.float32)
+    assert_close(matmul2d_cuda(dev(a), dev(b), tb=True), a.astype(np.float64) @ b.T, **F32)
+    assert_close(matmul2d_cuda(dev(a.T.copy()), dev(b.T.copy()), ta=True), a.astype(np.float64) @ b.T, **F32)
+    x = _r(2, (33, 35), np.float32)
+    np.testing.assert_array_equal(host(transpose2d_cuda(dev(x))), x.T)   # a copy: exact
+
+
+@FEW
+@given(B=st.integers(1, 2), T=st.integers(1, 5), V=st.integers(1, 9), seed=st.integers(0, 99))
+def test_token_position_embedding(B, T, V, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, V, (B, T))
+    wte, wpe, g = _r(seed, (V, 6), np.float64), _r(seed + 1, (T + 2, 6), np.float64), _r(seed + 2, (B, T, 6), np.float64)
+    y, cache = token_position_embedding_forward_cuda(dev(idx), dev(wte), dev(wpe))
+    ref, rcache = embedding_op.token_position_embedding_forward_ref(idx, wte, wpe)
+    assert_close(y, ref, **F64)
+    dwte, dwpe = token_position_embedding_backward_cuda(dev(g), cache)
+    _, rdwte, rdwpe = embedding_op.token_position_embedding_backward_ref(g, rcache)
+    assert_close(dwte, rdwte, **F64)             # repeated ids: atomics must add every row
+    assert_close(dwpe, rdwpe, **F64)
+
+
+@FEW
+@given(rows=st.integers(1, 3), n=st.integers(1, 70), dt=dtypes, seed=st.integers(0, 99))
+def test_softmax(rows, n, dt, seed):
+    x, g = _r(seed, (rows, n), dt, 4), _r(seed + 1, (rows, n), dt)
+    y, cache = softmax_forward_cuda(dev(x))
+    ref, rcache = softmax_op.softmax_forward_ref(x)
+    assert_close(y, ref, **TOL[dt])
+    assert_close(softmax_backward_cuda(dev(g), cache), softmax_op.softmax_backward_ref(g, rcache), **TOL[dt])
+
+
+@FEW
+@given(B=st.integers(1, 2), T=st.integers(1, 6), NH=st.integers(1, 2), HS=st.integers(1, 4), dt=dtypes,
+       seed=st.integers(0, 99))
+def test_causal_attention(B, T, NH, HS, dt, seed):
+    C = NH * HS
+    qkv, g = _r(seed, (B, T, 3 * C), dt), _r(seed + 1, (B, T, C), dt)
+    y, cache = causal_self_attention_forward_cuda(dev(qkv), NH)
+    ref, rcache = attention.causal_self_attention_forward_ref(qkv, NH)
+    assert_close(y, ref, **TOL[dt])
+    assert_close(causal_self_attention_backward_cuda(dev(g), cache),
+                 attention.causal_self_attention_backward_ref(g, rcache), **TOL[dt])
+
+
+@FEW
+@given(N=st.integers(1, 5), V=st.integers(1, 40), reduction=st.sampled_from(["mean", "sum"]), dt=dtypes,
+       seed=st.integers(0, 99))
+def test_cross_entropy_ignore_index(N, V, reduction, dt, seed):
+    rng = np.random.default_rng(seed)
+    z = _r(seed, (N, V), dt, 3)
+    t = rng.integers(0, V, N)
+    t[rng.random(N) < 0.4] = -100                      # some rows ignored (possibly all)
+    loss, cache = cross_entropy_forward_cuda(dev(z), dev(t), -100, reduction)
+    ref, rcache = cross_entropy_op.cross_entropy_forward_ref(z, t, -100, reduction)
+    assert host(loss).shape == ()
+    assert_close(loss, ref, **TOL[dt])
+    d = np.array(0.5, dtype=dt)
+    assert_close(cross_entropy_backward_cuda(dev(d), cache), cross_entropy_op.cross_entropy_backward_ref(0.5, rcache),
+                 **TOL[dt])
+
+
+def test_add_mul_mean():
+    a, b = _r(0, (3, 7), np.float32), _r(1, (3, 7), np.float32)
+    y, _ = AddCuda.forward(None, dev(a), dev(b))
+    assert_close(y, elementwise.add_forward_ref(a, b)[0], **F32)
+    assert_close(mul_cuda(dev(a), dev(b)), elementwise.mul_forward_ref(a, b)[0], **F32)
+    m, cache = MeanCuda.forward(None, dev(a))
+    assert_close(m, a.astype(np.float64).mean(), **F32)
+    (dx,) = MeanCuda.backward(type("Ctx", (), {"cache": cache}), dev(np.array(2.0, np.float32)))
+    assert_close(dx, np.full(a.shape, 2.0 / a.size), **F32)
+
+
+@FEW
+@given(n=st.integers(1, 150), step=st.integers(1, 5), wd=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 99))
+def test_adamw_update(n, step, wd, seed):
+    p, g, m = _r(seed, n, np.float32), _r(seed + 1, n, np.float32), _r(seed + 2, n, np.float32, 0.1)
+    v = np.abs(_r(seed + 3, n, np.float32, 0.1))
+    dp, dm, dv = dev(p), dev(m), dev(v)
+    adamw_update_cuda(dp, dev(g), dm, dv, step, 1e-2, 0.9, 0.999, 1e-8, wd)
+    rp, rm, rv = adamw.adamw_update_ref(p, g, m, v, step, 1e-2, 0.9, 0.999, 1e-8, wd)
+    for out, r in ((dp, rp), (dm, rm), (dv, rv)):
+        assert_close(out, r, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's uint64 maths
+def test_dropout_mask_is_the_counter_hash_and_backward_reuses_it():
+    n, p, seed = 300, 0.3, 2024
+    x = _r(0, n, np.float32)
+    keep = dropout_uniforms_ref(seed, n) >= np.float32(p)
+    y = host(dropout_apply_cuda(dev(x), seed, p))
+    np.testing.assert_array_equal(y != 0, keep & (x != 0))
+    assert_close(y, np.where(keep, x / (1 - p), 0.0), **F32)
+    assert 0.6 < keep.mean() < 0.8                                      # p = 0.3 drops ~30 %
+    assert not np.array_equal(dropout_uniforms_ref(seed + 1, n) >= p, keep)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(512, 768, 768), (1000, 1000, 333)])
+def test_matmul_full_size_on_real_gpu(shape):
+    M, K, N = shape
+    a, b = _r(0, (M, K), np.float32), _r(1, (K, N), np.float32)
+    out = host(matmul2d_cuda(dev(a), dev(b)))
+    ref = a.astype(np.float64) @ b
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-5
