@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/tokenizers.py would shadow the `tokenizers` package transformers imports
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 SHAPES = {
     "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=4096),
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),

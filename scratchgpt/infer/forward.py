@@ -16,8 +16,9 @@ step may mix both. For every layer (GPT-2 pre-LN block)::
 
 Row independence: each linear is called per *segment* of rows — one prompt's prefill, or at
 most ``DECODE_CHUNK`` decode rows — and every kernel computes a row the same way whatever else
-is in the step, so a sequence gets bit-identical logits alone or batched (DenseLinear uses its
-own decode kernel up to DECODE_CHUNK rows; a prompt of P rows always meets the same P-row call).
+is in the step, so a sequence gets bit-identical logits alone or batched (DenseLinear's row
+kernel serves every call of up to DECODE_CHUNK rows; a prompt of P rows always meets the same
+P-row call).
 
 All buffers are allocated once for ``max_rows`` rows and reused (grown only when a longer
 prefill arrives), so the steady decode state allocates nothing per token.
@@ -33,7 +34,7 @@ from ..ops.decode_layernorm import add_layernorm_rows, layernorm_rows
 from .kv_cache import KVCache
 from .weights import DecoderWeights
 
-DECODE_CHUNK = 8        # decode rows per linear call (<= DenseLinear.small_m: see module doc)
+DECODE_CHUNK = 8        # decode rows per linear call (= ops.decode_matmul.ROW_KERNEL_MAX_M)
 
 
 def segments_for(n_decode: int, prompt_lens) -> list:

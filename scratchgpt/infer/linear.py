@@ -16,18 +16,17 @@ from ..ops.decode_matmul import small_matmul
 class DenseLinear:
     """float32 y = x W + b with W kept output-major (``wt`` = Wᵀ, (out, in), contiguous).
 
-    Rows up to ``small_m``, and any product of at most ``small_work`` multiply-adds, go through
-    our decode kernel (reads each weight once, see ops/decode_matmul.py); bigger products (the
-    prefill of a long prompt on a big model) through BLAS sgemm, which reuses each weight across
-    many rows far better (benchmarks/generate.py --kernels: ~2.3x our kernel at 32 rows).
-    Why small products avoid BLAS even where it is faster in isolation: OpenBLAS threads every
-    gemm above a tiny size, and on a busy 2-core machine each call then waits for its second
-    thread to be scheduled — measured here: a 48-token prefill of a 2 x 64 model took 160-260 ms
-    with 2 OpenBLAS threads and 0.7 ms with 1.
+    Up to ``blas_min_m`` rows go through our kernels (ops/decode_matmul.py: they stream each
+    weight once, and a row's result never depends on the other rows — the engine's batched ==
+    single guarantee); longer prefills through BLAS sgemm, which reuses each weight across many
+    rows better (~2x our block kernel at 32 rows on a quiet machine). Why not BLAS earlier:
+    OpenBLAS threads every gemm above a tiny size, and on a busy 2-core machine each call then
+    waits for its second thread to be scheduled — measured here under load: (4, 384) x (384,
+    1152) 16-24 ms with BLAS vs 0.05 ms with our kernel; a 48-token prefill of a 2 x 64 model
+    160-260 ms with 2 OpenBLAS threads vs 0.7 ms with 1.
     """
 
-    small_m = 8                 # decode rows: the engine calls linears with <= 8 rows per chunk
-    small_work = 1 << 23        # multiply-adds (M x in x out) below which BLAS is not worth it
+    blas_min_m = 64             # rows from which BLAS takes over (prefill of a long prompt)
 
     def __init__(self, wt, bias=None):
         wt = np.ascontiguousarray(wt, dtype=np.float32)              # (out, in)
@@ -46,8 +45,7 @@ class DenseLinear:
         return cls(np.asarray(w).T, bias)
 
     def __call__(self, x, out):                                       # x (M, in) -> out (M, out)
-        M = x.shape[0]
-        if M <= self.small_m or M * self.wt.size <= self.small_work:
+        if x.shape[0] < self.blas_min_m:
             return small_matmul(x, self.wt, self.bias, out)
         np.matmul(x, self.wt.T, out=out)                              # BLAS sgemm, transposed view
         if self.bias is not None:

@@ -7,8 +7,10 @@ Why a kernel of our own: a decode step multiplies M = 1..32 rows by every weight
 it is bound by reading the weights once from memory, not by arithmetic. Stored output-major,
 each output feature's weights are one contiguous K-long row: the kernel streams the matrix in
 memory order exactly once, and each row, while in L1, meets all M inputs (x stays in L1 too).
-Threads split the N rows into contiguous ranges. BLAS (np.matmul / sgemv) is the alternative
-(measured side by side in benchmarks/generate.py and chosen per shape in infer/linear.py).
+Threads split the N rows into contiguous ranges. Two kernels: one row at a time (decode, up to
+ROW_KERNEL_MAX_M rows) and 4 x 4 blocks (more rows, a prefill). BLAS (np.matmul / sgemv) is
+the alternative, measured side by side in ``benchmarks/generate.py --kernels``; infer/linear.py
+uses it only for long prefills (see DenseLinear for why).
 """
 from __future__ import annotations
 
@@ -80,10 +82,112 @@ def _small_matmul_kernel(x, wt, b, has_bias, out):  # x (M, K); wt (N, K); b (N,
             n += 1
 
 
+@njit_pair(fastmath=_FM)
+def _block_matmul_kernel(x, wt, b, has_bias, out):  # x (M, K); wt (N, K); b (N,); out (M, N)
+    # For more rows (a prefill): 4 weight rows x 4 input rows per block, 16 accumulator chains,
+    # so each loaded weight meets 4 inputs (vs 1 above): ~1.5x faster from 4 rows on. The last
+    # block re-reads the last input row instead of a missing one (results discarded), so every
+    # row runs through the same code whatever M is: a row's result never depends on the others.
+    M, K = x.shape
+    N = wt.shape[0]
+    zero = np.float32(0.0)
+    n_jobs = (N + _ROWS_PER_JOB - 1) // _ROWS_PER_JOB
+    for j in prange(n_jobs):
+        n0 = j * _ROWS_PER_JOB
+        n1 = min(n0 + _ROWS_PER_JOB, N)
+        n = n0
+        while n + 4 <= n1:
+            for m0 in range(0, M, 4):
+                r1 = min(m0 + 1, M - 1)
+                r2 = min(m0 + 2, M - 1)
+                r3 = min(m0 + 3, M - 1)
+                a00 = zero
+                a01 = zero
+                a02 = zero
+                a03 = zero
+                a10 = zero
+                a11 = zero
+                a12 = zero
+                a13 = zero
+                a20 = zero
+                a21 = zero
+                a22 = zero
+                a23 = zero
+                a30 = zero
+                a31 = zero
+                a32 = zero
+                a33 = zero
+                for k in range(K):
+                    w0 = wt[n, k]
+                    w1 = wt[n + 1, k]
+                    w2 = wt[n + 2, k]
+                    w3 = wt[n + 3, k]
+                    x0 = x[m0, k]
+                    x1 = x[r1, k]
+                    x2 = x[r2, k]
+                    x3 = x[r3, k]
+                    a00 += x0 * w0
+                    a01 += x0 * w1
+                    a02 += x0 * w2
+                    a03 += x0 * w3
+                    a10 += x1 * w0
+                    a11 += x1 * w1
+                    a12 += x1 * w2
+                    a13 += x1 * w3
+                    a20 += x2 * w0
+                    a21 += x2 * w1
+                    a22 += x2 * w2
+                    a23 += x2 * w3
+                    a30 += x3 * w0
+                    a31 += x3 * w1
+                    a32 += x3 * w2
+                    a33 += x3 * w3
+                b0 = b[n] if has_bias else zero
+                b1 = b[n + 1] if has_bias else zero
+                b2 = b[n + 2] if has_bias else zero
+                b3 = b[n + 3] if has_bias else zero
+                out[m0, n] = a00 + b0
+                out[m0, n + 1] = a01 + b1
+                out[m0, n + 2] = a02 + b2
+                out[m0, n + 3] = a03 + b3
+                if m0 + 1 < M:
+                    out[r1, n] = a10 + b0
+                    out[r1, n + 1] = a11 + b1
+                    out[r1, n + 2] = a12 + b2
+                    out[r1, n + 3] = a13 + b3
+                if m0 + 2 < M:
+                    out[r2, n] = a20 + b0
+                    out[r2, n + 1] = a21 + b1
+                    out[r2, n + 2] = a22 + b2
+                    out[r2, n + 3] = a23 + b3
+                if m0 + 3 < M:
+                    out[r3, n] = a30 + b0
+                    out[r3, n + 1] = a31 + b1
+                    out[r3, n + 2] = a32 + b2
+                    out[r3, n + 3] = a33 + b3
+            n += 4
+        while n < n1:
+            for m in range(M):
+                a0 = zero
+                for k in range(K):
+                    a0 += x[m, k] * wt[n, k]
+                if has_bias:
+                    a0 += b[n]
+                out[m, n] = a0
+            n += 1
+
+
+# Up to this many rows the one-row kernel (decode: each step's rows, at most this many per call
+# from the engine); above it the 4 x 4 block kernel. Each kernel computes a row the same way
+# whatever the other rows are, so a sequence's logits do not depend on its batch.
+ROW_KERNEL_MAX_M = 8
+
+
 def small_matmul(x, wt, b, out):
     """out (M, N) = x (M, K) @ wt (N, K)ᵀ + b; b may be None. All float32, C-contiguous."""
     has_bias = b is not None
-    _small_matmul_kernel.pick(wt.size)(x, wt, b if has_bias else _NO_BIAS, has_bias, out)
+    kernel = _small_matmul_kernel if x.shape[0] <= ROW_KERNEL_MAX_M else _block_matmul_kernel
+    kernel.pick(wt.size)(x, wt, b if has_bias else _NO_BIAS, has_bias, out)
     return out
 
 
