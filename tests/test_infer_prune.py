@@ -53,10 +53,10 @@ def test_global_scope_prunes_unevenly():
     assert big < 0.05 and min(frac.values()) > 0.4 and max(frac.values()) > 0.5
 
 
-@pytest.mark.parametrize("calib", [False, True])
+@pytest.mark.parametrize("calib,smear", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("what,fn", [("heads", prune_heads), ("neurons", prune_neurons)])
-def test_structured_smaller_model_equals_masked_model(what, fn, calib):
-    m = GPT(CFG, seed=5)
+def test_structured_smaller_model_equals_masked_model(what, fn, calib, smear):
+    m = GPT(CFG.replace(smear=smear), seed=5)
     rng = np.random.default_rng(1)
     for p in m.parameters():        # non-trivial biases and LayerNorms, so a wrong slice shows
         p.data += rng.standard_normal(p.data.shape).astype(np.float32) * 0.05

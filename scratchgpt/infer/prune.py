@@ -132,6 +132,8 @@ def importance(model, calib_idx=None) -> tuple[np.ndarray, np.ndarray]:
         with no_grad():
             idx = np.asarray(calib_idx)
             x = ops.token_position_embedding(idx, tr.wte.weight, tr.wpe.weight)           # (B, T, C)
+            if getattr(cfg, "smear", False):                                              # as GPT.hidden_states
+                x = ops.smear(x, tr.smear.weight, tr.smear.bias)
             for i, b in enumerate(blocks):                # Block.forward, opened up (eval: no dropout)
                 y = ops.causal_self_attention(b.attn.c_attn(b.ln_1(x)), b.attn.n_head)   # (B, T, A)
                 wo = b.attn.c_proj.weight.data.reshape(NH, HS, cfg.n_embd)
