@@ -208,3 +208,23 @@ def test_request_timeout(model_dir):
         assert json.loads(events[-2])["error"]["code"] == "timeout"
         engine = app.state.engine_loop.engine
         assert wait_until(lambda: engine.num_free_slots == 2 and not engine.has_work(), 5)
+
+
+def test_engine_failure_is_an_error_not_a_hang(model_dir):
+    app = make_app(model_dir, max_batch_size=2)
+    engine = app.state.engine_loop.engine
+    real = engine.step
+    fail = [True]
+
+    def step():
+        if fail[0]:
+            fail[0] = False
+            raise FloatingPointError("boom")
+        return real()
+    engine.step = step
+    with live_server(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", json=body("hi", 5, stream=False), timeout=30)
+        assert r.status_code == 500 and "FloatingPointError: boom" in r.json()["error"]["message"]
+        assert r.json()["error"]["type"] == "server_error"
+        r = httpx.post(url + "/v1/chat/completions", json=body("hi", 5, stream=False), timeout=30)
+        assert r.status_code == 200                       # the loop survived

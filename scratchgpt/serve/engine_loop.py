@@ -123,45 +123,55 @@ class EngineLoop:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not (self._waiting or self._cancels or self._stop or self.engine.has_work()):
-                    self._cond.wait()
-                cancels, self._cancels = self._cancels, []
-                stop = self._stop
-                for h in cancels:
-                    if not h.admitted and h in self._waiting:
-                        self._waiting.remove(h)
-                        h.done = True
+            try:
+                if self._iteration():
+                    return
+            except Exception as e:     # never let the thread die: every waiting client would hang
+                traceback.print_exc()
+                self._abort_all(APIError(500, f"engine loop failed: {type(e).__name__}: {e}", type="server_error"))
+
+    def _iteration(self) -> bool:
+        """One pass: cancellations, admissions, one engine step. True when it is time to stop."""
+        with self._cond:
+            while not (self._waiting or self._cancels or self._stop or self.engine.has_work()):
+                self._cond.wait()
+            cancels, self._cancels = self._cancels, []
+            stop = self._stop
             for h in cancels:
-                if h.admitted and not h.done:
-                    self.engine.cancel(h.id)
-                    self._finish(h)
-            if stop:
-                self._abort_all(APIError(503, "The server shut down before this request finished",
-                                         code="server_shutting_down"))
-                self._notify()
-                return
-            self._admit()
-            if self.engine.has_work():
-                try:
-                    outs = self.engine.step()
-                except Exception as e:   # a bug in the model code must not hang every connection
-                    traceback.print_exc()
-                    self._abort_all(APIError(500, f"generation failed: {type(e).__name__}: {e}",
-                                             type="server_error"))
-                    outs = []
-                self.steps += 1
-                batch = []
-                for out in outs:
-                    h = self._running.get(out.id)
-                    if h is None:
-                        continue
-                    if out.finished:
-                        h.done = True
-                        self._running.pop(h.id, None)
-                    batch.append((h, out))
-                self._deliver_many(batch)
+                if not h.admitted and h in self._waiting:
+                    self._waiting.remove(h)
+                    h.done = True
+        for h in cancels:
+            if h.admitted and not h.done:
+                self.engine.cancel(h.id)
+                self._finish(h)
+        if stop:
+            self._abort_all(APIError(503, "The server shut down before this request finished",
+                                     code="server_shutting_down"))
             self._notify()
+            return True
+        self._admit()
+        if self.engine.has_work():
+            try:
+                outs = self.engine.step()
+            except Exception as e:   # a bug in the model code must not hang every connection
+                traceback.print_exc()
+                self._abort_all(APIError(500, f"generation failed: {type(e).__name__}: {e}",
+                                         type="server_error"))
+                outs = []
+            self.steps += 1
+            batch = []
+            for out in outs:
+                h = self._running.get(out.id)
+                if h is None:
+                    continue
+                if out.finished:
+                    h.done = True
+                    self._running.pop(h.id, None)
+                batch.append((h, out))
+            self._deliver_many(batch)
+        self._notify()
+        return False
 
     def _admit(self) -> None:
         while True:
