@@ -19,3 +19,7 @@ class DataError(ScratchGPTError):
 
 class DeviceError(ScratchGPTError):
     """An op got arrays on two devices at once, or on a device it has no implementation for."""
+
+
+class DistError(ScratchGPTError):
+    """A multi-process (MPI) run cannot start or continue: mpi4py missing, ranks disagree, a peer died."""

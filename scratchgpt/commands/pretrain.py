@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..train.config import ModelConfig, TrainConfig, add_config_arguments, config_from_args
+from ._dist import add_dist, run_training
 from ._flags import add_progress, add_threads, add_tokenizer
 
 
@@ -18,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
     add_progress(p)
+    add_dist(p)
     add_threads(p)
     add_config_arguments(p, ModelConfig)
     add_config_arguments(p, TrainConfig)
@@ -29,13 +31,22 @@ def run(args) -> int:
     from ..train.runs import check_run_dir, pretrain
     model_cfg = config_from_args(ModelConfig, args)
     train_cfg = config_from_args(TrainConfig, args)
-    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    res = pretrain(args.data, args.tokenizer, args.out, model_cfg, train_cfg, resume=args.resume)
-    svg = plot_run(args.out)
-    model = Path(args.out) / "model"
-    print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "
-          f"model in {model}, curves in {svg}")
-    print(f"next: scratchgpt sft --base {model} --data DIALOGUE_DIR   "
-          "(DIALOGUE_DIR from `scratchgpt data prepare --preset customer_service --tokenizer "
-          f"{model / 'tokenizer.json'} --out DIALOGUE_DIR`)")
-    return 0
+
+    def body(parallel, log, is_root) -> int:
+        if is_root:
+            check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+        if parallel is not None:
+            parallel.world.barrier("run directory check")
+        res = pretrain(args.data, args.tokenizer, args.out, model_cfg, train_cfg, resume=args.resume, log=log,
+                       parallel=parallel)
+        if not is_root:
+            return 0
+        svg = plot_run(args.out)
+        model = Path(args.out) / "model"
+        print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "
+              f"model in {model}, curves in {svg}")
+        print(f"next: scratchgpt sft --base {model} --data DIALOGUE_DIR   "
+              "(DIALOGUE_DIR from `scratchgpt data prepare --preset customer_service --tokenizer "
+              f"{model / 'tokenizer.json'} --out DIALOGUE_DIR`)")
+        return 0
+    return run_training(args, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..train.config import PeftConfig, TrainConfig, add_config_arguments, config_from_args, with_overrides
+from ._dist import add_dist, run_training
 from ._flags import add_progress, add_threads
 
 # SFT defaults differ from pretraining: a smaller learning rate (tutorial §9 Q2) and short runs
@@ -31,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
     add_progress(p)
+    add_dist(p)
     add_threads(p)
     add_config_arguments(p, TrainConfig, defaults=SFT_DEFAULTS)
     add_config_arguments(p, PeftConfig, exclude=("method",))
@@ -42,12 +44,20 @@ def run(args) -> int:
     from ..train.runs import check_run_dir, sft
     train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS)
     peft_cfg = with_overrides(config_from_args(PeftConfig, args), {"method": args.peft})
-    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing,
-              slot_copies=args.slot_copies)
-    svg = plot_run(args.out)
-    where = Path(args.out) / ("model" if peft_cfg.method == "none" else "peft")
-    print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "
-          f"weights in {where}, curves in {svg}")
-    print(f"next: scratchgpt eval {where} --data {args.data}")
-    return 0
+
+    def body(parallel, log, is_root) -> int:
+        if is_root:
+            check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+        if parallel is not None:
+            parallel.world.barrier("run directory check")
+        res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing,
+                  slot_copies=args.slot_copies, log=log, parallel=parallel)
+        if not is_root:
+            return 0
+        svg = plot_run(args.out)
+        where = Path(args.out) / ("model" if peft_cfg.method == "none" else "peft")
+        print(f"done: {res.steps} steps, final train loss {res.final_loss:.4f}, val loss {res.last_val_loss:.4f}; "
+              f"weights in {where}, curves in {svg}")
+        print(f"next: scratchgpt eval {where} --data {args.data}")
+        return 0
+    return run_training(args, body)

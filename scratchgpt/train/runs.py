@@ -99,7 +99,8 @@ def _tok_path(tok_or_path, where) -> Path:
 
 # ------------------------------------------------------------------ pretraining
 def pretrain(data_dir, tokenizer_path, out_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
-             resume: bool = False, log=print, stop_after: int | None = None) -> TrainResult:
+             resume: bool = False, log=print, stop_after: int | None = None, parallel=None) -> TrainResult:
+    """``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run."""
     from ..data.batches import PretrainBatches
     from ..data.shards import load_pretrain_shard
     from ..models import GPT, GPTConfig
@@ -124,15 +125,20 @@ def pretrain(data_dir, tokenizer_path, out_dir, model_cfg: ModelConfig, train_cf
                      bias=model_cfg.bias, smear=model_cfg.smear)
     model = GPT(gcfg, seed=train_cfg.seed)
     batches = PretrainBatches(train_tokens, train_cfg.batch_size, train_cfg.seq_len, seed=train_cfg.seed)
+    if parallel is not None:
+        batches = parallel.shard(batches)
     val = fixed_windows(val_tokens, train_cfg.batch_size, train_cfg.seq_len, train_cfg.eval_batches)
     out_dir = Path(out_dir)
     trainer = Trainer(model, train_cfg, batches, val, out_dir, resume=resume, log=log,
+                      **(parallel.trainer_hooks() if parallel is not None else {}),
                       extra_state={"kind": "pretrain", "model": to_dict(model_cfg),
                                    "data_dir": str(data_dir), "tokenizer": str(tok_path)})
+    if parallel is not None:
+        parallel.check_start(trainer, {"model": to_dict(model_cfg)})
     log(f"pretraining a GPT with {model.num_parameters():,} parameters on {len(train_tokens):,} tokens "
         f"({train_cfg.max_steps} steps x {train_cfg.tokens_per_step:,} tokens)")
     result = trainer.fit(stop_after=stop_after, desc="pretrain")
-    if trainer.step >= train_cfg.max_steps or result.stopped_early:
+    if (trainer.step >= train_cfg.max_steps or result.stopped_early) and trainer.writes_files:
         export_model(model, tok_path, out_dir / "model")
     return result
 
@@ -146,9 +152,10 @@ def sft_examples(data_dir, split: str, tok):
 
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
         resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
-        slot_copies: int = 0, rare_slot_boost: int = 1):
+        slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None):
     """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
 
+    ``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run.
     ``slot_copies > 0`` adds that many slot-resampled variants of every training conversation
     with slot values (``slot_augment.py``), rendered from ``data_dir``/train.jsonl; conversations
     with a rare slot type get up to ``rare_slot_boost`` times as many.
@@ -180,14 +187,19 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     counts = count_parameters(model)
     batches = SFTBatches(train_shard, train_cfg.batch_size, train_cfg.seq_len, seed=train_cfg.seed,
                          packing=packing, pad_id=pad)
+    if parallel is not None:
+        batches = parallel.shard(batches)
     val_examples = [val_shard[i] for i in range(len(val_shard))]
     val = conversation_eval_batches(val_examples, train_cfg.batch_size, train_cfg.seq_len, pad)
     if train_cfg.eval_batches:
         val = val[:max(1, train_cfg.eval_batches)]
     out_dir = Path(out_dir)
     trainer = Trainer(model, train_cfg, batches, val, out_dir, resume=resume, log=log,
+                      **(parallel.trainer_hooks() if parallel is not None else {}),
                       extra_state={"kind": "sft", "peft": to_dict(peft_cfg), "base_dir": str(base_dir),
                                    "data_dir": str(data_dir), "slot_copies": slot_copies, "packing": packing})
+    if parallel is not None:
+        parallel.check_start(trainer, {"peft": to_dict(peft_cfg), "slot_copies": slot_copies, "packing": packing})
     log(f"SFT ({peft_cfg.method if peft_cfg.method != 'none' else 'full fine-tuning'}): "
         f"{counts['trainable']:,} of {counts['total']:,} parameters train ({counts['trainable_pct']}%), "
         f"{len(train_shard)} training conversations")
@@ -195,7 +207,7 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     result = trainer.fit(stop_after=stop_after, desc=f"sft{'-' + peft_cfg.method if peft_cfg.method != 'none' else ''}")
     result.wall = time.perf_counter() - t0
     result.param_counts = counts
-    if trainer.step >= train_cfg.max_steps or result.stopped_early:
+    if (trainer.step >= train_cfg.max_steps or result.stopped_early) and trainer.writes_files:
         if peft_cfg.method == "none":
             export_model(model, tok_path, out_dir / "model")
         else:

@@ -19,7 +19,13 @@ that was never interrupted (tests/test_train_resume.py kills one with SIGKILL to
 Hooks for data-parallel training (the MPI issue): ``sync_grads(params)`` runs after the
 micro-batches' backward and before the finiteness check and clipping — the place to all-reduce
 gradients; ``writes_files=False`` (every rank but 0) keeps metrics, checkpoints and the best
-weights off the disk, so only one process writes a run directory.
+weights off the disk, so only one process writes a run directory. Three more make N ranks compute
+what one process computes on the whole batch (``scratchgpt.dist.DataParallel.trainer_hooks()``
+fills all five; this module never imports dist): ``loss_weight(y, mask)`` multiplies each
+micro-batch's loss before backward (ranks counting different numbers of target tokens weigh
+them by that count), ``reduce_losses(losses, weights, tokens) -> (losses, tokens)`` makes the
+logged loss and token count global, ``evaluate_fn(model, val_batches)`` measures validation
+across the ranks.
 
 Batch sources are objects with ``next_batch() -> (x, y, mask)`` (NumPy int arrays (B, T); mask
 float (B, T) or None) and ``state_dict()/load_state_dict()``; see ``batches.py``.
@@ -152,7 +158,9 @@ class Trainer:
 
     def __init__(self, model, cfg: TrainConfig, train_batches, val_batches: list, run_dir,
                  resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None,
-                 sync_grads: Callable[[list], None] | None = None, writes_files: bool = True):
+                 sync_grads: Callable[[list], None] | None = None, writes_files: bool = True,
+                 loss_weight: Callable | None = None, reduce_losses: Callable | None = None,
+                 evaluate_fn: Callable | None = None):
         self.model = model
         self.cfg = cfg
         self.train_batches = train_batches
@@ -160,6 +168,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.writes_files = writes_files
         self.sync_grads = sync_grads
+        self.loss_weight, self.reduce_losses, self.evaluate_fn = loss_weight, reduce_losses, evaluate_fn
         if writes_files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log
@@ -255,10 +264,12 @@ class Trainer:
         """One optimizer step: lr, gradients of grad_accum micro-batches, gradient sync, clip, update."""
         lr = self._set_lr()
         self.optimizer.zero_grad()
-        losses, ntok = self._accumulate_gradients()
-        self.tokens += ntok
+        losses, weights, ntok = self._accumulate_gradients()
         if self.sync_grads is not None:
             self.sync_grads(self.params)           # data parallel: average the gradients over ranks
+        if self.reduce_losses is not None:
+            losses, ntok = self.reduce_losses(losses, weights, ntok)   # the global batch's loss and tokens
+        self.tokens += ntok
         loss = float(np.mean(losses))
         finite_loss = all(math.isfinite(v) for v in losses)
         gnorm = self._clip_gradients(finite_loss)
@@ -275,29 +286,32 @@ class Trainer:
             g["lr"] = lr
         return lr
 
-    def _accumulate_gradients(self) -> tuple[list, int]:
+    def _accumulate_gradients(self) -> tuple[list, list, int]:
         """Forward + backward over ``grad_accum`` micro-batches; float32 gradients in p.grad
-        (under mixed precision: harvested from the float16 pass and unscaled). (losses, tokens)."""
+        (under mixed precision: harvested from the float16 pass and unscaled).
+        (losses, loss weights (``loss_weight`` hook; 1.0 without it), tokens)."""
         cfg = self.cfg
-        losses = []
+        losses, weights = [], []
         ntok = 0
         if self.scaler is None:
             for _ in range(cfg.grad_accum):
                 x, y, m = as_triple(self.train_batches.next_batch())
                 ntok += int(x.size)
-                losses.append(self._forward_backward(x, y, m, 1.0 / cfg.grad_accum))
-            return losses, ntok
+                weights.append(self.loss_weight(y, m) if self.loss_weight is not None else 1.0)
+                losses.append(self._forward_backward(x, y, m, weights[-1] / cfg.grad_accum))
+            return losses, weights, ntok
         acc = [None] * len(self.params)
         with HalfPrecisionWeights(self.params) as half:
             for _ in range(cfg.grad_accum):
                 x, y, m = as_triple(self.train_batches.next_batch())
                 ntok += int(x.size)
-                losses.append(self._forward_backward(x, y, m, self.scaler.scale / cfg.grad_accum))
+                weights.append(self.loss_weight(y, m) if self.loss_weight is not None else 1.0)
+                losses.append(self._forward_backward(x, y, m, weights[-1] * self.scaler.scale / cfg.grad_accum))
                 half.harvest_grads(acc)
         inv = np.float32(1.0 / self.scaler.scale)
         for p, g in zip(self.params, acc):
             p.grad = None if g is None else g * inv
-        return losses, ntok
+        return losses, weights, ntok
 
     def _clip_gradients(self, finite_loss: bool) -> float:
         """Clip to ``grad_clip`` (global norm) when on; the norm before clipping (NaN if the loss was not finite)."""
@@ -326,6 +340,8 @@ class Trainer:
 
     # -------------------------------------------------------------- evaluation / early stop
     def evaluate(self) -> float:
+        if self.evaluate_fn is not None:
+            return self.evaluate_fn(self.model, self.val_batches)
         return evaluate_loss(self.model, self.val_batches)
 
     def _after_eval(self, val: float) -> bool:
@@ -355,7 +371,7 @@ class Trainer:
         last_loss = float("nan")
         throughput = _Throughput()
         steps_this_call = 0
-        with _ProgressBar(cfg.progress, cfg.max_steps, self.step, desc) as bar:
+        with _ProgressBar(cfg.progress and self.writes_files, cfg.max_steps, self.step, desc) as bar:
             while self.step < cfg.max_steps and not self.stopped_early:
                 info = self._timed_step()
                 last_loss = info["loss"]

@@ -1,0 +1,42 @@
+"""``--dist`` for the training commands: one process, or one rank of an MPI data-parallel run.
+
+    mpiexec -n 2 scratchgpt pretrain --dist dp --threads 1 ...
+
+Every rank runs the same command line. Rank 0 checks the run directory, prints, and writes every
+file; the others compute. Any failure on any rank is one line naming the rank, and the whole job
+stops (``dist.comm.guard_ranks``). MPI (the ``dist`` extra) is imported only with ``--dist dp``.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import ConfigError
+
+
+def add_dist(parser) -> None:
+    parser.add_argument("--dist", choices=["none", "dp"], default="none",
+                        help="dp: data parallel over the ranks of `mpiexec -n N` (--batch-size stays the "
+                             "global batch; give each rank --threads 1 on a small machine); default none")
+
+
+def mpi_ranks_from_env() -> int:
+    """How many ranks the launcher started, from its environment (1 outside mpiexec)."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
+
+
+def run_training(args, body) -> int:
+    """Call ``body(parallel, log, is_root)`` — parallel None for one process — under the rules above."""
+    if args.dist == "none":
+        n = mpi_ranks_from_env()
+        if n > 1:
+            raise ConfigError(f"started by mpiexec with {n} ranks but without --dist dp: every rank would train "
+                              "the same model into the same --out; add --dist dp")
+        return body(None, print, True)
+    from ..dist.comm import World, guard_ranks
+    from ..dist.data_parallel import DataParallel
+    world = World()
+    dp = DataParallel(world)
+    return guard_ranks(world, body, dp, dp.log, world.is_root)

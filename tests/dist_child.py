@@ -1,0 +1,172 @@
+"""Helper program for tests/test_dist.py, run as one process or as ranks of ``mpiexec -n N``.
+
+usage: python dist_child.py MODE OUT_DIR [options]
+  train     tiny training run (masked targets, grad accumulation, clipping); rank 0 writes
+            OUT_DIR/result.json (losses) and the run's checkpoints; every rank writes
+            OUT_DIR/weights_rank{r}.npz-free digest in result_rank{r}.json
+  allreduce random gradients through GradBuckets and through the per-tensor twin
+  shards    the rows each rank receives for a few steps (OUT_DIR/rows_rank{r}.json)
+Options: --steps N, --dist (use MPI even on one rank), --fail-rank R --fail-step S (raise there),
+--print-steps (print "step N" per step, flushed), --resume, --checkpoint-every N.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+V, T = 61, 16
+
+
+def corpus():
+    rng = np.random.default_rng(0)
+    tokens = (np.arange(4000) * 7 % V).astype(np.uint16)
+    noise = rng.random(4000) < 0.1
+    tokens[noise] = rng.integers(0, V, size=int(noise.sum()))
+    return tokens
+
+
+class MaskedBatches:
+    """PretrainBatches with ~30 % of the targets ignored (seeded by step): ranks then count
+    different numbers of tokens, which is what makes the loss weighting necessary."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.batch_size = inner.batch_size
+
+    def next_batch(self):
+        step = self.inner.step
+        b = self.inner.next_batch()
+        drop = np.random.default_rng([99, step]).random(b.y.shape) < 0.3
+        drop[0, :] = True                    # one whole row without a counted target
+        y = np.where(drop, -100, b.y)
+        return b.x, y, None
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, s):
+        self.inner.load_state_dict(s)
+
+
+def build(run_dir, args, parallel):
+    from scratchgpt.data.batches import PretrainBatches
+    from scratchgpt.models import GPT, GPTConfig
+    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.config import TrainConfig
+    from scratchgpt.train.trainer import Trainer
+    tokens = corpus()
+    cfg = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=2, max_steps=args.steps, batch_size=args.batch_size,
+                      grad_accum=2, seq_len=T, dropout=0.0, eval_every=3, eval_batches=2,
+                      checkpoint_every=args.checkpoint_every, log_every=1, seed=7, grad_clip=0.5, progress=False)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, dropout=0.0), seed=3)
+    batches = MaskedBatches(PretrainBatches(tokens[:3500], cfg.batch_size, cfg.seq_len, seed=cfg.seed))
+    if parallel is not None:
+        batches = parallel.shard(batches)
+    val = fixed_windows(tokens[3500:], cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+    tr = Trainer(model, cfg, batches, val, run_dir, resume=args.resume, log=lambda s: None,
+                 **(parallel.trainer_hooks() if parallel is not None else {}))
+    if parallel is not None:
+        parallel.check_start(tr, {"corpus": args.corpus_tag})
+    return tr
+
+
+def mode_train(out, args, world):
+    parallel = None
+    if world is not None:
+        from scratchgpt.dist.data_parallel import DataParallel
+        parallel = DataParallel(world, bucket_mb=args.bucket_mb)
+    rank = world.rank if world else 0
+    (out / f"pid_rank{rank}").write_text(str(__import__("os").getpid()))
+    tr = build(out / "run", args, parallel)
+
+    def on_step(trainer, info):
+        if args.print_steps and rank == 0:
+            print(f"step {trainer.step}", flush=True)
+        if args.fail_rank == rank and trainer.step == args.fail_step:
+            raise RuntimeError(f"injected failure at step {trainer.step}")
+
+    res = tr.fit(on_step=on_step)
+    losses = [r["loss"] for r in res.history if "loss" in r]
+    vals = [r["val_loss"] for r in res.history if "val_loss" in r]
+    weights = {n: p.data.tolist() for n, p in tr.model.named_parameters()}
+    (out / f"result_rank{rank}.json").write_text(json.dumps(
+        {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps}))
+
+
+def mode_allreduce(out, args, world):
+    from scratchgpt.dist.allreduce import GradBuckets, allreduce_per_tensor_ref
+    from scratchgpt.models import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16), seed=3)
+    params = model.parameters()
+    rng = np.random.default_rng(100 + world.rank)
+    grads = [rng.standard_normal(p.data.shape).astype(np.float32) for p in params]
+    grads[3] = None                                   # a parameter without a gradient counts as zero
+    for p, g in zip(params, grads):
+        p.grad = None if g is None else g.copy()
+    # tiny buckets (0.002 MB = 524 floats) so several parameters share a bucket and several buckets exist
+    buckets = GradBuckets(params, world, bucket_mb=0.002)
+    buckets.sync()
+    bucketed = [p.grad.copy() for p in params]
+    for p, g in zip(params, grads):
+        p.grad = None if g is None else g.copy()
+    allreduce_per_tensor_ref(params, world)
+    ref = [p.grad.copy() for p in params]
+    exact = all(np.array_equal(a, b) for a, b in zip(bucketed, ref))
+    err = max(float(np.max(np.abs(a - b))) for a, b in zip(bucketed, ref))
+    # the mean over ranks, from the seeds, in float64 (what both must equal up to float32 rounding)
+    want = []
+    for i, p in enumerate(params):
+        acc = np.zeros(p.data.shape)
+        for r in range(world.size):
+            g = np.random.default_rng(100 + r)
+            gs = [g.standard_normal(q.data.shape).astype(np.float32) for q in params]
+            acc += 0 if i == 3 else gs[i]
+        want.append(acc / world.size)
+    err_ref = max(float(np.max(np.abs(a - w))) for a, w in zip(bucketed, want))
+    (out / f"allreduce_rank{world.rank}.json").write_text(json.dumps(
+        {"exact": exact, "max_err": err, "max_err_vs_float64": err_ref, "n_buckets": len(buckets.buckets)}))
+
+
+def mode_shards(out, args, world):
+    from scratchgpt.data.batches import PretrainBatches
+    from scratchgpt.dist.sharding import ShardedBatches
+    inner = PretrainBatches(corpus(), args.batch_size, T, seed=7)
+    sb = ShardedBatches(inner, world.rank, world.size)
+    rows = []
+    for _ in range(args.steps):
+        b = sb.next_batch()
+        rows.append(b.x.tolist())
+    (out / f"rows_rank{world.rank}.json").write_text(json.dumps(rows))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode")
+    ap.add_argument("out")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--bucket-mb", type=float, default=0.004)
+    ap.add_argument("--checkpoint-every", type=int, default=2)
+    ap.add_argument("--dist", action="store_true")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--print-steps", action="store_true")
+    ap.add_argument("--fail-rank", type=int, default=-1)
+    ap.add_argument("--fail-step", type=int, default=-1)
+    ap.add_argument("--corpus-tag", default="same")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = None
+    if args.dist:
+        from scratchgpt.dist.comm import World, guard_ranks
+        world = World(timeout=60)
+        guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards}[args.mode],
+                    out, args, world)
+    else:
+        mode_train(out, args, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Data parallel over MPI: 2 ranks x half batch == 1 process x full batch, bucketed == per-tensor
+allreduce, exact data shards, failures that stop every rank, SIGKILL + resume on another rank
+count, and the start-up agreement check. Ranks are real ``mpiexec -n N`` processes (one thread
+each) running tests/dist_child.py; every launch is bounded by a timeout."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason="the dist extra (mpi4py + mpich) is part of the test extra")
+
+from scratchgpt.dist.launch import mpiexec_command, one_thread_env, run_ranks  # noqa: E402
+from scratchgpt.dist.sharding import shard_bounds  # noqa: E402
+
+HERE = Path(__file__).parent
+CHILD = str(HERE / "dist_child.py")
+ENV = one_thread_env({"PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])})
+
+
+def ranks(n, *args, timeout=120):
+    return run_ranks(n, [CHILD, *map(str, args)], timeout=timeout, env=ENV)
+
+
+def result(d, rank=0):
+    return json.loads((Path(d) / f"result_rank{rank}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: one process, no MPI, the full batch."""
+    d = tmp_path_factory.mktemp("one")
+    subprocess.run([sys.executable, CHILD, "train", str(d)], env=ENV, check=True, timeout=120)
+    return result(d)
+
+
+def assert_same_training(a, b):
+    # float32 sums in another order (two half-batch means combined vs one full-batch mean)
+    np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(a["val_losses"], b["val_losses"], rtol=1e-6, atol=0)
+    for name, w in a["weights"].items():
+        np.testing.assert_allclose(np.array(b["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
+
+
+def test_shard_bounds_partition_every_batch_size():
+    for size in (1, 2, 3, 5):
+        for B in range(size, 3 * size + 2):
+            b = shard_bounds(B, size)
+            counts = np.diff(b)
+            assert b[0] == 0 and b[-1] == B and counts.min() >= 1 and counts.max() - counts.min() <= 1
+
+
+def test_shards_partition_the_global_batches_on_three_ranks(tmp_path):
+    from scratchgpt.data.batches import PretrainBatches
+    sys.path.insert(0, str(HERE))
+    from dist_child import T, corpus
+    r = ranks(3, "shards", tmp_path, "--dist", "--steps", 4, "--batch-size", 5)
+    assert r.returncode == 0, r.stderr
+    got = [json.loads((tmp_path / f"rows_rank{k}.json").read_text()) for k in range(3)]
+    whole = PretrainBatches(corpus(), 5, T, seed=7)
+    for step in range(4):
+        rows = got[0][step] + got[1][step] + got[2][step]    # rank order = row order, 2 + 2 + 1 rows
+        assert [len(g[step]) for g in got] == [2, 2, 1]
+        assert rows == whole.next_batch().x.tolist()
+
+
+def test_two_ranks_half_batch_equal_one_process_full_batch(tmp_path, one_process):
+    r = ranks(2, "train", tmp_path, "--dist")
+    assert r.returncode == 0, r.stderr
+    two, other = result(tmp_path, 0), result(tmp_path, 1)
+    assert two["tokens"] == one_process["tokens"]             # the global batch, not one rank's half
+    assert_same_training(one_process, two)
+    assert other["weights"] == two["weights"]                 # the ranks never drift apart: bit-identical
+
+
+def test_bucketed_allreduce_equals_per_tensor(tmp_path):
+    r = ranks(2, "allreduce", tmp_path, "--dist")
+    assert r.returncode == 0, r.stderr
+    for k in range(2):
+        res = json.loads((tmp_path / f"allreduce_rank{k}.json").read_text())
+        assert res["n_buckets"] > 1
+        # with two ranks every element is a + b either way: bit-identical
+        assert res["exact"], res
+        assert res["max_err_vs_float64"] < 1e-6
+
+
+def test_a_rank_that_raises_stops_every_rank_with_one_line(tmp_path):
+    t0 = time.perf_counter()
+    r = ranks(2, "train", tmp_path, "--dist", "--steps", 30, "--fail-rank", 1, "--fail-step", 3, timeout=90)
+    assert r.returncode != 0
+    assert time.perf_counter() - t0 < 60
+    lines = [ln for ln in r.stderr.splitlines() if "failed, stopping all ranks" in ln]
+    assert lines == ["scratchgpt: rank 1 of 2 failed, stopping all ranks: RuntimeError: injected failure at step 3"]
+
+
+def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
+    """Rank 1 is killed mid-run: mpiexec ends rank 0 too (bounded); the run resumes from the last
+    complete checkpoint with ONE process (a 2-rank checkpoint on 1 rank) and ends where the
+    uninterrupted one-process run ends."""
+    cmd = mpiexec_command(2) + [sys.executable, CHILD, "train", str(tmp_path), "--dist", "--print-steps"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                           start_new_session=True)
+    try:
+        killed = False
+        for line in job.stdout:
+            if line.startswith("step ") and int(line.split()[1]) >= 3:
+                os.kill(int((tmp_path / "pid_rank1").read_text()), signal.SIGKILL)
+                killed = True
+                break
+        t0 = time.perf_counter()
+        job.wait(timeout=60)                                   # no hang: rank 0 is stopped too
+        assert killed and job.returncode != 0 and time.perf_counter() - t0 < 30
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    from scratchgpt.train.checkpoint import latest_checkpoint
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert ckpt is not None and ckpt.name in ("step_0000002", "step_0000004")
+    resumed = subprocess.run([sys.executable, CHILD, "train", str(tmp_path), "--resume"], env=ENV, timeout=120,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    res = result(tmp_path)
+    assert res["steps"] == one_process["steps"]
+    for name, w in one_process["weights"].items():
+        np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
+
+
+def test_ranks_with_different_configs_refuse_to_start(tmp_path):
+    one = [sys.executable, CHILD, "train", str(tmp_path), "--dist"]
+    cmd = mpiexec_command(1) + one + [":", "-n", "1"] + one + ["--corpus-tag", "other"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=90)
+    assert r.returncode != 0
+    assert "rank 1 disagrees with rank 0 about the config (config.corpus: rank 0 has 'same', it has 'other')" \
+        in r.stderr, r.stderr
