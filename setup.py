@@ -41,10 +41,14 @@ SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
 # works with NumPy 2.4. The `gpu` extra adds the CUDA 12 toolkit wheels a real NVIDIA GPU needs.
 CUDA_SIM = ["numba-cuda>=0.30,<0.31"]
 GPU = ["numba-cuda[cu12]>=0.30,<0.31"]
+# The `dist` extra: MPI for multi-process runs (mpiexec -n N scratchgpt pretrain --dist dp ...); the mpich
+# wheel brings the MPI library and its mpiexec, so nothing has to come from the system's packages
+DIST = ["mpi4py>=3.1", "mpich"]
 # Everything the test suite needs (the README's test command installs it): runners + references;
 # the server tests drive a live server with the official openai client and the chat page with
 # Playwright (Debian's chromium, installed by .ci/run; Playwright's own browser download is not used)
-TEST = ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + CUDA_SIM + ["openai>=1.30", "httpx", "playwright"]
+TEST = (["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + CUDA_SIM + DIST
+        + ["openai>=1.30", "httpx", "playwright"])
 
 setup(
     name="scratchgpt",
@@ -75,6 +79,7 @@ setup(
         "bench": TEST_REFS + ["tiktoken"],
         "serve": SERVE,
         "gpu": GPU,
+        "dist": DIST,
     },
     entry_points={"console_scripts": ["scratchgpt=scratchgpt.cli:main"]},
     zip_safe=False,

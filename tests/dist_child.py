@@ -141,6 +141,34 @@ def mode_shards(out, args, world):
     (out / f"rows_rank{world.rank}.json").write_text(json.dumps(rows))
 
 
+def mode_tp(out, args, world):
+    """Greedy generation on one process and tensor-parallel over the ranks, same random GPT."""
+    from scratchgpt.dist.tensor_parallel import block_weight_bytes, tensor_parallel_weights
+    from scratchgpt.infer import Engine, SamplingParams
+    from scratchgpt.infer.weights import decoder_weights
+    from scratchgpt.models import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=V, block_size=32, n_layer=2, n_head=4, n_embd=32), seed=5)
+    for name, p in model.named_parameters():   # blocks louder than the (tied) embedding: varied greedy tokens
+        if ".h." in name and p.data.ndim == 2:
+            p.data *= np.float32(6.0)
+    full = decoder_weights(model)
+    share = tensor_parallel_weights(full, world)
+    params = SamplingParams(temperature=0.0, max_new_tokens=12, ignore_eos=True)
+    prompt = [3, 14, 15, 9, 26, 5, 35]
+    runs = {}
+    for name, w in (("one", full), ("tp", share)):
+        eng = Engine(w, None, max_batch_size=2, return_logits=True)
+        outs = list(eng.outputs(prompt, params))
+        runs[name] = {"tokens": [o.token_id for o in outs], "logits": np.stack([o.logits for o in outs])}
+    (out / f"tp_rank{world.rank}.json").write_text(json.dumps({
+        "tokens_one": runs["one"]["tokens"], "tokens_tp": runs["tp"]["tokens"],
+        "max_logit_diff": float(np.max(np.abs(runs["one"]["logits"] - runs["tp"]["logits"]))),
+        "max_logit": float(np.max(np.abs(runs["one"]["logits"]))),
+        "block_bytes_full": block_weight_bytes(full), "block_bytes_rank": block_weight_bytes(share),
+        "cache_bytes_full": Engine(full, None, max_batch_size=2).cache.nbytes,
+        "cache_bytes_rank": Engine(share, None, max_batch_size=2).cache.nbytes}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode")
@@ -162,7 +190,7 @@ def main():
     if args.dist:
         from scratchgpt.dist.comm import World, guard_ranks
         world = World(timeout=60)
-        guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards}[args.mode],
+        guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards, "tp": mode_tp}[args.mode],
                     out, args, world)
     else:
         mode_train(out, args, None)

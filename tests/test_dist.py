@@ -137,3 +137,86 @@ def test_ranks_with_different_configs_refuse_to_start(tmp_path):
     assert r.returncode != 0
     assert "rank 1 disagrees with rank 0 about the config (config.corpus: rank 0 has 'same', it has 'other')" \
         in r.stderr, r.stderr
+
+
+class _OneRankOfMany:
+    """A stand-in for rank ``rank`` of ``size`` whose allreduce does nothing: the test sums the
+    ranks' partial outputs itself (the split arithmetic, without MPI)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def allreduce_(self, buf, what=""):
+        return buf
+
+
+def test_tensor_parallel_split_sums_to_the_full_linears():
+    from scratchgpt.dist.tensor_parallel import tensor_parallel_weights
+    from scratchgpt.infer.weights import decoder_weights
+    from scratchgpt.models import GPT, GPTConfig
+    full = decoder_weights(GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32), seed=1))
+    N, R, C, HS = 2, 3, 32, 8
+    shares = [tensor_parallel_weights(full, _OneRankOfMany(r, N)) for r in range(N)]
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        p = f"transformer.h.{i}"
+        h = rng.standard_normal((R, C)).astype(np.float32)
+        want = np.empty((R, 3 * C), np.float32)
+        full.linears[f"{p}.attn.c_attn"](h, want)
+        got = []
+        for s in shares:
+            o = np.empty((R, 3 * C // N), np.float32)
+            s.linears[f"{p}.attn.c_attn"](h, o)
+            got.append(o.reshape(R, 3, C // N))                     # this rank's q | k | v heads
+        np.testing.assert_array_equal(np.concatenate(got, axis=2).reshape(R, 3 * C), want)
+        for name, width in (("attn.c_proj", C), ("mlp.c_proj", 4 * C)):
+            y = rng.standard_normal((R, width)).astype(np.float32)
+            want = np.empty((R, C), np.float32)
+            full.linears[f"{p}.{name}"](y, want)
+            total = np.zeros((R, C), np.float64)
+            for r, s in enumerate(shares):
+                o = np.empty((R, C), np.float32)
+                s.linears[f"{p}.{name}"](np.ascontiguousarray(y[:, r * width // N:(r + 1) * width // N]), o)
+                total += o
+            np.testing.assert_allclose(total, want, rtol=1e-5, atol=1e-5)
+    assert shares[0].n_head == 2 and shares[0].head_dim == HS
+
+
+def test_tensor_parallel_generation_matches_one_process(tmp_path):
+    r = ranks(2, "tp", tmp_path, "--dist")
+    assert r.returncode == 0, r.stderr
+    for k in range(2):
+        res = json.loads((tmp_path / f"tp_rank{k}.json").read_text())
+        assert len(set(res["tokens_one"])) > 2                     # a real sequence, not one token repeated
+        assert res["tokens_tp"] == res["tokens_one"]
+        assert res["max_logit_diff"] <= 1e-5 * max(1.0, res["max_logit"])
+        # each rank holds half of the block weights (+ its half of the biases; rank 0 keeps the
+        # row-parallel biases) and half of the KV cache
+        assert abs(res["block_bytes_rank"] - res["block_bytes_full"] / 2) <= 0.01 * res["block_bytes_full"]
+        assert res["cache_bytes_rank"] * 2 == res["cache_bytes_full"]
+
+
+def test_generate_and_chat_cli_with_tp2_print_what_one_process_prints(tmp_path):
+    """`mpiexec -n 2 scratchgpt generate MODEL_DIR --tp 2` (and chat) against the one-process command."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.infer_helpers import tiny_gpt
+    from tests.test_infer_text import TOK
+    d = tmp_path / "model"
+    d.mkdir()
+    tiny_gpt(seed=3, vocab=TOK.vocab_size, block=64, n_embd=16, scale=4.0).save(d)
+    TOK.save(d / "tokenizer.json")
+    gen = ["-m", "scratchgpt.cli", "generate", str(d), "--prompt", "Hello", "--max-new-tokens", "9", "--raw",
+           "--ignore-eos"]
+    one = subprocess.run([sys.executable, *gen], capture_output=True, text=True, env=ENV, timeout=120)
+    two = run_ranks(2, [*gen, "--tp", "2"], timeout=120, env=ENV)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout and one.stdout.strip()          # printed once, same tokens
+    chat = ["-m", "scratchgpt.cli", "chat", str(d), "--temperature", "0", "--max-new-tokens", "8"]
+    script = "hello there\n/reset\norder 42?\n/exit\n"
+    one = subprocess.run([sys.executable, *chat], input=script, capture_output=True, text=True, env=ENV, timeout=120)
+    two = subprocess.run(mpiexec_command(2) + [sys.executable, *chat, "--tp", "2"], input=script,
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 2
+    bad = run_ranks(2, [*gen, "--tp", "3"], timeout=60, env=ENV)
+    assert bad.returncode == 2 and "--tp 3 needs 3 MPI ranks" in bad.stderr

@@ -40,3 +40,35 @@ def run_training(args, body) -> int:
     world = World()
     dp = DataParallel(world)
     return guard_ranks(world, body, dp, dp.log, world.is_root)
+
+
+def add_tp(parser) -> None:
+    parser.add_argument("--tp", type=int, default=1, metavar="N",
+                        help="tensor parallel over N ranks: run as `mpiexec -n N scratchgpt ... --tp N` (each rank "
+                             "holds 1/N of every block's weights; same tokens as one process); default 1")
+
+
+def run_tensor_parallel(args, body) -> int:
+    """Load this rank's share of ``args.model`` and call ``body(args, weights, tok, world)`` on
+    every rank; failures stop all ranks (``dist.comm.guard_ranks``)."""
+    n = mpi_ranks_from_env()
+    if args.tp < 1:
+        raise ConfigError(f"--tp expects a positive number of ranks, got {args.tp}")
+    if n != args.tp:
+        raise ConfigError(f"--tp {args.tp} needs {args.tp} MPI ranks: run it as `mpiexec -n {args.tp} scratchgpt ... "
+                          f"--tp {args.tp}` (this is {n} rank{'s' if n != 1 else ''})")
+    from ..dist.comm import World, guard_ranks
+    from ..dist.tensor_parallel import load_tensor_parallel
+    world = World()
+
+    def rank_body():
+        share, tok, info = load_tensor_parallel(args.model, world)
+        everyone = world.allgather_json(info, "memory report")
+        if getattr(args, "verbose", False) and world.is_root:
+            import sys
+            for r, i in enumerate(everyone):
+                print(f"[rank {r}] block weights {i['rank_block_bytes'] / 1e6:.2f} of {i['full_block_bytes'] / 1e6:.2f} MB, "
+                      f"replicated embeddings {i['replicated_bytes'] / 1e6:.2f} MB, resident {i['rss_bytes'] / 1e6:.0f} MB",
+                      file=sys.stderr)
+        return body(args, share, tok, world)
+    return guard_ranks(world, rank_body)

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._dist import add_tp, run_tensor_parallel
 from ._flags import add_threads
 from ._sampling import add_sampling, reply_budget, sampling_params
 
@@ -27,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL_DIR", help="model directory (SFT output, PEFT or quantized)")
     p.add_argument("--system", default=None, metavar="TEXT", help="system prompt")
     add_sampling(p, temperature=0.7, max_new_tokens=DEFAULT_MAX_NEW)
+    add_tp(p)
     add_threads(p)
     p.set_defaults(func=run)
 
@@ -144,15 +146,48 @@ def _lines(tty: bool, err):
             yield line.rstrip("\n")
 
 
+def _shared_lines(lines, world):
+    """Tensor parallel: rank 0 reads the input and sends every line to the other ranks, so all of
+    them run the same conversation (their output goes nowhere). None ends it on every rank."""
+    import numpy as np
+    lines = iter(lines) if world.is_root else None
+    while True:
+        line = next(lines, None) if world.is_root else None
+        data = np.frombuffer(b"" if line is None else line.encode("utf-8"), dtype=np.uint8)
+        n = world.bcast_(np.array([-1 if line is None else data.size], dtype=np.int64), what="chat input")[0]
+        if n < 0:
+            return
+        buf = data.copy() if world.is_root else np.zeros(int(n), dtype=np.uint8)
+        if n:
+            world.bcast_(buf, what="chat input")
+        yield buf.tobytes().decode("utf-8")
+
+
 def run(args) -> int:
-    from ..infer import Engine, load_for_inference
+    if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N` (Ctrl-C then ends the whole job)
+        return run_tensor_parallel(args, chat_with)
+    from ..infer import load_for_inference
     model, tok = load_for_inference(args.model)
+    return chat_with(args, model, tok)
+
+
+def chat_with(args, model, tok, world=None) -> int:
+    import io
+
+    from ..infer import Engine
+    is_root = world is None or world.is_root
     engine = Engine(model, tok, max_batch_size=1)
-    session = ChatSession(engine, tok, args, args.model)
-    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    quiet = None if is_root else io.StringIO()
+    session = ChatSession(engine, tok, args, args.model, out=quiet, err=quiet)
+    if not is_root:
+        session.save = lambda path: None     # rank 0 writes /save files; the others only compute
+    tty = sys.stdin.isatty() and sys.stdout.isatty() and is_root
     if tty:
         print(f"chatting with {args.model} ({HELP})", file=sys.stderr)
-    for line in _lines(tty, sys.stderr):
+    lines = _lines(tty, sys.stderr) if is_root else ()
+    if world is not None:
+        lines = _shared_lines(lines, world)
+    for line in lines:
         text = line.strip()
         if not text:
             continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from ._dist import add_tp, run_tensor_parallel
 from ._flags import add_threads
 from ._sampling import add_sampling, reply_budget, sampling_params
 
@@ -22,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="also print tokens, prefill time and decode speed (on stderr)")
     add_sampling(p, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW)
+    add_tp(p)
     add_threads(p)
     p.set_defaults(func=run)
 
@@ -41,13 +43,26 @@ def prompt_ids(tok, text: str, raw: bool, system: str | None = None) -> list:
 
 
 def run(args) -> int:
-    import time
-
     from ..errors import ConfigError
-    from ..infer import Engine, load_for_inference
     if args.prompt == "":
         raise ConfigError("--prompt is empty")
+    if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N`: the same loop on this rank's share
+        return run_tensor_parallel(args, generate_with)
+    from ..infer import load_for_inference
     model, tok = load_for_inference(args.model)
+    return generate_with(args, model, tok)
+
+
+def generate_with(args, model, tok, world=None) -> int:
+    """Generate with ``model`` (a GPT, or the DecoderWeights of a tensor-parallel rank); only the
+    root rank writes to the terminal."""
+    import io
+    import time
+
+    from ..infer import Engine
+    is_root = world is None or world.is_root
+    if not is_root:
+        sys.stdout = io.StringIO()           # every rank computes the same tokens; one prints them
     ids = prompt_ids(tok, args.prompt, args.raw, args.system)
     engine = Engine(model, tok, max_batch_size=1)
     params = sampling_params(args, reply_budget(args, DEFAULT_MAX_NEW, engine.block_size - len(ids) + 1))
@@ -64,7 +79,7 @@ def run(args) -> int:
         print(c.text)
         reason = c.finish_reason
     wall = time.perf_counter() - t0
-    if args.verbose:
+    if args.verbose and is_root:
         st = engine.stats
         dec = st.decode_tokens / st.decode_seconds if st.decode_seconds else float("nan")
         w = engine.weights
