@@ -53,7 +53,7 @@ class MaskedBatches:
 def build(run_dir, args, parallel):
     from scratchgpt.data.batches import PretrainBatches
     from scratchgpt.models import GPT, GPTConfig
-    from scratchgpt.train.batches import fixed_windows
+    from scratchgpt.train.eval_batches import fixed_windows
     from scratchgpt.train.config import TrainConfig
     from scratchgpt.train.trainer import Trainer
     tokens = corpus()

@@ -118,7 +118,7 @@ def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
-    from scratchgpt.train.checkpoint import latest_checkpoint
+    from scratchgpt.train.run_checkpoints import latest_checkpoint
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt is not None and ckpt.name in ("step_0000002", "step_0000004")
     resumed = subprocess.run([sys.executable, CHILD, "train", str(tmp_path), "--resume"], env=ENV, timeout=120,

@@ -199,7 +199,8 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
                       extra_state={"kind": "sft", "peft": to_dict(peft_cfg), "base_dir": str(base_dir),
                                    "data_dir": str(data_dir), "slot_copies": slot_copies, "packing": packing})
     if parallel is not None:
-        parallel.check_start(trainer, {"peft": to_dict(peft_cfg), "slot_copies": slot_copies, "packing": packing})
+        parallel.check_start(trainer, {"peft": to_dict(peft_cfg), "slot_copies": slot_copies,
+                                        "rare_slot_boost": rare_slot_boost, "packing": packing})
     log(f"SFT ({peft_cfg.method if peft_cfg.method != 'none' else 'full fine-tuning'}): "
         f"{counts['trainable']:,} of {counts['total']:,} parameters train ({counts['trainable_pct']}%), "
         f"{len(train_shard)} training conversations")
