@@ -220,3 +220,38 @@ def test_generate_and_chat_cli_with_tp2_print_what_one_process_prints(tmp_path):
     assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 2
     bad = run_ranks(2, [*gen, "--tp", "3"], timeout=60, env=ENV)
     assert bad.returncode == 2 and "--tp 3 needs 3 MPI ranks" in bad.stderr
+
+
+def test_ch9_dist_quick_reports_equivalence_cost_and_projection():
+    proc = subprocess.run([sys.executable, "-m", "scratchgpt.chapters.ch9", "--dist", "--quick"], capture_output=True,
+                          text=True, env=ENV, timeout=300, cwd=str(HERE.parent))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    eq = next(ln for ln in out.splitlines() if ln.startswith("equivalence:"))
+    assert float(eq.split("max |loss diff| ")[1].split(",")[0]) < 1e-5
+    assert "same greedy tokens as one process: True" in out
+    assert "allreduce per step:" in out and "alpha-beta fit" in out
+    for p in (8, 64, 512):
+        assert f"\n| {p} | " in out
+    assert "data parallelism stops paying" in out
+
+
+def test_alpha_beta_model_fit_and_projection():
+    from scratchgpt.dist.cost_model import (GPT2_124M, break_even_ranks, fit_alpha_beta, gpt2_parameters, project,
+                                            ring_allreduce_seconds)
+    alpha, beta = 7e-6, 2e-10
+    sizes = [4096 * 4 ** k for k in range(8)]
+    times = [ring_allreduce_seconds(n, 4, alpha, beta) for n in sizes]
+    a, b = fit_alpha_beta(sizes, times, 4)
+    assert abs(a - alpha) < 1e-9 and abs(b - beta) < 1e-14
+    assert ring_allreduce_seconds(10 ** 9, 1, alpha, beta) == 0.0
+    # 2 (p-1) alpha + 2 (p-1)/p n beta, by hand for p = 8
+    assert abs(ring_allreduce_seconds(800, 8, 1.0, 1.0) - (14 + 1400)) < 1e-9
+    n = gpt2_parameters(**GPT2_124M)
+    assert n == 124_439_808                                  # GPT-2 small with tied embeddings
+    rows = project([1, 2], 1000, 100, 6.0, 600.0, alpha=0.0, beta=0.0)
+    assert rows[0]["step_s"] == 1.0 and rows[1]["speedup"] == 2.0 and rows[1]["efficiency"] == 1.0
+    p = break_even_ranks(n, 2 ** 19, 6.0 * n, 50e12, 5e-6, 8e-11)
+    c1 = 2 ** 19 * 6.0 * n / 50e12
+    assert ring_allreduce_seconds(4 * n, p, 5e-6, 8e-11) >= c1 / p                 # here it no longer pays
+    assert ring_allreduce_seconds(4 * n, p - 1, 5e-6, 8e-11) < c1 / (p - 1)       # one rank fewer it did

@@ -3,11 +3,15 @@
     python -m scratchgpt.chapters.ch9              # all three (~15 min on 2 cores)
     python -m scratchgpt.chapters.ch9 --only q3    # one question
     python -m scratchgpt.chapters.ch9 --quick      # tiny settings (what tests run)
+    python -m scratchgpt.chapters.ch9 --dist       # Q3 across processes: 2 MPI ranks (the dist extra)
 
 Q2 learning rate: SFT from the same base with a sweep of peak learning rates, with and
    without warmup; the table is the validation loss each reaches.
 Q3 resources: peak memory and time of one training step for the same effective batch as one
    big batch, as micro-batches with gradient accumulation, and with mixed precision.
+   --dist: past one process — 2 MPI ranks train the same model on halves of each batch (equal to
+   one process), the allreduce's cost measured and projected to 8/64/512 ranks for GPT-2 124M,
+   and the tensor-parallel memory split (scratchgpt/dist, benchmarks/dist.py).
 Q4 overfitting: a small subset of the dialogues trained for many steps, with and without
    dropout, weight decay and early stopping; a train/val table.
 Q5 faster inference: greedy generation with and without the KV cache at several prompt
@@ -99,6 +103,31 @@ def q3_resources(base, data, work: Path, s) -> list[dict]:
     return rows
 
 
+def q3_distributed(quick: bool) -> dict:
+    """Launch 2 ranks of ``scratchgpt.dist.measure`` and print what they measured and what it projects."""
+    import json
+    import os
+
+    from ..dist.launch import run_ranks
+    from ..dist.measure import report_lines, summary
+    from ..errors import DistError
+    print("\n== Q3 across processes: data parallel, the allreduce's cost, tensor parallel (2 MPI ranks) ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dist.json"
+        argv = ["-m", "scratchgpt.dist.measure", "--out", str(out), "--shape", "quick" if quick else "S",
+                "--max-kib", "256" if quick else "16384", "--repeats", "5" if quick else "20"]
+        proc = run_ranks(2, argv, timeout=300 if quick else 900)
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-2:])
+            raise DistError(f"the 2-rank run failed (exit {proc.returncode}): {tail}")
+        res = json.loads(out.read_text(encoding="utf-8"))
+    res["summary"] = summary(res)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("\n".join(report_lines(res, res["summary"])))
+    print(f"(timings taken with a 1-minute load average of {load:.1f} on {os.cpu_count()} cores)")
+    return res
+
+
 # ------------------------------------------------------------------ Q4
 def q4_overfitting(base, data, work: Path, s) -> list[dict]:
     from ..train.experiments import ShardSubset, sft_trainer, train_loss_on
@@ -161,8 +190,13 @@ def main(argv=None) -> int:
     ap = chapter_parser("ch9", "Chapter 9: FAQ Q2-Q5 as experiments",
                         quick_help="tiny model and few steps (what the tests run)")
     ap.add_argument("--only", choices=sorted(QUESTIONS), default=None, help="run only this question")
+    ap.add_argument("--dist", action="store_true",
+                    help="only Q3 across processes: launch 2 MPI ranks (needs the dist extra: mpi4py + mpich)")
     add_base_arguments(ap)
     args = chapter_args(ap, argv)
+    if args.dist:
+        q3_distributed(args.quick)
+        return 0
     s = settings(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.out or tmp)
