@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..commands._flags import chapter_args, chapter_parser, run_chapter
+from ..commands._flags import chapter_args, chapter_parser, kept_note, run_chapter
 from ..data.augment import AugmentConfig, augment_conversation
 from ..data.clean import CleanConfig
 from ..data.pipeline import PrepareConfig, preset, prepare, read_jsonl, write_shards
@@ -168,6 +168,7 @@ def main(argv=None) -> int:
                 if number in NEEDS_DATA and "tokenizer" not in state:
                     section_data(args, state)
                 fn(args, state)
+        print(f"\n({kept_note(args.out, 'the prepared data and models printed above')})")
     return 0
 
 

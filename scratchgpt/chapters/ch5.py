@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..commands._flags import chapter_args, chapter_parser, run_chapter
+from ..commands._flags import chapter_args, chapter_parser, kept_note, run_chapter
 from ..errors import ConfigError
 
 
@@ -118,6 +118,9 @@ def main(argv=None) -> int:
               f"ROUGE-L {ev['rouge_l']:.3f}")
         section_inference(model, tok)
         section_how_are_you(model, tok, n=3 if args.quick else 10)
+        if not args.reuse:
+            print(f"\n({kept_note(args.out, 'the run and the paths printed above')}"
+                  + ("" if args.out else "; or run `scratchgpt demo`, then this chapter with --from runs/demo") + ")")
     return 0
 
 

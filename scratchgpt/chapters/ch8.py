@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.out or tmp)
         base, data = resolve_base(ap, args, work, s)
-        print(f"base model {base}; SFT {s['sft'].max_steps} steps x {s['sft'].batch_size} conversations per method; "
+        where = base if (args.out or args.base) else "pretrained in a temporary folder (--out DIR keeps it)"
+        print(f"base model {where}; SFT {s['sft'].max_steps} steps x {s['sft'].batch_size} conversations per method; "
               f"task accuracy on {s['n_eval']} test conversations\n")
         rows = compare(base, data, work / "ch8", s["sft"], s["n_eval"])
         print_table(rows)
