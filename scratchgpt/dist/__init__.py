@@ -9,6 +9,9 @@ tensor-parallel inference.
 - ``allreduce.py``       bucketed gradient allreduce over flat preallocated buffers
 - ``data_parallel.py``   the hooks ``train.Trainer(parallel=...)`` calls; start-up agreement check
 - ``tensor_parallel.py`` Megatron-style split of a GPT for inference
+- ``launch.py``          ``mpiexec -n N`` from Python (chapters, benchmarks, tests)
+- ``cost_model.py``      the alpha-beta model of ring allreduce; projections to many ranks
+- ``measure.py``         one MPI launch measuring all of the above on this machine (ch9 --dist)
 
 Importing this package does not import mpi4py; ``comm.World()`` does, with a one-line error
 naming the extra when it is missing. Nothing below ``dist`` imports it.

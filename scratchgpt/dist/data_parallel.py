@@ -129,6 +129,9 @@ class DataParallel:
             "weights": _digest(*[p.data for _, p in trainer.model.named_parameters()]),
             "step": trainer.step,
         }
+        import os
+        import socket
+        where = self.world.allgather_json({"pid": os.getpid(), "host": socket.gethostname()}, "start-up check")
         everyone = self.world.allgather_json(mine, "start-up check")
         for r, theirs in enumerate(everyone):
             if theirs != everyone[0]:
@@ -136,6 +139,9 @@ class DataParallel:
                 detail = _first_difference(everyone[0], theirs)
                 raise DistError(f"rank {r} disagrees with rank 0 about the {' and '.join(what)} ({detail}); "
                                 "every rank must run the same command on the same files")
+        # mpiexec names a rank killed by a signal only by its PID: this line maps PIDs to ranks
+        self.log(f"data parallel over {self.world_size} ranks (" + ", ".join(
+            f"rank {r}: pid {w['pid']} on {w['host']}" for r, w in enumerate(where)) + ")")
         if trainer.cfg.dropout > 0 and self.rank > 0:
             # each rank draws its own dropout masks (its rows differ); rank 0 keeps the run's stream,
             # the others derive theirs from (seed, rank, step), so a resume continues them
