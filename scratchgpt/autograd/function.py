@@ -90,25 +90,25 @@ class Function:
         arrays = []
         parents = []
         needs = []
-        devices = set()
+        device = None
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a.data)
+                data = a.data
                 parents.append(a)
                 needs.append(a.requires_grad)
-                devices.add(a.device)
-            else:
-                arrays.append(a)
+            else:                       # a plain argument; an array (targets, masks) counts too
+                data = a
                 parents.append(None)
                 needs.append(False)
-                device = array_device(a)    # a plain array argument (targets, masks) counts too
+            arrays.append(data)
+            d = "cpu" if isinstance(data, np.ndarray) else array_device(data)
+            if d is not None and d != device:
                 if device is not None:
-                    devices.add(device)
-        if len(devices) > 1:
-            raise DeviceError(f"{cls.__name__}: inputs on several devices {sorted(devices)}; "
-                              "move them to one device first")
-        impl = implementation(cls, devices.pop() if devices else "cpu")
-        record = is_grad_enabled() and any(needs)
+                    raise DeviceError(f"{cls.__name__}: inputs on several devices ({device}, {d}); "
+                                      "move them to one device first")
+                device = d
+        impl = IMPLEMENTATIONS.get((cls, device or "cpu")) or implementation(cls, device)
+        record = any(needs) and is_grad_enabled()
         ctx = Context(tuple(needs), record)
         result = impl.forward(ctx, *arrays, **kwargs)
         if type(result) is not tuple or len(result) != 2:
