@@ -100,14 +100,16 @@ def load_cuda_ops() -> None:
 
 
 def is_device_array(value) -> bool:
-    """A GPU array: anything with ``__cuda_array_interface__`` (numba device arrays, CuPy) or the
-    simulator's stand-in (``FakeCUDAArray``, a NumPy array in disguise that has no interface)."""
-    return hasattr(value, "__cuda_array_interface__") or type(value).__name__ == "FakeCUDAArray"
+    """A GPU array: anything with ``__cuda_array_interface__`` (numba device arrays, CuPy), or with
+    numba's ``__cuda_ndarray__`` marker, which the simulator's stand-in ``FakeCUDAArray`` (a NumPy
+    array in disguise, whose ``__array__`` would copy it to the host without a word) also has."""
+    return (hasattr(value, "__cuda_array_interface__") or getattr(value, "__cuda_ndarray__", False) is True
+            or type(value).__name__ == "FakeCUDAArray")
 
 
 def array_device(value) -> str | None:
-    """"cpu" for a NumPy array, "cuda" for a GPU array (anything with ``__cuda_array_interface__``:
-    numba device arrays, CuPy), None for everything else (numbers, shapes, None)."""
+    """"cpu" for a NumPy array, "cuda" for a GPU array (``is_device_array``), None for everything
+    else (numbers, shapes, None)."""
     if isinstance(value, np.ndarray):
         return "cpu"
     if is_device_array(value):

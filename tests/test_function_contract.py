@@ -15,8 +15,8 @@ from scratchgpt import ops
 
 
 class FakeDeviceArray:
-    """Stands in for a numba.cuda device array: it has __cuda_array_interface__, and any attempt
-    to read it as a NumPy array (np.asarray, np.ascontiguousarray) fails loudly."""
+    """Stands in for a GPU array (CuPy, numba-cuda): it has __cuda_array_interface__, and any
+    attempt to read it as a NumPy array (np.asarray, np.ascontiguousarray) fails loudly."""
     __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (0, False), "version": 3}
     shape = (3,)
     dtype = np.dtype(np.float32)
@@ -25,6 +25,27 @@ class FakeDeviceArray:
 
     def __array__(self, *a, **k):
         raise AssertionError("a NumPy body tried to read a device array")
+
+
+class FakeSimulatorArray:
+    """Like numba's CUDA-simulator FakeCUDAArray: only the __cuda_ndarray__ marker, and an
+    __array__ that would hand NumPy a host copy without a word."""
+    __cuda_ndarray__ = True
+    shape = (3,)
+    dtype = np.dtype(np.float32)
+    size = 3
+    ndim = 1
+
+    def __array__(self, *a, **k):
+        return np.ones(3, dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", [FakeDeviceArray, FakeSimulatorArray])
+def test_gpu_arrays_stay_gpu_arrays_in_a_tensor(kind):
+    t = Tensor(kind())
+    assert t.device == "cuda" and isinstance(t.data, kind)      # not silently copied to the host
+    with pytest.raises(DeviceError, match="no implementation for device 'cuda'"):
+        ops.gelu(t)
 
 
 class BigCache(Function):
