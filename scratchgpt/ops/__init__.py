@@ -6,8 +6,9 @@ Each op module holds, in this order:
   3. ``<op>_forward`` / ``<op>_backward``: the fast CPU path (Numba kernels built with
      ``_numba.njit_pair``, or BLAS through NumPy where that is what is fastest, said in a comment),
      same signature as the ref: ``<op>_forward(...) -> (out, cache)``, ``<op>_backward(dout, cache)``;
-  4. a section ``# ---- numba.cuda kernel ----`` where the GPU kernel lives (a later issue fills it);
-  5. the autograd ``<Name>Function`` and the Tensor-level function users call (``gelu(x)``).
+  4. the autograd ``<Name>Function`` and the Tensor-level function users call (``gelu(x)``).
+Its GPU twin, ``<op>_cuda.py``, holds the numba.cuda kernels and the class registered for
+(``<Name>Function``, "cuda"); it is imported on the first use of the "cuda" device (below).
 
 Module names never equal function names (``ops.gelu`` is the function, ``ops.gelu_op`` its
 module), so the package needs no import tricks: below, each function is imported from its module.
