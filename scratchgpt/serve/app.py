@@ -26,7 +26,7 @@ from .access import KeyCheck, RateLimiter
 from .engine_loop import EngineLoop
 from .errors import APIError, invalid
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .prompts import chat_prompt, completion_prompt, end_token_ids
+from .prompts import chat_prompt, completion_prompt
 from .protocol import parse_chat, parse_completion, parse_json_body
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/")
@@ -74,7 +74,6 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     block_size = engine.block_size
     vocab_size = tok.vocab_size
-    chat_end_ids = end_token_ids(tok)
     page = load_page()
 
     from contextlib import asynccontextmanager
@@ -149,13 +148,12 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
                            code="context_length_exceeded")
         return max_tokens
 
-    def sampling_params(s, max_tokens: int, stop: tuple, stop_ids: tuple):
+    def sampling_params(s, max_tokens: int, stop: tuple):
         from ..infer import SamplingParams
         return SamplingParams(max_new_tokens=max_tokens, temperature=s.temperature, top_k=s.top_k,
                               top_p=s.top_p, min_p=s.min_p, repetition_penalty=s.repetition_penalty,
                               frequency_penalty=s.frequency_penalty, presence_penalty=s.presence_penalty,
-                              seed=s.seed, stop=tuple(stop), ignore_eos=s.ignore_eos,
-                              stop_token_ids=() if s.ignore_eos else tuple(stop_ids))
+                              seed=s.seed, stop=tuple(stop), ignore_eos=s.ignore_eos)
 
     async def output_batches(h, deadline: float, request: Request | None = None):
         """The request's StepOutputs until finished, in lists of whatever has arrived (one write
@@ -282,7 +280,7 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
         check_model(req.model)
         ids, extra_stop = chat_prompt(tok, req.messages)
         max_tokens = check_context(len(ids), req.sampling.max_tokens, "messages")
-        params = sampling_params(req.sampling, max_tokens, req.sampling.stop + extra_stop, chat_end_ids)
+        params = sampling_params(req.sampling, max_tokens, req.sampling.stop + extra_stop)
         return await generate(request, ids, params, True, req.stream, req.include_usage)
 
     @app.post("/v1/completions")
@@ -292,7 +290,7 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
         check_model(req.model)
         ids = completion_prompt(tok, req.prompt, vocab_size)
         max_tokens = check_context(len(ids), req.sampling.max_tokens, "prompt")
-        params = sampling_params(req.sampling, max_tokens, req.sampling.stop, chat_end_ids)
+        params = sampling_params(req.sampling, max_tokens, req.sampling.stop)
         return await generate(request, ids, params, False, req.stream, req.include_usage)
 
     return app

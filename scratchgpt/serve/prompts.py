@@ -1,15 +1,16 @@
-"""Requests -> prompt token ids and the token ids that end a reply.
+"""Requests -> prompt token ids.
 
 A tokenizer trained with the chat special tokens (every scratchgpt chat model) renders messages
 with the chat template the model was fine-tuned on (``<|system|>…<|end|><|user|>…<|end|>
-<|assistant|>``) and a reply ends at ``<|end|>`` or ``<|endoftext|>``. A tokenizer without them —
+<|assistant|>``); the engine ends a reply at the tokenizer's end tokens (``<|end|>``,
+``<|endoftext|>``) unless the request asks for ``ignore_eos``. A tokenizer without them —
 a plain GPT-2 checkpoint — gets a plain-text transcript ("User: …\\nAssistant:") and the stop
 string "\\nUser:", which is the best a base model can do; the reply says nothing more clever
 than the model is.
 """
 from __future__ import annotations
 
-from ..tokenizer.special import END, ENDOFTEXT, ROLE_TOKENS
+from ..tokenizer.special import END, ROLE_TOKENS
 from .errors import invalid
 
 PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -19,11 +20,6 @@ PLAIN_STOP = ("\nUser:",)
 def has_chat_tokens(tok) -> bool:
     specials = getattr(tok, "special_tokens", {}) or {}
     return all(t in specials for t in list(ROLE_TOKENS.values()) + [END])
-
-
-def end_token_ids(tok) -> tuple[int, ...]:
-    specials = getattr(tok, "special_tokens", {}) or {}
-    return tuple(specials[t] for t in (END, ENDOFTEXT) if t in specials)
 
 
 def chat_prompt(tok, messages) -> tuple[list[int], tuple[str, ...]]:
