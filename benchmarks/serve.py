@@ -255,7 +255,8 @@ def main(argv=None):
     print(f"\n{'mode':<58} {'conc':>4} {'req/s':>7} {'tok/s':>7} {'TTFT p50/p99 ms':>17} "
           f"{'TPOT p50/p99 ms':>16} {'ITL p50/p99 ms':>15} {'fail':>4}")
     for r in report["runs"]:
-        print(f"{r['mode']:<58} {str(r['concurrency']):>4} {r['req_per_s']:>7.2f} {r['output_tok_per_s']:>7.1f} "
+        conc = str(r["concurrency"]) if r.get("concurrency") else f"{r['rate']:g}/s"
+        print(f"{r['mode']:<58} {conc:>4} {r['req_per_s']:>7.2f} {r['output_tok_per_s']:>7.1f} "
               f"{r['ttft_ms_p50']:>8.0f}/{r['ttft_ms_p99']:<8.0f} {r['tpot_ms_p50']:>7.1f}/{r['tpot_ms_p99']:<8.1f} "
               f"{r['itl_ms_p50']:>7.1f}/{r['itl_ms_p99']:<7.1f} {r['failures']:>4}")
     if "batched_over_sequential_tok_s" in report:

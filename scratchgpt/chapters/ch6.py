@@ -214,7 +214,8 @@ def main(argv=None) -> int:
         engine, tok = build_engine(model_dir, max_batch_size=8)
         warm_up(engine)                                   # compile the kernels before the first question
         app = create_app(engine, tok, ServeSettings(model_name=name, api_keys=[KEY]))
-        print(f"== serving {model_dir} as '{name}' (context {engine.block_size} tokens) ==")
+        shown = "a tiny model in a temporary folder" if args.quick and not args.model else model_dir
+        print(f"== serving {shown} as '{name}' (context {engine.block_size} tokens) ==")
         with background_server(app) as base:
             print(f"  started on {base} (web chat page at {base}/ — open it while this runs to try it)")
             client = Client(base, KEY)
