@@ -38,12 +38,18 @@ def enable_simulator() -> None:
     if "numba.cuda" in sys.modules and not simulator_enabled():
         raise ConfigError("--sim must be chosen before numba.cuda is imported (set NUMBA_ENABLE_CUDASIM=1)")
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    import numba     # numba read its config when scratchgpt imported it: set the flag there too
+    numba.config.ENABLE_CUDASIM = True
     cuda_kind.cache_clear()
 
 
 def cuda_module():
     """``numba.cuda`` (numba-cuda's when installed; numba's built-in copy otherwise)."""
     import warnings
+    if not hasattr(np, "row_stack"):
+        # numba-cuda 0.30 registers an overload for np.row_stack, which NumPy 2.5 removed (it was
+        # an alias of np.vstack): give it the alias back so its module imports
+        np.row_stack = np.vstack
     with warnings.catch_warnings():
         # numba's built-in numba.cuda warns that it is deprecated in favour of numba-cuda
         warnings.simplefilter("ignore", DeprecationWarning)

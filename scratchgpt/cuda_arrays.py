@@ -228,6 +228,13 @@ def scale(a, s):
     return axpby(a, s, a, 0)
 
 
+def scale_into(a, s):
+    """a *= s in place."""
+    if a.size:
+        launch1(_axpby, a.size, flat(a), a.dtype.type(s), flat(a), a.dtype.type(0), flat(a))
+    return a
+
+
 def sum_rows(x2d):
     """(N, M) -> (M,): the column sums (bias gradients)."""
     out = cuda.device_array(x2d.shape[1], dtype=x2d.dtype)

@@ -64,3 +64,42 @@ def test_model_to_cuda_and_back_is_bit_identical():
 @pytest.mark.gpu
 def test_real_gpu_is_not_the_simulator():
     assert backend.cuda_kind() == "gpu" and backend.cuda_module().is_available()
+
+
+def test_device_flag_errors_are_one_line_exit_2(monkeypatch, capsys):
+    from scratchgpt.cli import main
+    monkeypatch.setattr(backend, "cuda_kind", lambda: None)
+    assert main(["pretrain", "--data", "nowhere", "--tokenizer", "x", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no CUDA GPU" in err
+    assert main(["pretrain", "--data", "nowhere", "--tokenizer", "x", "--sim"]) == 2
+    assert "--sim simulates the GPU" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["generate", "somewhere", "--prompt", "hi", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "CPU only for now" in err
+
+
+def test_scaling_a_gpu_tensor_by_a_number_stays_on_the_gpu():
+    x = Tensor(dev(np.arange(4, dtype=np.float32)), requires_grad=True)
+    y = (x * 3.0).sum()
+    y.backward()
+    assert y.device == "cuda"
+    np.testing.assert_array_equal(host(y.data), 18.0)
+    np.testing.assert_array_equal(host(x.grad), np.full(4, 3.0, np.float32))
+
+
+def test_clip_grad_norm_on_gpu_gradients_matches_cpu():
+    from scratchgpt.optim import clip_grad_norm
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5,))]
+    cpu = [Tensor(np.zeros_like(g), requires_grad=True) for g in grads]
+    gpu = [Tensor(dev(np.zeros_like(g)), requires_grad=True) for g in grads]
+    for t, g in zip(cpu, grads):
+        t.grad = g.copy()
+    for t, g in zip(gpu, grads):
+        t.grad = dev(g)
+    n_cpu, n_gpu = clip_grad_norm(cpu, 1.0), clip_grad_norm(gpu, 1.0)
+    assert abs(n_cpu - n_gpu) < 1e-5 * n_cpu and n_cpu > 1.0
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(host(b.grad), a.grad, rtol=1e-6, atol=1e-7)

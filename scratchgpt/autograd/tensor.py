@@ -145,7 +145,8 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
-        return self.data.item()
+        # a GPU scalar (the loss) is copied to the host here: the one transfer per step
+        return self.data.item() if isinstance(self.data, np.ndarray) else self.data.copy_to_host().item()
 
     def detach(self) -> "Tensor":
         return Tensor(self.data, requires_grad=False)

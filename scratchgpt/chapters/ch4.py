@@ -2,6 +2,7 @@
 
     python -m scratchgpt.chapters.ch4            # ~1 minute on 2 CPU cores
     python -m scratchgpt.chapters.ch4 --quick    # what the tests run
+    python -m scratchgpt.chapters.ch4 --device cuda [--sim]   # the §4.2 checks on the GPU too
 
 For each formula the chapter runs the library's fast path (Numba / BLAS, float32) and the
 float64 reference (``*_ref``) of the same op on the same random inputs, prints the largest
@@ -21,7 +22,7 @@ from .. import ops
 from ..autograd import gradcheck
 # the op *modules* (their _ref twins and raw forward/backward pairs); ops.gelu etc. are the functions
 from ..ops import attention, cross_attention_op, cross_entropy_op, embedding_op, gelu_op, layernorm_op, matmul_op
-from ..commands._flags import chapter_args, chapter_parser, run_chapter
+from ..commands._flags import add_device, apply_device, chapter_args, chapter_parser, run_chapter
 
 
 @dataclass
@@ -120,6 +121,44 @@ def run_checks(seed: int = 0) -> list[dict]:
                      "forward_err_f32": fwd_err, "backward_err_f32": bwd_err,
                      "gradcheck_abs_err_f64": rep["max_abs_err"], "gradcheck_ok": rep["ok"]})
     return rows
+
+
+def run_cuda_checks(seed: int = 0) -> list[dict]:
+    """The same formulas through the CUDA kernels (ops/*_cuda.py): Tensors on the GPU, forward and
+    backward through autograd, compared with the float64 reference on the same inputs."""
+    from ..autograd import Tensor
+    from ..backend import to_device, to_host
+    from ..errors import DeviceError
+    rows = []
+    for i, chk in enumerate(checks()):
+        rng = np.random.default_rng(seed + i)
+        inputs = chk.inputs(rng)
+        row = {"section": chk.section, "op": chk.op, "formula": chk.formula}
+        dev = [Tensor(to_device(x, "cuda"), requires_grad=True) if np.issubdtype(x.dtype, np.floating)
+               else to_device(x, "cuda") for x in inputs]
+        try:
+            out = chk.tensor_fn(*dev)
+        except DeviceError as e:
+            rows.append({**row, "cuda": f"no CUDA kernel yet ({str(e).split(' has ')[0]})"})
+            continue
+        out_ref, cache_ref = chk.ref(*inputs)
+        dout = np.random.default_rng(100 + i).standard_normal(np.shape(out_ref)).astype(np.float32)
+        out.backward(to_device(dout, "cuda"))
+        g = [to_host(t.grad) for t in dev if isinstance(t, Tensor)]
+        g_ref = _grads(chk.ref_bwd(dout.astype(np.float64), cache_ref))
+        rows.append({**row, "cuda": "ok", "forward_err_f32": _max_err(to_host(out.data), out_ref),
+                     "backward_err_f32": max((_max_err(a, b) for a, b in zip(g, g_ref)), default=0.0)})
+    return rows
+
+
+def print_cuda_table(rows: list[dict], kind: str) -> None:
+    print(f"== §4.2 on the GPU ({kind}): CUDA kernels (float32) vs the float64 reference ==")
+    for r in rows:
+        if r["cuda"] != "ok":
+            print(f"  {r['section'].split()[0]:<10} {r['op']:<26} {r['cuda']}")
+            continue
+        print(f"  {r['section'].split()[0]:<10} {r['op']:<26} {r['forward_err_f32']:10.2e} "
+              f"{r['backward_err_f32']:10.2e}  {r['formula']}")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -234,10 +273,18 @@ def percent(k: int, n: int) -> str:
 def main(argv=None) -> dict:
     ap = chapter_parser("ch4", __doc__.splitlines()[0], quick_help="fewer training steps for the case study",
                         writes_files=False)
+    add_device(ap)
     args = chapter_args(ap, argv)
+    device = apply_device(args)
     ids = text_to_ids(args.quick)
     rows = run_checks()
     print_table(rows)
+    if device == "cuda":
+        from ..backend import cuda_kind
+        cuda_rows = run_cuda_checks()
+        print_cuda_table(cuda_rows, cuda_kind())
+        if args.quick:            # the GPU checks are what --device cuda asked for; keep the rest short
+            return {"text_to_ids": ids, "checks": rows, "cuda_checks": cuda_rows}
     comp = fused_vs_composition()
     case = reverse_digits_case_study(steps=300 if args.quick else 800)
     return {"text_to_ids": ids, "checks": rows, **comp, "case_study": case}

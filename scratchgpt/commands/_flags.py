@@ -115,6 +115,31 @@ def add_threads(parser, default: str | None = None, extra_help: str = "") -> Non
                              + (f". {extra_help}" if extra_help else ""))
 
 
+def add_device(parser) -> None:
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the model runs: cpu (default) or cuda (an NVIDIA GPU through numba-cuda, "
+                             "the 'gpu' extra)")
+    parser.add_argument("--sim", action="store_true",
+                        help="with --device cuda: run the CUDA kernels on numba.cuda's simulator (slow; no GPU needed)")
+
+
+def apply_device(args, gpu_ready: bool = True, what: str = "") -> str:
+    """``--device`` / ``--sim`` -> the device name; a one-line ConfigError when the GPU is missing.
+    ``gpu_ready=False``: the command has no GPU path yet and says so in one line."""
+    from ..backend import check_device, enable_simulator
+    from ..errors import ConfigError
+    device = getattr(args, "device", "cpu")
+    if getattr(args, "sim", False):
+        if device != "cuda":
+            raise ConfigError("--sim simulates the GPU: use it with --device cuda")
+        enable_simulator()
+    check_device(device)
+    if device == "cuda" and not gpu_ready:
+        raise ConfigError(f"--device cuda: {what} runs on the CPU only for now (its CUDA decode kernels are not "
+                          "written yet); drop --device cuda")
+    return device
+
+
 def add_tokenizer(parser, required: bool = True, help: str | None = None) -> None:
     parser.add_argument("--tokenizer", required=required, default=None, metavar="PATH",
                         help=help or "tokenizer.json, or a directory holding one (model or run directory)")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ._dist import add_tp, run_tensor_parallel
-from ._flags import add_threads
+from ._flags import add_device, add_threads, apply_device
 from ._sampling import add_sampling, reply_budget, sampling_params
 
 DEFAULT_MAX_NEW = 128
@@ -30,6 +30,7 @@ def register(sub) -> None:
     add_sampling(p, temperature=0.7, max_new_tokens=DEFAULT_MAX_NEW)
     add_tp(p)
     add_threads(p)
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -164,6 +165,7 @@ def _shared_lines(lines, world):
 
 
 def run(args) -> int:
+    apply_device(args, gpu_ready=False, what="chat")
     if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N` (Ctrl-C then ends the whole job)
         return run_tensor_parallel(args, chat_with)
     from ..infer import load_for_inference

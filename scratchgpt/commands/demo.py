@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._flags import add_progress, add_threads
+from ._flags import add_device, add_progress, add_threads, apply_device
 
 
 def register(sub) -> None:
@@ -20,11 +20,13 @@ def register(sub) -> None:
     add_threads(p, default="1", extra_help="The demo's model is small: measured on 2 cores, one thread per "
                                            "process was 4x faster than two when anything else was running, "
                                            "because waiting threads spin")
+    add_device(p)
     add_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    apply_device(args, gpu_ready=False, what="demo")
     from ..errors import ConfigError
     from ..train.demo import run_demo
     out = Path(args.out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._flags import add_progress, add_threads
+from ._flags import add_device, add_progress, add_threads, apply_device
 
 
 def register(sub) -> None:
@@ -22,10 +22,12 @@ def register(sub) -> None:
                    help="skip the paraphrase evaluation set (scratchgpt/datasets/customer_service/paraphrase.csv)")
     add_progress(p)
     add_threads(p)
+    add_device(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    apply_device(args, gpu_ready=False, what="eval")
     from ..errors import ConfigError
     from ..train.runs import eval_setup, evaluate_model, load_model_dir
     if args.limit is not None and args.limit < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ._dist import add_tp, run_tensor_parallel
-from ._flags import add_threads
+from ._flags import add_device, add_threads, apply_device
 from ._sampling import add_sampling, reply_budget, sampling_params
 
 DEFAULT_MAX_NEW = 128
@@ -25,6 +25,7 @@ def register(sub) -> None:
     add_sampling(p, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW)
     add_tp(p)
     add_threads(p)
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -43,6 +44,7 @@ def prompt_ids(tok, text: str, raw: bool, system: str | None = None) -> list:
 
 
 def run(args) -> int:
+    apply_device(args, gpu_ready=False, what="generate")
     from ..errors import ConfigError
     if args.prompt == "":
         raise ConfigError("--prompt is empty")

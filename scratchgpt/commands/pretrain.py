@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..train.config import ModelConfig, TrainConfig, add_config_arguments, config_from_args
 from ._dist import add_dist, run_training
-from ._flags import add_progress, add_threads, add_tokenizer
+from ._flags import add_device, add_progress, add_threads, add_tokenizer, apply_device
 
 
 def register(sub) -> None:
@@ -21,6 +21,7 @@ def register(sub) -> None:
     add_progress(p)
     add_dist(p)
     add_threads(p)
+    add_device(p)
     add_config_arguments(p, ModelConfig)
     add_config_arguments(p, TrainConfig)
     p.set_defaults(func=run)
@@ -29,6 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..train.plot import plot_run
     from ..train.runs import check_run_dir, pretrain
+    device = apply_device(args)
     model_cfg = config_from_args(ModelConfig, args)
     train_cfg = config_from_args(TrainConfig, args)
 
@@ -38,7 +40,7 @@ def run(args) -> int:
         if parallel is not None:
             parallel.world.barrier("run directory check")
         res = pretrain(args.data, args.tokenizer, args.out, model_cfg, train_cfg, resume=args.resume, log=log,
-                       parallel=parallel)
+                       parallel=parallel, device=device)
         if not is_root:
             return 0
         svg = plot_run(args.out)

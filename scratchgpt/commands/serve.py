@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ._flags import add_threads
+from ._flags import add_device, add_threads, apply_device
 
 
 def register(sub) -> None:
@@ -32,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take (default 600)")
     add_threads(p, default="1", extra_help="The engine thread does the model's work; one BLAS thread "
                                            "leaves the other core to the HTTP side")
+    add_device(p)
     p.add_argument("--access-log", action="store_true",
                    help="log every HTTP request")
     p.set_defaults(func=run)
@@ -52,6 +53,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
+    apply_device(args, gpu_ready=False, what="serve")
     from ..serve import require_serve_extra
     require_serve_extra()
     _check(args)

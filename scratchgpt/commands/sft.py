@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..train.config import PeftConfig, TrainConfig, add_config_arguments, config_from_args, with_overrides
 from ._dist import add_dist, run_training
-from ._flags import add_progress, add_threads
+from ._flags import add_device, add_progress, add_threads, apply_device
 
 # SFT defaults differ from pretraining: a smaller learning rate (tutorial §9 Q2) and short runs
 SFT_DEFAULTS = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=20, max_steps=300, weight_decay=0.0,
@@ -34,6 +34,7 @@ def register(sub) -> None:
     add_progress(p)
     add_dist(p)
     add_threads(p)
+    add_device(p)
     add_config_arguments(p, TrainConfig, defaults=SFT_DEFAULTS)
     add_config_arguments(p, PeftConfig, exclude=("method",))
     p.set_defaults(func=run)
@@ -42,6 +43,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..train.plot import plot_run
     from ..train.runs import check_run_dir, sft
+    device = apply_device(args)
     train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS)
     peft_cfg = with_overrides(config_from_args(PeftConfig, args), {"method": args.peft})
 
@@ -51,7 +53,7 @@ def run(args) -> int:
         if parallel is not None:
             parallel.world.barrier("run directory check")
         res = sft(args.data, args.base, args.out, train_cfg, peft_cfg, resume=args.resume, packing=args.packing,
-                  slot_copies=args.slot_copies, log=log, parallel=parallel)
+                  slot_copies=args.slot_copies, log=log, parallel=parallel, device=device)
         if not is_root:
             return 0
         svg = plot_run(args.out)

@@ -305,6 +305,11 @@ def sub(a, b) -> Tensor:
 
 def mul(a, b) -> Tensor:
     """a * b with broadcasting."""
+    for t, c in ((a, b), (b, a)):
+        # a GPU Tensor times a number: the scale op (a host constant array would be a second device)
+        if isinstance(t, Tensor) and t.device != "cpu" and isinstance(c, (int, float, np.number)) \
+                and not isinstance(c, bool):
+            return scale(t, c)
     return MulFunction.apply(*_operands(a, b, "mul"))
 
 

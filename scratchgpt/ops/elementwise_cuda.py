@@ -1,6 +1,7 @@
 """Residual add and elementwise product on the GPU (same-shape operands, one thread per element).
 
     add: y = a + b,  da = dy,  db = dy          mul: y = a · b,  da = dy · b,  db = dy · a
+    scale (a constant s): y = s · x,  dx = s · dy
 
 The CPU ops broadcast like NumPy; on the GPU only equal shapes are supported (what the models
 use: the residual stream, gates). A broadcast there raises DeviceError rather than silently
@@ -9,8 +10,8 @@ going through the host.
 from __future__ import annotations
 
 from ..autograd.function import register
-from ..cuda_arrays import _same, add, cuda, flat, launch1
-from .elementwise import AddFunction, MulFunction
+from ..cuda_arrays import _same, add, cuda, flat, launch1, scale
+from .elementwise import AddFunction, MulFunction, ScaleFunction
 
 
 @cuda.jit
@@ -50,3 +51,14 @@ class MulCuda:
         a, b = ctx.cache
         na, nb = ctx.needs_input_grad
         return (mul_cuda(grad, b) if na else None), (mul_cuda(grad, a) if nb else None)
+
+
+@register(ScaleFunction, "cuda")
+class ScaleCuda:
+    @staticmethod
+    def forward(ctx, x, s):
+        return scale(x, s), float(s)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return scale(grad, ctx.cache), None

@@ -39,6 +39,9 @@ def _flatten_params(params) -> list:
 
 
 def _sum_squares(g: np.ndarray) -> float:
+    if not isinstance(g, np.ndarray):          # a GPU gradient: reduced on the GPU, one float back
+        from ..cuda_arrays import sum_of_squares
+        return sum_of_squares(g)
     flat = g.reshape(-1)
     # BLAS dot: one fast pass; float32 accumulation over SIMD lanes is accurate to ~1e-6 rel.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -67,5 +70,9 @@ def clip_grad_norm(params, max_norm: float) -> float:
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:
-            g *= g.dtype.type(coef)
+            if isinstance(g, np.ndarray):
+                g *= g.dtype.type(coef)
+            else:
+                from ..cuda_arrays import scale_into
+                scale_into(g, coef)
     return total

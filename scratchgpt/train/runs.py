@@ -99,7 +99,8 @@ def _tok_path(tok_or_path, where) -> Path:
 
 # ------------------------------------------------------------------ pretraining
 def pretrain(data_dir, tokenizer_path, out_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
-             resume: bool = False, log=print, stop_after: int | None = None, parallel=None) -> TrainResult:
+             resume: bool = False, log=print, stop_after: int | None = None, parallel=None,
+             device: str = "cpu") -> TrainResult:
     """``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run."""
     from ..data.batches import PretrainBatches
     from ..data.shards import load_pretrain_shard
@@ -123,7 +124,7 @@ def pretrain(data_dir, tokenizer_path, out_dir, model_cfg: ModelConfig, train_cf
     gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=model_cfg.block_size, n_layer=model_cfg.n_layer,
                      n_head=model_cfg.n_head, n_embd=model_cfg.n_embd, dropout=train_cfg.dropout,
                      bias=model_cfg.bias, smear=model_cfg.smear)
-    model = GPT(gcfg, seed=train_cfg.seed)
+    model = GPT(gcfg, seed=train_cfg.seed, device=device)
     batches = PretrainBatches(train_tokens, train_cfg.batch_size, train_cfg.seq_len, seed=train_cfg.seed)
     if parallel is not None:
         batches = parallel.shard(batches)
@@ -152,7 +153,7 @@ def sft_examples(data_dir, split: str, tok):
 
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
         resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
-        slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None):
+        slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None, device: str = "cpu"):
     """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
 
     ``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run.
@@ -185,6 +186,7 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
                    dropout=peft_cfg.lora_dropout, targets=peft_cfg.target_list,
                    adapter_size=peft_cfg.adapter_size, prefix_len=peft_cfg.prefix_len, seed=train_cfg.seed)
     counts = count_parameters(model)
+    model.to(device)                       # after PEFT wrapped it: adapters move with the base
     batches = SFTBatches(train_shard, train_cfg.batch_size, train_cfg.seq_len, seed=train_cfg.seed,
                          packing=packing, pad_id=pad)
     if parallel is not None:

@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 
 from ..autograd import no_grad
-from ..errors import CheckpointError, ScratchGPTError
+from ..errors import CheckpointError, ConfigError, ScratchGPTError
 from ..ops.cross_entropy_op import IGNORE_INDEX
 from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
 from .amp import HalfPrecisionWeights, LossScaler
@@ -122,7 +122,10 @@ def trainable_parameters(model) -> list:
 def global_grad_norm(params) -> float:
     total = 0.0
     for p in params:
-        if p.grad is not None:
+        if p.grad is not None and not isinstance(p.grad, np.ndarray):
+            from ..cuda_arrays import sum_of_squares
+            total += sum_of_squares(p.grad)
+        elif p.grad is not None:
             g = p.grad.reshape(-1).astype(np.float64)
             total += float(np.dot(g, g))
     return math.sqrt(total)
@@ -179,6 +182,8 @@ class Trainer:
         set_dropout(model, cfg.dropout)
         reseed_dropout(model, cfg.seed + 1)
         self.optimizer = build_optimizer(model, cfg)
+        if cfg.mixed_precision and getattr(model, "device", "cpu") != "cpu":
+            raise ConfigError("mixed_precision (float16 weights) is CPU-only; the CUDA kernels are float32")
         self.scaler = LossScaler(cfg.loss_scale, cfg.scale_growth_interval) if cfg.mixed_precision else None
         self.step = 0
         self.tokens = 0
