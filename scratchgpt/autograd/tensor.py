@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import array_device, device_of
+from ..backend import array_device, device_of, is_device_array
 
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -44,11 +44,11 @@ def _gpu():
 
 
 def _ones_like(a):
-    return np.ones_like(a) if isinstance(a, np.ndarray) else _gpu().full_like(a, 1)
+    return _gpu().full_like(a, 1) if is_device_array(a) else np.ones_like(a)
 
 
 def _copy(g, dtype):
-    if isinstance(g, np.ndarray):
+    if not is_device_array(g):
         return np.array(g, dtype=dtype, copy=True)
     if g.dtype != dtype:
         raise TypeError(f"GPU gradient of dtype {g.dtype} for a {np.dtype(dtype)} tensor")
@@ -56,14 +56,14 @@ def _copy(g, dtype):
 
 
 def _add_into(a, b):
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+    if not (is_device_array(a) or is_device_array(b)):
         np.add(a, b, out=a)
     else:
         _gpu().add_into(a, b)
 
 
 def _add(a, b):
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+    if not (is_device_array(a) or is_device_array(b)):
         return a + b
     return _gpu().add(a, b)
 
@@ -75,7 +75,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """
     if grad.shape == tuple(shape):
         return grad
-    if not isinstance(grad, np.ndarray):
+    if is_device_array(grad):
         raise ValueError(f"a GPU op returned a gradient of shape {grad.shape} for an input of shape "
                          f"{tuple(shape)}: CUDA ops reduce their own broadcasts")
     ndim_extra = grad.ndim - len(shape)
@@ -146,7 +146,7 @@ class Tensor:
 
     def item(self) -> float:
         # a GPU scalar (the loss) is copied to the host here: the one transfer per step
-        return self.data.item() if isinstance(self.data, np.ndarray) else self.data.copy_to_host().item()
+        return self.data.copy_to_host().item() if is_device_array(self.data) else self.data.item()
 
     def detach(self) -> "Tensor":
         return Tensor(self.data, requires_grad=False)
