@@ -136,7 +136,9 @@ def to_device(array, device: str):
     if device == device_of(array):
         return array
     if device == "cuda":
-        return cuda_module().to_device(np.ascontiguousarray(array))
+        array = np.asarray(array)
+        # np.ascontiguousarray would turn a 0-d array (a loss, a scalar gradient) into shape (1,)
+        return cuda_module().to_device(np.ascontiguousarray(array).reshape(array.shape))
     return array.copy_to_host()
 
 

@@ -53,3 +53,13 @@ def test_adamw_steps_equal_cpu():
     for name, w in runs["cpu"][1].items():
         np.testing.assert_allclose(runs["cuda"][1][name], w, atol=2e-5, rtol=1e-4, err_msg=name)
     assert runs["cuda"][2].keys() == runs["cpu"][2].keys()            # optimizer state saved from the GPU
+
+
+def test_chapter4_checks_on_the_gpu():
+    from scratchgpt.chapters.ch4 import run_cuda_checks
+    rows = run_cuda_checks()
+    ran = [r for r in rows if r["cuda"] == "ok"]
+    assert {r["op"] for r in ran} == {"token_position_embedding", "layernorm", "gelu", "causal_self_attention",
+                                      "linear", "cross_entropy"}
+    assert all(r["forward_err_f32"] < 1e-5 and r["backward_err_f32"] < 1e-5 for r in ran), ran
+    assert all("no CUDA kernel yet" in r["cuda"] for r in rows if r["op"] == "cross_attention")

@@ -135,8 +135,15 @@ def show_languages() -> list[tuple]:
     for name in OP_MODULES:
         mod = importlib.import_module(f"scratchgpt.ops.{name}")
         njit = sorted(k for k, v in vars(mod).items() if isinstance(v, (CPUDispatcher, KernelPair)))
-        cuda = sorted(k for k in vars(mod) if "cuda" in k.lower() and callable(vars(mod)[k]))
-        rows.append((f"ops/{name}.py", f"{len(njit)} @njit kernels", ", ".join(cuda) or "-"))
+        # the CUDA twin sits beside the op as <op>_cuda.py (read as text: importing it needs numba.cuda)
+        stem = name[:-3] if name.endswith("_op") else name
+        cuda_file = Path(mod.__file__).with_name(f"{stem}_cuda.py")
+        cuda = "-"
+        if cuda_file.exists():
+            text = cuda_file.read_text(encoding="utf-8")
+            n_ops = text.count("@register(")
+            cuda = f"{cuda_file.name}: {text.count('@cuda.jit')} kernels" + (f", {n_ops} ops registered" if n_ops else "")
+        rows.append((f"ops/{name}.py", f"{len(njit)} @njit kernels", cuda))
     for modname, label in [("scratchgpt.tokenizer._bpe", "tokenizer/_bpe.pyx"),
                            ("scratchgpt.sampling._sampler", "sampling/_sampler.pyx")]:
         mod = importlib.import_module(modname)
