@@ -134,6 +134,9 @@ def apply_device(args, gpu_ready: bool = True, what: str = "") -> str:
             raise ConfigError("--sim simulates the GPU: use it with --device cuda")
         enable_simulator()
     check_device(device)
+    if device == "cuda" and getattr(args, "dist", "none") != "none":
+        raise ConfigError("--device cuda with --dist: data parallel sums gradients on the host; "
+                          "GPU ranks are not supported yet")
     if device == "cuda" and not gpu_ready:
         raise ConfigError(f"--device cuda: {what} runs on the CPU only for now (its CUDA decode kernels are not "
                           "written yet); drop --device cuda")
