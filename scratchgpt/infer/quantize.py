@@ -450,10 +450,10 @@ def read_quantized(directory) -> QuantizedGPT:
 
 def load_quantized(directory):
     """(QuantizedGPT, tokenizer) — the hook ``infer.load.load_for_inference`` calls."""
-    from .load import load_tokenizer_file
+    from ..tokenizer import load_tokenizer   # not via infer.load, which imports this module
     directory = Path(directory)
     model = read_quantized(directory)
-    tok = load_tokenizer_file(directory)
+    tok = load_tokenizer(directory)
     if tok.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {tok.vocab_size} tokens but the model's "
                               f"vocab_size is {model.config.vocab_size}")
