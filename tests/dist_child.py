@@ -59,7 +59,8 @@ def build(run_dir, args, parallel):
     tokens = corpus()
     cfg = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=2, max_steps=args.steps, batch_size=args.batch_size,
                       grad_accum=2, seq_len=T, dropout=0.0, eval_every=3, eval_batches=2,
-                      checkpoint_every=args.checkpoint_every, log_every=1, seed=7, grad_clip=0.5, progress=False)
+                      checkpoint_every=args.checkpoint_every, log_every=1, seed=7, grad_clip=0.5, progress=False,
+                      patience=args.patience, min_delta=args.min_delta)
     model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, dropout=0.0), seed=3)
     batches = MaskedBatches(PretrainBatches(tokens[:3500], cfg.batch_size, cfg.seq_len, seed=cfg.seed))
     if parallel is not None:
@@ -92,7 +93,8 @@ def mode_train(out, args, world):
     vals = [r["val_loss"] for r in res.history if "val_loss" in r]
     weights = {n: p.data.tolist() for n, p in tr.model.named_parameters()}
     (out / f"result_rank{rank}.json").write_text(json.dumps(
-        {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps}))
+        {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps,
+         "stopped_early": res.stopped_early}))
 
 
 def mode_allreduce(out, args, world):
@@ -183,6 +185,8 @@ def main():
     ap.add_argument("--fail-rank", type=int, default=-1)
     ap.add_argument("--fail-step", type=int, default=-1)
     ap.add_argument("--corpus-tag", default="same")
+    ap.add_argument("--patience", type=int, default=0)
+    ap.add_argument("--min-delta", type=float, default=0.0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

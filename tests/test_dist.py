@@ -78,6 +78,20 @@ def test_two_ranks_half_batch_equal_one_process_full_batch(tmp_path, one_process
     assert other["weights"] == two["weights"]                 # the ranks never drift apart: bit-identical
 
 
+def test_early_stopping_restores_the_same_best_weights_on_every_rank(tmp_path):
+    """min_delta=10: the second evaluation (step 6) never counts as better, so the run stops there and
+    restores the weights of step 3 — rank 0 from best.safetensors, rank 1 from memory (it writes nothing)."""
+    flags = ["--patience", 1, "--min-delta", 10, "--steps", 9]
+    subprocess.run([sys.executable, CHILD, "train", str(tmp_path / "one"), *map(str, flags)], env=ENV, check=True,
+                   timeout=120)
+    r = ranks(2, "train", tmp_path / "two", "--dist", *flags)
+    assert r.returncode == 0, r.stderr
+    one, two, other = result(tmp_path / "one"), result(tmp_path / "two", 0), result(tmp_path / "two", 1)
+    assert one["stopped_early"] and two["stopped_early"] and one["steps"] == two["steps"] == 6
+    assert other["weights"] == two["weights"]
+    assert_same_training(one, two)
+
+
 def test_bucketed_allreduce_equals_per_tensor(tmp_path):
     r = ranks(2, "allreduce", tmp_path, "--dist")
     assert r.returncode == 0, r.stderr
