@@ -87,6 +87,9 @@ def mode_train(out, args, world):
             print(f"step {trainer.step}", flush=True)
         if args.fail_rank == rank and trainer.step == args.fail_step:
             raise RuntimeError(f"injected failure at step {trainer.step}")
+        if args.hang_rank == rank and trainer.step == args.fail_step:
+            import time
+            time.sleep(120)                       # alive but silent: the others' deadline must fire
 
     res = tr.fit(on_step=on_step)
     losses = [r["loss"] for r in res.history if "loss" in r]
@@ -184,6 +187,8 @@ def main():
     ap.add_argument("--print-steps", action="store_true")
     ap.add_argument("--fail-rank", type=int, default=-1)
     ap.add_argument("--fail-step", type=int, default=-1)
+    ap.add_argument("--hang-rank", type=int, default=-1)
+    ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--corpus-tag", default="same")
     ap.add_argument("--patience", type=int, default=0)
     ap.add_argument("--min-delta", type=float, default=0.0)
@@ -193,7 +198,7 @@ def main():
     world = None
     if args.dist:
         from scratchgpt.dist.comm import World, guard_ranks
-        world = World(timeout=60)
+        world = World(timeout=args.timeout)
         guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards, "tp": mode_tp}[args.mode],
                     out, args, world)
     else:

@@ -36,7 +36,7 @@ def one_process(tmp_path_factory):
     """The reference: one process, no MPI, the full batch."""
     d = tmp_path_factory.mktemp("one")
     subprocess.run([sys.executable, CHILD, "train", str(d)], env=ENV, check=True, timeout=120)
-    return result(d)
+    return {**result(d), "dir": str(d)}
 
 
 def assert_same_training(a, b):
@@ -112,6 +112,17 @@ def test_a_rank_that_raises_stops_every_rank_with_one_line(tmp_path):
     assert lines == ["scratchgpt: rank 1 of 2 failed, stopping all ranks: RuntimeError: injected failure at step 3"]
 
 
+def test_a_rank_that_hangs_is_detected_by_the_others_deadline(tmp_path):
+    t0 = time.perf_counter()
+    r = ranks(2, "train", tmp_path, "--dist", "--steps", 30, "--hang-rank", 1, "--fail-step", 2, "--timeout", 3,
+              timeout=90)
+    assert r.returncode != 0 and time.perf_counter() - t0 < 60
+    line = [ln for ln in r.stderr.splitlines() if "failed, stopping all ranks" in ln]
+    assert len(line) == 1 and line[0].startswith(
+        "scratchgpt: rank 0 of 2 failed, stopping all ranks: rank 0: no answer from the other ranks for 3 s during ")
+    assert "(a rank died or hangs" in line[0]
+
+
 def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
     """Rank 1 is killed mid-run: mpiexec ends rank 0 too (bounded); the run resumes from the last
     complete checkpoint with ONE process (a 2-rank checkpoint on 1 rank) and ends where the
@@ -140,6 +151,23 @@ def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
     assert resumed.returncode == 0, resumed.stderr
     res = result(tmp_path)
     assert res["steps"] == one_process["steps"]
+    for name, w in one_process["weights"].items():
+        np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
+
+
+def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, one_process):
+    """The other direction: the reference run's step-4 checkpoint, continued by 2 ranks, ends where
+    the one-process run ended."""
+    import shutil
+    from scratchgpt.train.run_checkpoints import write_json_atomic
+    shutil.copytree(Path(one_process["dir"]) / "run", tmp_path / "run")
+    write_json_atomic(tmp_path / "run" / "checkpoints" / "latest", {"dir": "step_0000004", "step": 4})
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step_0000006")
+    r = ranks(2, "train", tmp_path, "--dist", "--resume")
+    assert r.returncode == 0, r.stderr
+    res = result(tmp_path)
+    assert res["steps"] == 6 and len(res["losses"]) == 2               # steps 5 and 6 trained here
+    np.testing.assert_allclose(res["losses"], one_process["losses"][4:], rtol=1e-6)
     for name, w in one_process["weights"].items():
         np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
 
