@@ -297,3 +297,11 @@ def test_alpha_beta_model_fit_and_projection():
     c1 = 2 ** 19 * 6.0 * n / 50e12
     assert ring_allreduce_seconds(4 * n, p, 5e-6, 8e-11) >= c1 / p                 # here it no longer pays
     assert ring_allreduce_seconds(4 * n, p - 1, 5e-6, 8e-11) < c1 / (p - 1)       # one rank fewer it did
+
+
+def test_without_the_dist_extra_dist_dp_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    from scratchgpt.cli import main
+    monkeypatch.setitem(sys.modules, "mpi4py", None)          # as if mpi4py were not installed
+    assert main(["pretrain", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "--dist", "dp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'scratchgpt[dist]'" in err
