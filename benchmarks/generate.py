@@ -2,6 +2,7 @@
 
     python benchmarks/generate.py [--reps 3] [--shapes small,gpt2] [--batches 1,8,32] [--out FILE]
     python benchmarks/generate.py --kernels        # our decode matmul kernel vs BLAS, per M
+    python benchmarks/generate.py --profile        # where our decode step's time goes
 
 Each measurement runs in its own process (``--worker``; NumPy/Numba and torch never share one),
 with 2 threads, on random weights of two shapes:
@@ -232,7 +233,33 @@ def worker_kernels(*_):
     return {"rows": rows}
 
 
-WORKERS = {"ours": worker_ours, "hf": worker_hf, "torch": worker_torch, "bandwidth": worker_bandwidth,
+def worker_profile(shape, batch, kind):
+    """Where a decode step's time goes in our engine: cProfile's own time per function over 64 steps."""
+    import cProfile
+    import pstats
+
+    from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
+    from scratchgpt.models import GPT, GPTConfig
+    model = GPT(GPTConfig(dropout=0.0, **SHAPES[shape]), seed=0)
+    eng = Engine(model, None, max_batch_size=batch)
+    eng.generate([1, 2, 3], SamplingParams(max_new_tokens=4, ignore_eos=True))
+    p = SamplingParams(max_new_tokens=65, ignore_eos=True)
+    for row in _prompts(shape, batch):
+        eng.add(GenerationRequest(row.tolist(), p))
+    eng.step()                                                  # prefill, not profiled
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    while eng.has_work():
+        eng.step()
+    prof.disable()
+    wall = time.perf_counter() - t0
+    st = pstats.Stats(prof).stats
+    rows = sorted(((v[2], f"{k[0].split('/')[-1]}:{k[2]}") for k, v in st.items()), reverse=True)[:10]
+    return {"wall_s": wall, "steps": 64, "top_own_time": [(name, round(t / wall * 100, 1)) for t, name in rows]}
+
+
+WORKERS = {"profile": worker_profile, "ours": worker_ours, "hf": worker_hf, "torch": worker_torch, "bandwidth": worker_bandwidth,
            "kernels": worker_kernels}
 
 
@@ -263,6 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sides", default="ours,hf,torch")
     ap.add_argument("--out", default=None, help="write the JSON results here")
     ap.add_argument("--kernels", action="store_true", help="only the decode-matmul kernel vs BLAS table")
+    ap.add_argument("--profile", action="store_true",
+                    help="only: where a decode step's time goes in our engine (per shape, batch 1)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default="small", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -276,6 +305,13 @@ def main(argv=None) -> int:
         print(f"{'K':>5} {'N':>6} {'M':>3} {'kernel ms':>10} {'BLAS ms':>9}")
         for r in res["rows"]:
             print(f"{r['K']:5d} {r['N']:6d} {r['M']:3d} {r['kernel_ms']:10.3f} {r['blas_ms']:9.3f}")
+        return 0
+    if args.profile:
+        for shape in args.shapes.split(","):
+            r = run_worker("profile", shape, 1)
+            print(f"{shape}: {r['steps']} decode steps in {r['wall_s']:.3f} s; own time by function (% of wall):")
+            for name, pct in r["top_own_time"]:
+                print(f"  {pct:5.1f}%  {name}")
         return 0
     shapes = args.shapes.split(",")
     batches = [int(b) for b in args.batches.split(",")]
