@@ -106,3 +106,26 @@ def test_prefill_logits_match_a_full_forward():
     prompt = list(range(10))
     _, logits = engine_greedy(model, prompt, 1)
     np.testing.assert_allclose(logits[0], forward_logits(model, prompt)[-1], **LOGITS)
+
+
+def test_load_for_inference_merges_a_saved_lora(tmp_path):
+    import json
+
+    from scratchgpt.infer import load_for_inference
+    from scratchgpt.nn.peft import save_peft
+    from tests.test_infer_text import TOK
+    base = tiny_gpt(seed=4, vocab=TOK.vocab_size, block=16)
+    base.save(tmp_path / "base")
+    TOK.save(tmp_path / "base" / "tokenizer.json")
+    model = _random_peft(tiny_gpt(seed=4, vocab=TOK.vocab_size, block=16), "lora")
+    d = save_peft(model, tmp_path / "peft")
+    info = json.loads((d / "peft.json").read_text())
+    info["base_dir"] = str(tmp_path / "base")
+    (d / "peft.json").write_text(json.dumps(info))
+    loaded, tok = load_for_inference(d)
+    assert tok.vocab_size == TOK.vocab_size and not loaded.training
+    prompt = [1, 2, 3]
+    toks, logits = engine_greedy(loaded, prompt, 10)
+    ref_toks, ref_logits = recompute_greedy(model, prompt, 10)      # the unmerged LoRA model
+    assert toks == ref_toks
+    np.testing.assert_allclose(logits, ref_logits, **LOGITS)
