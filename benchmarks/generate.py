@@ -296,6 +296,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="small,gpt2")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--sides", default="ours,hf,torch")
+    ap.add_argument("--kinds", default="float32,int8,int4", help="our weight formats to run (int8/int4 need "
+                                                                  "scratchgpt.infer.quantize)")
     ap.add_argument("--out", default=None, help="write the JSON results here")
     ap.add_argument("--kernels", action="store_true", help="only the decode-matmul kernel vs BLAS table")
     ap.add_argument("--profile", action="store_true",
@@ -326,9 +328,8 @@ def main(argv=None) -> int:
     configs = []                                 # (side, kind)
     for side in args.sides.split(","):
         if side == "ours":
-            configs.append(("ours", "float32"))
-            if quant_available():
-                configs += [("ours", "int8"), ("ours", "int4")]
+            kinds = args.kinds.split(",")
+            configs += [("ours", k) for k in kinds if k == "float32" or quant_available()]
         else:
             configs.append((side, "float32"))
     if not quant_available():
