@@ -194,8 +194,9 @@ def kernel_checks(sim, repeats, use_torch):
     if torch is not None:
         tq = torch.from_numpy(qkv).cuda().view(B, T, 3, NH, HS).permute(2, 0, 3, 1, 4)
         tfn = lambda: torch.nn.functional.scaled_dot_product_attention(tq[0], tq[1], tq[2], is_causal=True)  # noqa: E731
-    simple("attention", (B, T, NH, HS), lambda: causal_self_attention_forward_cuda(dq, NH)[0],
-           attention.causal_self_attention_forward_ref(qkv, NH)[0], tfn)
+    aref = attention.causal_self_attention_forward_ref(qkv, NH)[0]
+    simple("attention", (B, T, NH, HS), lambda: causal_self_attention_forward_cuda(dq, NH, "tiled")[0], aref, tfn)
+    simple("attention_simple", (B, T, NH, HS), lambda: causal_self_attention_forward_cuda(dq, NH, "simple")[0], aref)
 
     Nr, V = SIZES["cross_entropy"][which]
     z = r(Nr, V, scale=2)

@@ -57,6 +57,6 @@ def test_gpu_check_kernels_run_on_the_simulator():
     # benchmarks/gpu_check.py's kernel part at its --sim sizes: the script stays runnable for the day a GPU comes
     from benchmark_modules import load_benchmark
     rows = load_benchmark("gpu_check").kernel_checks(sim=True, repeats=1, use_torch=False)
-    assert {r["kernel"] for r in rows} == {"matmul", "layernorm", "gelu", "softmax", "attention", "cross_entropy",
-                                          "embedding", "adamw"}
+    assert {r["kernel"] for r in rows} == {"matmul", "layernorm", "gelu", "softmax", "attention", "attention_simple",
+                                          "cross_entropy", "embedding", "adamw"}
     assert all(r["rel_err"] < 1e-5 for r in rows), rows

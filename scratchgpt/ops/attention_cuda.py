@@ -10,9 +10,10 @@ Threads: one per (b, h, t), B·NH·T in all, in blocks of 128. The forward keeps
 maximum and sum of an online softmax (one pass for the statistics, one to accumulate y), so it
 never stores the (T, T) matrix P: it caches only lse (B, NH, T) and recomputes P in the backward.
 Each thread owns its dq row; dk and dv rows are shared by every later query, so those adds are
-``cuda.atomic.add``. This is the readable baseline the tests hold the fast versions to; a tiled
-flash-attention kernel (a block per query tile, K/V tiles through shared memory) is the next
-step and is not written yet.
+``cuda.atomic.add``. This is the readable baseline; ``_attn_forward_tiled`` below is the faster forward (K/V
+tiles through shared memory, flash-attention style) and runs by default for head sizes <= 128;
+both are tested against the reference. The backward is the simple version for both. (Neither
+has been timed on a real GPU yet.)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import math
 import types
 
 from ..autograd.function import register
-from ..cuda_arrays import cuda, launch1, zeros
+from ..cuda_arrays import cuda, launch, launch1, zeros
 from .attention import CausalSelfAttentionFunction, _split_qkv_shape
 
 
@@ -100,13 +101,95 @@ def _kernels(dt):
     return _attn_forward_cuda, _attn_backward_cuda
 
 
-def causal_self_attention_forward_cuda(qkv, n_head):
+# ---- the tiled forward: a block of QT threads per (b, h, tile of QT queries), keys and values
+# through shared memory. Each thread still owns one query row (its q and running output in local
+# memory), but the block's QT threads load one tile of QT keys and values from global memory
+# together (thread i loads key j0 + i) and all read it from shared memory: every key row is read
+# from global memory once per query *tile* instead of once per query. Causal: the block stops at
+# its last query's position, so the upper-triangle tiles are never loaded. All threads of the
+# block reach both barriers of every tile (the loop bound is the same for the whole block; rows
+# past T only skip the arithmetic).
+QT = 32           # queries per block = keys per shared tile
+HS_MAX = 128      # head sizes up to this use the tiled kernel (GPT-2: 64); larger ones the simple one
+
+
+@functools.cache
+def _tiled_kernel(dt):
+    @cuda.jit
+    def _attn_forward_tiled(qkv, NH, scale, out, lse):   # grid (ceil(T / QT), B * NH), block QT
+        sk = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        sv = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        q = cuda.local.array(HS_MAX, dtype=dt)
+        acc = cuda.local.array(HS_MAX, dtype=dt)
+        tid = cuda.threadIdx.x
+        b = cuda.blockIdx.y // NH
+        h = cuda.blockIdx.y % NH
+        B, T, C3 = qkv.shape
+        C = C3 // 3
+        HS = C // NH
+        qo = h * HS
+        ko = C + h * HS
+        vo = 2 * C + h * HS
+        t0 = cuda.blockIdx.x * QT
+        t = t0 + tid
+        live = t < T
+        for d in range(HS):
+            acc[d] = dt(0.0)
+            q[d] = qkv[b, t, qo + d] * scale if live else dt(0.0)
+        m = dt(0.0)
+        ssum = dt(0.0)
+        last = min(t0 + QT, T)                     # keys 0 .. last-1 are all this block needs
+        for j0 in range(0, last, QT):
+            j = j0 + tid
+            for d in range(HS):
+                sk[tid, d] = qkv[b, j, ko + d] if j < T else dt(0.0)
+                sv[tid, d] = qkv[b, j, vo + d] if j < T else dt(0.0)
+            cuda.syncthreads()
+            if live:
+                for jj in range(QT):
+                    if j0 + jj <= t:
+                        sc = dt(0.0)
+                        for d in range(HS):
+                            sc += q[d] * sk[jj, d]
+                        if ssum == dt(0.0):            # the first key: start the online softmax
+                            m = sc
+                            ssum = dt(1.0)
+                            for d in range(HS):
+                                acc[d] = sv[jj, d]
+                        else:
+                            m_new = max(m, sc)
+                            c_old = math.exp(m - m_new)
+                            c_new = math.exp(sc - m_new)
+                            ssum = ssum * c_old + c_new
+                            for d in range(HS):
+                                acc[d] = acc[d] * c_old + c_new * sv[jj, d]
+                            m = m_new
+            cuda.syncthreads()                     # the tile is read by all before it is overwritten
+        if live:
+            for d in range(HS):
+                out[b, t, qo + d] = acc[d] / ssum
+            lse[b, h, t] = m + math.log(ssum)
+    return _attn_forward_tiled
+
+
+def causal_self_attention_forward_cuda(qkv, n_head, version="auto"):
+    """version: "simple" (one thread per query, every key from global memory), "tiled" (shared
+    K/V tiles; head size <= HS_MAX) or "auto" (tiled when it fits). Both cache lse for the same
+    backward."""
     # the shape checks of the CPU op, on the shape alone (the simulator's shape object has no [-1])
     B, T, C, NH, HS = _split_qkv_shape(types.SimpleNamespace(ndim=qkv.ndim, shape=tuple(qkv.shape)), n_head)
     out = cuda.device_array((B, T, C), dtype=qkv.dtype)
     lse = cuda.device_array((B, NH, T), dtype=qkv.dtype)
-    fwd, _ = _kernels(qkv.dtype.type)
-    launch1(fwd, B * NH * T, qkv, NH, qkv.dtype.type(1.0 / math.sqrt(HS)), out, lse)
+    scale = qkv.dtype.type(1.0 / math.sqrt(HS))
+    if version == "auto":
+        version = "tiled" if HS <= HS_MAX else "simple"
+    if version == "tiled":
+        if HS > HS_MAX:
+            raise ValueError(f"the tiled attention kernel takes head sizes <= {HS_MAX}, got {HS}")
+        launch(_tiled_kernel(qkv.dtype.type), ((T + QT - 1) // QT, B * NH), QT, qkv, NH, scale, out, lse)
+    else:
+        fwd, _ = _kernels(qkv.dtype.type)
+        launch1(fwd, B * NH * T, qkv, NH, scale, out, lse)
     return out, (qkv, out, lse, NH)
 
 
