@@ -174,6 +174,45 @@ def mode_tp(out, args, world):
         "cache_bytes_rank": Engine(share, None, max_batch_size=2).cache.nbytes}))
 
 
+def mode_zero(out, args, world):
+    """3 AdamW steps two ways on this rank's rows: allreduce + AdamW (moments everywhere) and ZeRO-1."""
+    from scratchgpt.data.batches import PretrainBatches
+    from scratchgpt.dist.allreduce import GradBuckets
+    from scratchgpt.dist.sharding import ShardedBatches
+    from scratchgpt.dist.zero import Zero1AdamW
+    from scratchgpt.models import GPT, GPTConfig
+    from scratchgpt.optim import AdamW, decay_groups
+    results = {}
+    for kind in ("allreduce", "zero1"):
+        model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16), seed=3)
+        groups = [g for g in decay_groups(model, 0.1) if g["params"]]
+        if kind == "zero1":
+            opt = Zero1AdamW(groups, world, lr=3e-3)
+            state = opt.state_bytes
+        else:
+            opt = AdamW(groups, lr=3e-3, weight_decay=0.1)
+            sync = GradBuckets(model.parameters(), world)
+        batches = ShardedBatches(PretrainBatches(corpus()[:3500], 4, T, seed=7), world.rank, world.size)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = None
+            b = batches.next_batch()
+            _, loss = model(b.x, b.y)
+            loss.backward()
+            if kind == "allreduce":
+                sync.sync()
+            opt.step()
+        if kind == "allreduce":
+            state = sum(s["exp_avg"].nbytes + s["exp_avg_sq"].nbytes for s in opt.state.values()) \
+                if isinstance(opt.state, dict) else None
+        results[kind] = ({n: p.data.copy() for n, p in model.named_parameters()}, state)
+    a, b = results["allreduce"][0], results["zero1"][0]
+    (out / f"zero_rank{world.rank}.json").write_text(json.dumps({
+        "max_diff": max(float(np.max(np.abs(a[k] - b[k]))) for k in a),
+        "state_bytes_zero1": results["zero1"][1], "state_bytes_full": results["allreduce"][1],
+        "n_params": int(sum(v.size for v in a.values()))}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode")
@@ -199,7 +238,7 @@ def main():
     if args.dist:
         from scratchgpt.dist.comm import World, guard_ranks
         world = World(timeout=args.timeout)
-        guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards, "tp": mode_tp}[args.mode],
+        guard_ranks(world, {"train": mode_train, "allreduce": mode_allreduce, "shards": mode_shards, "tp": mode_tp, "zero": mode_zero}[args.mode],
                     out, args, world)
     else:
         mode_train(out, args, None)

@@ -305,3 +305,15 @@ def test_without_the_dist_extra_dist_dp_is_one_line_exit_2(monkeypatch, capsys, 
     assert main(["pretrain", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "--dist", "dp"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'scratchgpt[dist]'" in err
+
+
+def test_zero1_equals_allreduce_adamw_with_a_third_of_the_moments(tmp_path):
+    r = ranks(3, "zero", tmp_path, "--dist")
+    assert r.returncode == 0, r.stderr
+    for k in range(3):
+        res = json.loads((tmp_path / f"zero_rank{k}.json").read_text())
+        n = res["n_params"]
+        assert res["state_bytes_full"] == 8 * n                          # two float32 moments per parameter
+        assert res["state_bytes_zero1"] == 8 * -(-n // 3)                 # this rank's slice only
+        # AdamW is elementwise: the same update on slices; only the 3-way sum's order may differ
+        assert res["max_diff"] <= 1e-6, res

@@ -9,6 +9,7 @@ tensor-parallel inference.
 - ``allreduce.py``       bucketed gradient allreduce over flat preallocated buffers
 - ``data_parallel.py``   the hooks ``train.Trainer(parallel=...)`` calls; start-up agreement check
 - ``tensor_parallel.py`` Megatron-style split of a GPT for inference
+- ``zero.py``            ZeRO-1: AdamW with its moments sharded across ranks (standalone, not in Trainer)
 - ``launch.py``          ``mpiexec -n N`` from Python (chapters, benchmarks, tests)
 - ``cost_model.py``      the alpha-beta model of ring allreduce; projections to many ranks
 - ``measure.py``         one MPI launch measuring all of the above on this machine (ch9 --dist)
