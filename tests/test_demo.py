@@ -42,6 +42,10 @@ def test_demo_quick_writes_eval_json(demo_run):
     assert 0.0 <= ev["task_accuracy"] <= 1.0 and 0.0 <= ev["rouge_l"] <= 1.0
     assert abs(ev["perplexity"] - __import__("math").exp(ev["val_loss"])) < 1e-6 * ev["perplexity"]
     assert ev["n_conversations"] > 0
+    # issue 9: per-language / per-slot-type breakdown and the paraphrase set, in eval.json
+    assert set(ev["by_language"]) <= {"en", "zh"} and ev["by_language"]
+    assert all(0.0 <= v["echoed"] <= 1.0 for v in ev["by_slot_type"].values())
+    assert ev["paraphrase"]["n_conversations"] > 0 and 0.0 <= ev["paraphrase"]["task_accuracy"] <= 1.0
     for run in ("pretrain", "sft"):
         assert (out / run / "curves.svg").is_file() and (out / run / "metrics.jsonl").is_file()
     assert (out / "sft" / "model" / "tokenizer.json").is_file()
