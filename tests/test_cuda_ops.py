@@ -72,6 +72,18 @@ def test_linear_forward_backward(N, K, M, bias, dt, seed):
         assert_close(out, r, **TOL[dt])
 
 
+def test_batched_matmul_by_a_matrix_through_autograd():
+    from scratchgpt.autograd import Tensor
+    from scratchgpt.ops import matmul
+    a, b, g = _r(0, (2, 3, 5), np.float64), _r(1, (5, 4), np.float64), _r(2, (2, 3, 4), np.float64)
+    ta, tb = Tensor(dev(a), requires_grad=True), Tensor(dev(b), requires_grad=True)
+    y = matmul(ta, tb)
+    y.backward(dev(g))
+    assert_close(y.data, a @ b, **F64)
+    assert_close(ta.grad, g @ b.T, **F64)
+    assert_close(tb.grad, a.reshape(6, 5).T @ g.reshape(6, 4), **F64)
+
+
 def test_matmul_transposed_operands_and_transpose_copy():
     a, b = _r(0, (17, 5), np.float32), _r(1, (33, 5), np.float32)
     assert_close(matmul2d_cuda(dev(a), dev(b), tb=True), a.astype(np.float64) @ b.T, **F32)

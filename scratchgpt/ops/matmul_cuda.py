@@ -99,16 +99,20 @@ def matmul2d_cuda(a, b, ta=False, tb=False, bias=None):
 class MatMulCuda:
     @staticmethod
     def forward(ctx, a, b):
-        if a.ndim != 2 or b.ndim != 2:
-            raise DeviceError(f"matmul on the GPU takes 2-D operands, got {a.shape} @ {b.shape}")
-        return matmul2d_cuda(a, b), (a, b)
+        # (..., M, K) @ (K, N): the leading dims of a fold into M (a view), as in linear
+        if a.ndim < 2 or b.ndim != 2:
+            raise DeviceError(f"matmul on the GPU takes (..., M, K) @ (K, N), got {tuple(a.shape)} @ {tuple(b.shape)}")
+        ashape = tuple(a.shape)
+        a2 = a.reshape(a.size // ashape[-1], ashape[-1])
+        return matmul2d_cuda(a2, b).reshape(*ashape[:-1], b.shape[1]), (a2, b, ashape)
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.cache
+        a2, b, ashape = ctx.cache
         na, nb = ctx.needs_input_grad
-        da = matmul2d_cuda(grad, b, tb=True) if na else None       # (M, K) = dC Bᵀ
-        db = matmul2d_cuda(a, grad, ta=True) if nb else None       # (K, N) = Aᵀ dC
+        g = grad.reshape(a2.shape[0], b.shape[1])
+        da = matmul2d_cuda(g, b, tb=True).reshape(*ashape) if na else None   # dC Bᵀ
+        db = matmul2d_cuda(a2, g, ta=True) if nb else None                   # Aᵀ dC
         return da, db
 
 
