@@ -95,6 +95,4 @@ def adamw_update(p, g, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
            ft(1.0 - beta2), ft(lr / bc1), ft(1.0 / math.sqrt(bc2)), ft(eps))
 
 
-# ---- numba.cuda kernel ----
-# The GPU version (one thread per element with a bounds guard, same algebra) is added by a later
-# issue; device arrays are dispatched here once it exists.
+# ---- numba.cuda kernel: ops/adamw_cuda.py (adamw_update_cuda, for device arrays) ----

@@ -329,10 +329,7 @@ def backward_into(qkv, att, dout, dqkv, datt, NH, HS):
         np.matmul(dattT[:, :, c0:c1, c0:], q[:, :, c0:], out=dk[:, :, c0:c1])
 
 
-# ---- numba.cuda kernel ----
-# The GPU version of this op (a fused causal softmax kernel between two cuBLAS-free tiled matmul
-# kernels, one block per (batch, head, row tile)) is added by a later issue; device arrays are
-# dispatched here once it exists.
+# ---- numba.cuda kernel: ops/attention_cuda.py (its class is registered for device "cuda") ----
 
 
 # ============================================================================ autograd

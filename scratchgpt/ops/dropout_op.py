@@ -103,9 +103,7 @@ def dropout_backward(dout, cache):
     return dx.reshape(shape)
 
 
-# ---- numba.cuda kernel ----
-# The GPU dropout (uniforms from numba.cuda.random xoroshiro128p states, one thread per
-# element) is filled in by the CUDA issue.
+# ---- numba.cuda kernel: ops/dropout_cuda.py (its class is registered for device "cuda") ----
 
 
 # ----------------------------------------------------------------------------- autograd

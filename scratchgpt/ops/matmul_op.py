@@ -164,9 +164,7 @@ def linear_backward(dout, cache, need_x=True, need_w=True, need_b=True):
     return dx, dw, db
 
 
-# ---- numba.cuda kernel ----
-# The GPU matmul (shared-memory tiles of A and B, one thread per C element, TILE x TILE
-# blocks) is filled in by the CUDA issue; on the CPU the BLAS path above is used.
+# ---- numba.cuda kernel: ops/matmul_cuda.py (its class is registered for device "cuda") ----
 
 
 # ----------------------------------------------------------------------------- autograd

@@ -148,9 +148,7 @@ def log_softmax_backward(dout, cache):
     return _unrows(dx, mshape, ax, ndim)
 
 
-# ---- numba.cuda kernel ----
-# The GPU softmax (one block per row; shared-memory max and sum reductions) is filled in by
-# the CUDA issue.
+# ---- numba.cuda kernel: ops/softmax_cuda.py (its class is registered for device "cuda") ----
 
 
 # ----------------------------------------------------------------------------- autograd

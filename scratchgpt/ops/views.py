@@ -121,9 +121,7 @@ def concat_backward(dout, cache):
     return tuple(np.split(dout, np.cumsum(sizes)[:-1], axis=axis))
 
 
-# ---- numba.cuda kernel ----
-# Views need no kernel on any device (they only change shape/strides metadata); the CUDA
-# issue adds a device copy for getitem/concat when the array lives on the GPU.
+# ---- numba.cuda kernel: ops/views_cuda.py (its class is registered for device "cuda") ----
 
 
 # ----------------------------------------------------------------------------- autograd
