@@ -23,7 +23,12 @@ load from other processes on a shared machine hits every side alike; the load av
 printed with the results, and each side's CPU time per decoded token (process time: what the
 work costs, less sensitive to other processes than wall time). BENCH_THREADS=1 runs every side on
 one thread. GB/s = bytes of weights one decode step reads x steps per second,
-next to the machine's read bandwidth measured here (a 2-thread Numba sum over 512 MiB).
+next to the machine's read bandwidth measured here (a Numba sum over 512 MiB, same threads).
+
+Where our time goes (``--profile``, 64 decode steps, batch 1): 96-97 % in the decode matmul
+kernel (ops/decode_matmul.py: streaming the weights), ~1 % attention over the cache, < 2 %
+Python and everything else — decode is a weight-reading problem. Measured 2026-11-29 on the
+2-core machine shared with other jobs; the numbers are in the README's benchmark table.
 """
 from __future__ import annotations
 
