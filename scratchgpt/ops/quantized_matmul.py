@@ -380,7 +380,10 @@ class PackedMatmul:
         for n0 in range(0, N, TILE_N):
             n1 = min(n0 + TILE_N, N)
             tile = self._buf[: n1 - n0]
-            self._tile.pick(tile.size)(self.w, self.scales, n0, n1, tile)
+            # serial: the parallel build is launched once per tile, and each launch cost 13-29 ms of
+            # thread wake-ups on the loaded machine (a 32-token prefill of the 6 x 384 model took
+            # 1.5 s parallel, 50 ms serial); BLAS below brings its own threads
+            self._tile.serial(self.w, self.scales, n0, n1, tile)
             out[:, n0:n1] = x @ tile[:, :K].T                              # (M, n1-n0): one sgemm
         if self.bias is not None:
             out += self.bias
