@@ -111,3 +111,62 @@ def test_paraphrase_set_is_well_formed_and_not_in_the_training_data():
             for m in c.messages:
                 if m.role == "user" and len(m.content) > 12:
                     assert m.content not in text, m.content
+
+
+def test_blind_paraphrase_set_scores_its_own_references_and_declares_its_slots():
+    """paraphrase_blind.csv: ids unique, languages as declared, every declared slot value said by
+    the user and repeated in its reply, the evaluated turn requires exactly the first declared
+    slots, and a reply equal to the reference scores 100 % (slot echo and topic label)."""
+    import csv
+
+    from scratchgpt.data.annotate import classify_topic
+    from scratchgpt.data.language import detect_language
+    from scratchgpt.data.textnorm import normalize_turn
+    from scratchgpt.train.evaluate import PARAPHRASE_BLIND_CSV, PARAPHRASE_CSV, paraphrase_blind_set
+    with PARAPHRASE_BLIND_CSV.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r["conversation_id"] for r in rows if r["turn"] == "0"]
+    assert len(ids) == len(set(ids)) >= 100
+    assert all(i.startswith(f"cs-blind-{r}-") for i, r in zip(ids, [r["language"] for r in rows if r["turn"] == "0"]))
+    convs = paraphrase_blind_set()
+    assert [c.id for c in convs] == ids                      # the loader dropped nothing
+    langs = [c.language for c in convs]
+    assert 0.5 <= langs.count("en") / len(langs) <= 0.7 and set(langs) == {"en", "zh"}
+    n_slots, types = 0, set()
+    for c in convs:
+        assert detect_language(" ".join(m.content for m in c.messages)) == c.language, c.id
+        ex = c.meta["exchanges"]
+        users = [m.content for m in c.messages if m.role == "user"]
+        replies = [m.content for m in c.messages if m.role == "assistant"]
+        assert len(ex) == len(users) == len(replies)
+        assert c.topic in {e["turn_topic"] for e in ex}, c.id
+        for k, (e, reply) in enumerate(zip(ex, replies)):
+            assert classify_topic(reply) == e["turn_topic"], (c.id, k, reply)
+            said = " ".join(users[:k + 1])
+            for v in e.get("slots", {}).values():
+                v = normalize_turn(v)                            # as paraphrase_set normalises the turns
+                assert v in reply and v in said, (c.id, k, v)
+        prompt, ref, need = eval_turn(c)
+        first = next((k for k, e in enumerate(ex) if e.get("slots")), None)
+        if first is None:
+            assert need == [] and ref == replies[0]
+        else:                                    # the turn meant to be evaluated is, with all its values
+            assert ref == replies[first], c.id
+            assert sorted(need) == sorted(normalize_turn(v) for v in ex[first]["slots"].values()), c.id
+            n_slots += 1
+            types |= set(ex[first]["slots"])
+        assert task_scores(ref, ref, need) == {"slot_ok": True, "topic_ok": True, "ok": True}
+        # and a reply that drops a required value fails
+        for v in need:
+            assert not task_scores(ref.replace(v, ""), ref, need)["slot_ok"]
+    assert n_slots >= 0.8 * len(convs) and types == {"order_id", "product", "amount", "email"}
+    assert {c.topic for c in convs} == {"orders", "shipping", "returns_refunds", "account", "payment", "product",
+                                        "complaint", "small_talk"}
+    for other in (PARAPHRASE_CSV.parent / "train.csv", PARAPHRASE_CSV.parent / "test.csv", PARAPHRASE_CSV):
+        if other.is_file():  # no user turn of the blind set is a user turn of the other sets
+            with other.open(encoding="utf-8", newline="") as f:
+                seen = {normalize_turn(r["context"]).lower() for r in csv.DictReader(f)}
+            for c in convs:
+                for m in c.messages:
+                    if m.role == "user" and len(m.content) > 12:
+                        assert m.content.lower() not in seen, (other.name, m.content)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,10 @@ def test_wheel_runs_the_demo_from_an_empty_directory(tmp_path):
                            env=env, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheels.glob("scratchgpt-*.whl")
+    with zipfile.ZipFile(wheel) as z:                 # the evaluation sets ship with the package
+        names = set(z.namelist())
+    for f in ("train.csv", "test.csv", "paraphrase.csv", "paraphrase_blind.csv"):
+        assert f"scratchgpt/datasets/customer_service/{f}" in names, f
 
     venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(tmp_path / "venv")
     py = tmp_path / "venv" / "bin" / "python"

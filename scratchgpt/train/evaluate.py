@@ -20,6 +20,9 @@
   (order_id, product, amount, email), the share of required values of that type the reply echoed.
 * ``paraphrase_set()``: the hand-written paraphrase evaluation set
   (``scratchgpt/datasets/customer_service/paraphrase.csv``, never trained on), scored the same way.
+* ``paraphrase_blind_set()``: a second hand-written set (``paraphrase_blind.csv``) written by
+  someone who never read the generator's templates or the training data, and kept away from
+  whoever tunes training — the check that the model did not learn only the templates.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from ..errors import DataError
 from .text_metrics import corpus_bleu, distinct_n, rouge_l
 
 PARAPHRASE_CSV = Path(__file__).resolve().parents[1] / "datasets" / "customer_service" / "paraphrase.csv"
+PARAPHRASE_BLIND_CSV = PARAPHRASE_CSV.with_name("paraphrase_blind.csv")
 
 
 # ------------------------------------------------------------------ generation
@@ -243,19 +247,19 @@ def slot_type_scores(rows: list) -> dict:
     return out
 
 
-def paraphrase_set(limit: int | None = None) -> list:
+def paraphrase_set(limit: int | None = None, path: Path = PARAPHRASE_CSV) -> list:
     """The paraphrase evaluation set as Conversations (turns normalised like the pipeline's).
 
     Written by hand, separately from the generator's templates: new wordings, other sentence
     orders, typos, mixed English/Chinese, order numbers in positions and formats the templates
     never use. It is never trained on; it checks that the model copies and answers beyond the
-    templates it memorised.
+    templates it memorised. ``path`` picks another set in the same CSV format.
     """
     from ..data.load_csv import load_csv
     from ..data.records import Message
     from ..data.report import Report
     from ..data.textnorm import normalize_turn
-    path = PARAPHRASE_CSV
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"paraphrase evaluation set {path} is missing (it ships with the package)")
     convs = list(load_csv(path, Report()))
@@ -266,6 +270,13 @@ def paraphrase_set(limit: int | None = None) -> list:
         idx = np.linspace(0, len(convs) - 1, limit).round().astype(int)
         convs = [convs[i] for i in idx]
     return convs
+
+
+def paraphrase_blind_set(limit: int | None = None) -> list:
+    """The blind paraphrase set (``paraphrase_blind.csv``): like ``paraphrase_set`` but written
+    without reading the templates, ``train.csv``/``test.csv`` or the first paraphrase set, by
+    someone not working on training, so nobody tuned training against it."""
+    return paraphrase_set(limit, PARAPHRASE_BLIND_CSV)
 
 
 def perplexity(val_loss: float) -> float:
