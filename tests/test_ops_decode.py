@@ -48,7 +48,7 @@ def test_cached_attention_matches_ref(parallel, data, seed):
     positions = np.array(positions, np.int64)
     qkv = (rng.standard_normal((R, 3 * C)) * 2).astype(np.float32)
     y_ref, k_ref, v_ref = cached_attention_ref(qkv, kc, vc, slots, positions, NH)
-    scores = np.empty((R * NH, T), np.float64)
+    scores = np.empty((R * NH, T), np.float32)
     out = np.full((R, C), np.nan, np.float32)
     with force_build(parallel):
         cached_attention(qkv, kc, vc, slots, positions, scores, out)

@@ -10,7 +10,8 @@
 
 Beyond the agreed interface: ``SamplingParams(max_new_tokens=None)`` = as many as fit;
 ``Engine(return_logits=True)`` puts each step's logits in ``StepOutput.logits``;
-``Engine(max_prefill_rows=N)`` caps the prompt rows one step prefills (others wait a step);
+``Engine(max_prefill_rows=N, prefill_chunk=C)``: prompts prefill in C-row chunks, at most N rows
+a step, first come first served (engine.py's module doc);
 ``engine.stats`` (prefill/decode tokens and seconds). A request fits when
 prompt + max_new_tokens - 1 <= block_size (the last token is never fed back).
 Files: engine.py (scheduling, sampling, stops), forward.py (one forward over a step's rows),

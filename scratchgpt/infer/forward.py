@@ -96,7 +96,8 @@ class DecoderRunner:
         self.f = np.empty((rows, self._hidden), f32)          # MLP hidden (R, 4C)
         self.ad = np.empty((rows, max(self._adapter_size, 1)), f32)  # adapter bottleneck
         self.ad_out = np.empty((rows, C), f32)
-        self.scores = np.empty((rows * self.w.n_head, T), np.float64)   # attention scratch
+        self.scores = np.empty((rows * self.w.n_head, T), f32)          # attention scratch
+        self.scores_ibuf = np.empty((rows * self.w.n_head, T), np.int32)  # its exp scratch
         self.cache_pos = np.empty(rows, np.int64)
         self.rows = rows
 
@@ -123,7 +124,9 @@ class DecoderRunner:
         same[1:] = (slots[1:] == slots[:-1]) & (positions[1:] == positions[:-1] + 1)
         prev = self.smear_prev[slots]                                        # (R, C)
         prev[same] = x0[:-1][same[1:]]
-        gate = 1.0 / (1.0 + np.exp(-(x0 @ w + b[0])))                        # (R,)
+        # per-row sums, not x0 @ w: BLAS gemv may sum a row differently depending on R, and a
+        # row's result must not depend on the other rows (batched == single, bit for bit)
+        gate = 1.0 / (1.0 + np.exp(-((x0 * w).sum(axis=1) + b[0])))           # (R,)
         gate[positions == 0] = 0.0
         x += gate.astype(np.float32)[:, None] * prev
         last = {}
@@ -157,7 +160,7 @@ class DecoderRunner:
             else:                                                # the previous MLP output joins here
                 add_layernorm_rows(x, a, ln1[0], ln1[1], eps, h)
             _apply(c_attn, h, qkv, segs)
-            cached_attention(qkv, kc[li], vc[li], slots, cache_pos, self.scores, y)
+            cached_attention(qkv, kc[li], vc[li], slots, cache_pos, self.scores, y, self.scores_ibuf)
             _apply(c_proj, y, a, segs)
             if ad_attn is not None:
                 self._adapter(ad_attn, a, R, segs)

@@ -16,7 +16,11 @@ Cache layout (per layer): K, V (S, NH, Tmax, HS) float32 — a head's keys are o
 (Tmax, HS) block, so a query streams over them in memory order.
 
 Fast path: one Numba kernel, parallel over (row, head) pairs; scores go to a caller-owned
-scratch buffer (no allocation per step). Softmax statistics in float64.
+scratch buffer (no allocation per step). Dot products and scores in float32 (vectorised), the
+exp by _vexp's SIMD polynomial, the softmax sum in float64. Measured on the 2-core machine,
+serial build: a decode step of 32 sequences x 4 heads x HS 32 at ~76 cached positions 0.54 ms
+-> 0.09 ms per layer; a 200-token prefill 5.3 -> 0.53 ms per layer (the previous kernel kept
+float64 scores and called a scalar exp per score).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import math
 import numpy as np
 from numba import prange
 
-from ._numba import SUMS, njit_pair
+from ._numba import EXP_ROWS, SUMS, njit_pair
+from ._vexp import exp_affine_sum_inplace
 
 
 # ----------------------------------------------------------------------------- reference
@@ -77,48 +82,50 @@ def _write_kv_kernel(qkv, k_cache, v_cache, slots, positions):  # qkv (R, 3C); c
                 v_cache[s, h, p, d] = qkv[r, 2 * C + o + d]
 
 
-@njit_pair(fastmath=_FM)
-def _attend_kernel(qkv, k_cache, v_cache, slots, positions, scale, scores, out):
-    # qkv (R, 3C); caches (S, NH, T, HS); scores (>= R*NH, T) scratch; out (R, C)
+@njit_pair(fastmath=EXP_ROWS)
+def _attend_kernel(qkv, k_cache, v_cache, slots, positions, scale, scores, ibuf, out):
+    # qkv (R, 3C); caches (S, NH, T, HS); scores (>= R*NH, T) float32 and ibuf (>= R*NH, T)
+    # int32 scratch; out (R, C). One job per (row, head); each job's loops are SIMD-friendly:
+    # the q.k dot products are float32 sums over HS (vectorised), the softmax exp is _vexp's
+    # polynomial (a scalar libm exp per score was most of the old kernel's time), and the
+    # weighted sum of values accumulates straight into the job's HS-long output slice.
     R = qkv.shape[0]
     NH = k_cache.shape[1]
     HS = k_cache.shape[3]
     for job in prange(R * NH):
         r = job // NH
         h = job - r * NH
-        s = slots[r]
         n = positions[r] + 1
         o = h * HS
-        sc = scores[job]
-        m = -np.inf
+        sc = scores[job, :n]
+        q = qkv[r, o:o + HS]
+        K = k_cache[slots[r], h]
+        V = v_cache[slots[r], h]
+        m = np.float32(-np.inf)
         for t in range(n):
-            a = 0.0
+            a = np.float32(0.0)
             for d in range(HS):
-                a += qkv[r, o + d] * k_cache[s, h, t, d]
-            a *= scale
+                a += q[d] * K[t, d]
             sc[t] = a
-            if a > m:
-                m = a
-        tot = 0.0
-        for t in range(n):
-            e = math.exp(sc[t] - m)
-            sc[t] = e
-            tot += e
-        inv = 1.0 / tot
-        for d in range(HS):
-            out[r, o + d] = 0.0
+            m = max(m, a)
+        # softmax(scale * a): exp(scale * a - scale * max), its sum in float64
+        tot = exp_affine_sum_inplace(sc, np.float32(scale), np.float32(m * scale), ibuf[job])
+        inv = np.float32(1.0 / tot)
+        y = out[r, o:o + HS]
+        y[:] = 0.0
         for t in range(n):
             w = sc[t] * inv
             for d in range(HS):
-                out[r, o + d] += w * v_cache[s, h, t, d]
+                y[d] += w * V[t, d]
 
 
 # ----------------------------------------------------------------------------- fast CPU path
-def cached_attention(qkv, k_cache, v_cache, slots, positions, scores, out):
+def cached_attention(qkv, k_cache, v_cache, slots, positions, scores, out, ibuf=None):
     """Write the rows' k, v into the caches, then attend; results in ``out`` (R, C).
 
     qkv (R, 3C) float32 C-contiguous; k_cache, v_cache (S, NH, Tmax, HS) float32 (written in
-    place); slots, positions (R,) int64; scores (>= R*NH, Tmax) float64 scratch; out (R, C).
+    place); slots, positions (R,) int64; scores (>= R*NH, Tmax) float32 scratch and ibuf the
+    same shape int32 (allocated here when None); out (R, C).
     Positions must be < Tmax and every earlier position of the slot already cached.
     """
     R = qkv.shape[0]
@@ -126,5 +133,7 @@ def cached_attention(qkv, k_cache, v_cache, slots, positions, scores, out):
     _write_kv_kernel.pick(R * NH * HS * 8)(qkv, k_cache, v_cache, slots, positions)
     # work ~ rows x cached length x C: threads pay off for long prefills and big batches
     work = int(R * NH * HS * (int(positions.max()) + 1)) if R else 0
-    _attend_kernel.pick(work)(qkv, k_cache, v_cache, slots, positions, 1.0 / math.sqrt(HS), scores, out)
+    if ibuf is None:
+        ibuf = np.empty(scores.shape, np.int32)
+    _attend_kernel.pick(work)(qkv, k_cache, v_cache, slots, positions, 1.0 / math.sqrt(HS), scores, ibuf, out)
     return out
