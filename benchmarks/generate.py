@@ -3,6 +3,7 @@
     python benchmarks/generate.py [--reps 3] [--shapes small,gpt2] [--batches 1,8,32] [--out FILE]
     python benchmarks/generate.py --kernels        # our decode matmul kernel vs BLAS, per M
     python benchmarks/generate.py --profile        # where our decode step's time goes
+    python benchmarks/generate.py --qkernels       # float32 / int8 / int4 row kernels, one token of GPT-2's blocks
 
 Each measurement runs in its own process (``--worker``; NumPy/Numba and torch never share one),
 with 2 threads, on random weights of two shapes:
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/tokenizers.py would shadow the `tokenizers` package transformers imports
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(ROOT))   # this checkout's scratchgpt (quant_available() imports it here too)
 SHAPES = {
     "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=4096),
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
@@ -246,6 +248,42 @@ def worker_kernels(*_):
     return {"rows": rows}
 
 
+def worker_qkernels(*_):
+    """ms per token of the 48 block matrices of GPT-2 124M through our row kernels (float32,
+    int8, int4; M = 1, serial and parallel builds; min of 7 passes, the kinds interleaved so
+    that load from other processes hits them alike). 3 random matrices per shape, x 4."""
+    import numpy as np
+
+    from scratchgpt.ops import quantized_matmul as qm
+    from scratchgpt.ops.decode_matmul import _small_matmul_kernel
+    rng = np.random.default_rng(0)
+    calls = {(k, b): [] for k in ("float32", "int8", "int4") for b in ("serial", "parallel")}
+    for K, N in [(768, 2304), (768, 768), (768, 3072), (3072, 768)]:
+        for _ in range(3):
+            w = (rng.standard_normal((K, N)) * 0.02).astype(np.float32)
+            wt = np.ascontiguousarray(w.T)
+            q8, s8 = qm.quantize_int8(w)
+            q4, s4 = qm.quantize_int4(w)
+            x = rng.standard_normal((1, K)).astype(np.float32)
+            o = np.empty((1, N), np.float32)
+            b = np.zeros(N, np.float32)
+            for build in ("serial", "parallel"):
+                f32 = getattr(_small_matmul_kernel, build)
+                i8 = getattr(qm._int8_rows32, build)
+                i4 = getattr(qm._int4_rows32, build)
+                calls[("float32", build)].append(lambda f=f32, x=x, wt=wt, b=b, o=o: f(x, wt, b, True, o))
+                calls[("int8", build)].append(lambda f=i8, x=x, q=q8, s=s8, b=b, o=o: f(x, q, s, b, o))
+                calls[("int4", build)].append(lambda f=i4, x=x, q=q4, s=s4, b=b, o=o: f(x, q, s, b, o))
+    best = {key: float("inf") for key in calls}
+    for _ in range(8):                                   # the first pass compiles/warms
+        for key, fs in calls.items():
+            t0 = time.perf_counter()
+            for f in fs:
+                f()
+            best[key] = min(best[key], (time.perf_counter() - t0) * 4e3)
+    return {"ms_per_token": {f"{k} {b}": v for (k, b), v in best.items()}}
+
+
 def worker_profile(shape, batch, kind):
     """Where a decode step's time goes in our engine: cProfile's own time per function over 64 steps."""
     import cProfile
@@ -273,7 +311,7 @@ def worker_profile(shape, batch, kind):
 
 
 WORKERS = {"profile": worker_profile, "ours": worker_ours, "hf": worker_hf, "torch": worker_torch, "bandwidth": worker_bandwidth,
-           "kernels": worker_kernels}
+           "kernels": worker_kernels, "qkernels": worker_qkernels}
 
 
 def run_worker(side, shape="small", batch=1, kind="float32") -> dict:
@@ -305,6 +343,8 @@ def main(argv=None) -> int:
                                                                   "scratchgpt.infer.quantize)")
     ap.add_argument("--out", default=None, help="write the JSON results here")
     ap.add_argument("--kernels", action="store_true", help="only the decode-matmul kernel vs BLAS table")
+    ap.add_argument("--qkernels", action="store_true",
+                    help="only: our float32 / int8 / int4 row kernels on GPT-2 124M's block matrices, M = 1")
     ap.add_argument("--profile", action="store_true",
                     help="only: where a decode step's time goes in our engine (per shape, batch 1)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -320,6 +360,13 @@ def main(argv=None) -> int:
         print(f"{'K':>5} {'N':>6} {'M':>3} {'kernel ms':>10} {'BLAS ms':>9}")
         for r in res["rows"]:
             print(f"{r['K']:5d} {r['N']:6d} {r['M']:3d} {r['kernel_ms']:10.3f} {r['blas_ms']:9.3f}")
+        return 0
+    if args.qkernels:
+        res = run_worker("qkernels")
+        print(f"ms per token, GPT-2 124M's 48 block matrices, M = 1, min of 7 ({THREADS} threads for parallel); "
+              f"1-min load average {os.getloadavg()[0]:.1f}")
+        for name, ms in res["ms_per_token"].items():
+            print(f"  {name:18s} {ms:7.2f}")
         return 0
     if args.profile:
         for shape in args.shapes.split(","):

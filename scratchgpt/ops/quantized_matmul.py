@@ -159,19 +159,37 @@ def int4_linear_ref(x, packed, scales, bias=None):
 
 
 # ----------------------------------------------------------------------------- Numba kernels
-# Why the loops look like this (measured, 1 thread, the 48 matrices of GPT-2 124M's blocks, one
-# token; float32 BLAS sgemv 22 ms): a plain "part += x*q over the group, then acc += part*d"
-# loop took 31-48 ms — LLVM vectorises a loop 64 elements at a time, a 32-element group never
-# reaches the vector body, and every group ended in a horizontal sum. Here each row keeps
-# BLOCK partial sums (two AVX-512 registers) and folds the scale in per element: the block loop
-# has a compile-time trip count and becomes vector multiply-adds; one horizontal sum per row:
-# 14-15 ms (int8), 17-19 ms (int4; its H = 16 must be a local, not a global, or 1.7x slower). LLVM is fragile here: with G a run-time value, any loop
-# between the group loop and the constant inner loop (chunks, or "block // blocks_per_group"
-# in the scale index) cost 1.3x (int8) to 3x (int4). Hence one kernel pair for G = 32 (the
-# block and group are one thing) and a general one that first copies the row's scale per block
-# into a small array (int8 19 ms, int4 51 ms). fastmath SUMS (see _numba.py) lets LLVM reorder
-# the float sums; the kernel-vs-ref tests bound the effect. The dequantising tiles only
-# multiply: STRICT.
+# Why the loops look like this. Decode is memory-bound in float32 but the quantized kernels are
+# compute-bound (GPT-2 124M's int8 weights, 140 MB, are read in a few ms), so what counts is
+# instructions per weight. Measured, 1 thread, the 48 block matrices of GPT-2 124M, one token
+# (benchmarks/generate.py --qkernels; the machine shared with other jobs, min of 7):
+# * a plain "part += x*q over the group, then acc += part*d" loop: 31-48 ms — LLVM vectorises a
+#   loop 64 elements at a time, a 32-element group never reaches the vector body, and every
+#   group ends in a horizontal sum. So each output row keeps BLOCK (32) partial sums in a small
+#   array, folds the scale in per element, and the block loop has a compile-time trip count:
+#   vector multiply-adds, one horizontal sum per row.
+# * int4 packed as "byte i = low nibble q[i], high nibble q[16+i]": the old loop that unpacked
+#   both nibbles into one expression of 16 lanes was NOT vectorised (scalar cvtsi2ss on xmm:
+#   49-93 ms, slower than float32). What vectorises: the nibble ops done on uint8 (``byte &
+#   uint8(15)``, ``byte >> uint8(4)``) and the two halves accumulated into lanes [0, 16) and
+#   [16, 32) of the block's partial sums (zero-extend, convert, scale, FMA on 16-wide vectors).
+# * 4 output rows per pass (4 x 32 partial sums, ``acc``): each x element loaded once per 4
+#   rows, 4 independent FMA chains. int8 12-16 ms -> 10-16 ms, int4 -> 12-15 ms (float32's
+#   row kernel: 22-23 ms). Rows past the job's end repeat its last row (results rewritten
+#   with the same value), so every row runs through the same code: a row's result does not
+#   depend on N, M or the thread.
+# * tried and dropped: folding int4's "-8" into a per-group sum of x (5 % faster, but the
+#   subtraction cancels digits: 4x the error against the float64 reference); unpacking a block
+#   once into a scratch row shared by all M inputs (the (M, 4, 32) accumulator with a run-time
+#   M did not vectorise: 5x slower).
+# With G a run-time value, any loop between the group loop and the constant inner loop (or a
+# "block // blocks_per_group" in the scale index) cost 1.3x-3x, so G = 32 (block = group) has
+# its own kernels, and the general ones first copy the 4 rows' scales per block into ``ds``.
+# fastmath SUMS (see _numba.py) lets LLVM reorder the float sums; the kernel-vs-ref tests bound
+# the effect. The dequantising tiles only multiply: STRICT.
+ROWS = 4               # output features per pass of the row kernels
+
+
 @njit_pair(fastmath=SUMS)
 def _int8_rows32(x, q, scales, bias, out):
     # G == 32. x (M, K) f32, q (N, Kp) i8, scales (N, ng) f32, bias (N,) f32, out (M, N) f32
@@ -179,41 +197,59 @@ def _int8_rows32(x, q, scales, bias, out):
     N = q.shape[0]
     nfull = K // BLOCK                               # blocks without padding (tail: _int8_tail)
     for j in prange((N + JOB - 1) // JOB):
-        lanes = np.empty(BLOCK, dtype=np.float32)    # once per job: an allocation per row cost 2x on small models
-        for n in range(j * JOB, min(j * JOB + JOB, N)):
+        acc = np.empty((ROWS, BLOCK), dtype=np.float32)   # once per job, not per row
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
             for m in range(M):
-                for i in range(BLOCK):
-                    lanes[i] = 0.0
-                for g in range(nfull):
-                    d = scales[n, g]
-                    k0 = g * BLOCK
+                for r in range(ROWS):
                     for i in range(BLOCK):
-                        lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
-                out[m, n] = lanes.sum() + bias[n]
+                        acc[r, i] = 0.0
+                for g in range(nfull):
+                    k0 = g * BLOCK
+                    for r in range(ROWS):
+                        nr = min(n + r, nend - 1)
+                        d = scales[nr, g]
+                        for i in range(BLOCK):
+                            acc[r, i] += x[m, k0 + i] * (np.float32(q[nr, k0 + i]) * d)
+                for r in range(ROWS):
+                    nr = min(n + r, nend - 1)
+                    out[m, nr] = acc[r].sum() + bias[nr]
+            n += ROWS
 
 
 @njit_pair(fastmath=SUMS)
 def _int8_rows(x, q, scales, bias, out):
-    # any G (a multiple of 32); the same loop with the scale of each block looked up first
+    # any G (a multiple of 32); the same loop with each block's scale looked up first
     M, K = x.shape
     N = q.shape[0]
     per_group = q.shape[1] // scales.shape[1] // BLOCK
     nfull = K // BLOCK
     for j in prange((N + JOB - 1) // JOB):
-        lanes = np.empty(BLOCK, dtype=np.float32)
-        ds = np.empty(nfull, dtype=np.float32)
-        for n in range(j * JOB, min(j * JOB + JOB, N)):
-            for b in range(nfull):
-                ds[b] = scales[n, b // per_group]
-            for m in range(M):
-                for i in range(BLOCK):
-                    lanes[i] = 0.0
+        acc = np.empty((ROWS, BLOCK), dtype=np.float32)
+        ds = np.empty((ROWS, max(nfull, 1)), dtype=np.float32)
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
+            for r in range(ROWS):
+                nr = min(n + r, nend - 1)
                 for b in range(nfull):
-                    d = ds[b]
-                    k0 = b * BLOCK
+                    ds[r, b] = scales[nr, b // per_group]
+            for m in range(M):
+                for r in range(ROWS):
                     for i in range(BLOCK):
-                        lanes[i] += x[m, k0 + i] * (np.float32(q[n, k0 + i]) * d)
-                out[m, n] = lanes.sum() + bias[n]
+                        acc[r, i] = 0.0
+                for b in range(nfull):
+                    k0 = b * BLOCK
+                    for r in range(ROWS):
+                        nr = min(n + r, nend - 1)
+                        d = ds[r, b]
+                        for i in range(BLOCK):
+                            acc[r, i] += x[m, k0 + i] * (np.float32(q[nr, k0 + i]) * d)
+                for r in range(ROWS):
+                    nr = min(n + r, nend - 1)
+                    out[m, nr] = acc[r].sum() + bias[nr]
+            n += ROWS
 
 
 @njit_pair(fastmath=SUMS)
@@ -237,21 +273,30 @@ def _int4_rows32(x, packed, scales, bias, out):
     H = BLOCK // 2                                   # a local: as a global it ran 1.7x slower
     N = packed.shape[0]
     nfull = K // BLOCK
+    lo4 = np.uint8(15)
     for j in prange((N + JOB - 1) // JOB):
-        lanes = np.empty(H, dtype=np.float32)
-        for n in range(j * JOB, min(j * JOB + JOB, N)):
+        acc = np.empty((ROWS, BLOCK), dtype=np.float32)
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
             for m in range(M):
-                for i in range(H):
-                    lanes[i] = 0.0
+                for r in range(ROWS):
+                    for i in range(BLOCK):
+                        acc[r, i] = 0.0
                 for g in range(nfull):
-                    d = scales[n, g]
-                    k0 = g * BLOCK
                     b0 = g * H
-                    for i in range(H):
-                        byte = np.int32(packed[n, b0 + i])
-                        lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
-                                     + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
-                out[m, n] = lanes.sum() + bias[n]
+                    k0 = g * BLOCK
+                    for r in range(ROWS):
+                        nr = min(n + r, nend - 1)
+                        d = scales[nr, g]
+                        for i in range(H):
+                            byte = packed[nr, b0 + i]
+                            acc[r, i] += x[m, k0 + i] * (np.float32(np.int32(byte & lo4) - 8) * d)
+                            acc[r, H + i] += x[m, k0 + H + i] * (np.float32(np.int32(byte >> np.uint8(4)) - 8) * d)
+                for r in range(ROWS):
+                    nr = min(n + r, nend - 1)
+                    out[m, nr] = acc[r].sum() + bias[nr]
+            n += ROWS
 
 
 @njit_pair(fastmath=SUMS)
@@ -261,24 +306,35 @@ def _int4_rows(x, packed, scales, bias, out):
     N = packed.shape[0]
     per_group = 2 * packed.shape[1] // scales.shape[1] // BLOCK
     nfull = K // BLOCK
+    lo4 = np.uint8(15)
     for j in prange((N + JOB - 1) // JOB):
-        lanes = np.empty(H, dtype=np.float32)
-        ds = np.empty(nfull, dtype=np.float32)
-        for n in range(j * JOB, min(j * JOB + JOB, N)):
-            for b in range(nfull):
-                ds[b] = scales[n, b // per_group]
-            for m in range(M):
-                for i in range(H):
-                    lanes[i] = 0.0
+        acc = np.empty((ROWS, BLOCK), dtype=np.float32)
+        ds = np.empty((ROWS, max(nfull, 1)), dtype=np.float32)
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
+            for r in range(ROWS):
+                nr = min(n + r, nend - 1)
                 for b in range(nfull):
-                    d = ds[b]
-                    k0 = b * BLOCK
+                    ds[r, b] = scales[nr, b // per_group]
+            for m in range(M):
+                for r in range(ROWS):
+                    for i in range(BLOCK):
+                        acc[r, i] = 0.0
+                for b in range(nfull):
                     b0 = b * H
-                    for i in range(H):
-                        byte = np.int32(packed[n, b0 + i])
-                        lanes[i] += (x[m, k0 + i] * np.float32((byte & 15) - 8)
-                                     + x[m, k0 + H + i] * np.float32((byte >> 4) - 8)) * d
-                out[m, n] = lanes.sum() + bias[n]
+                    k0 = b * BLOCK
+                    for r in range(ROWS):
+                        nr = min(n + r, nend - 1)
+                        d = ds[r, b]
+                        for i in range(H):
+                            byte = packed[nr, b0 + i]
+                            acc[r, i] += x[m, k0 + i] * (np.float32(np.int32(byte & lo4) - 8) * d)
+                            acc[r, H + i] += x[m, k0 + H + i] * (np.float32(np.int32(byte >> np.uint8(4)) - 8) * d)
+                for r in range(ROWS):
+                    nr = min(n + r, nend - 1)
+                    out[m, nr] = acc[r].sum() + bias[nr]
+            n += ROWS
 
 
 @njit_pair(fastmath=SUMS)
