@@ -1,6 +1,7 @@
 """A whole tiny GPT on the (simulated) GPU equals the CPU path: gradients of one step, and the
 losses and weights of a few AdamW steps. Only the batch goes in and the loss comes out."""
 import numpy as np
+import pytest
 
 from cuda_sim import host
 from scratchgpt.models import GPT, GPTConfig
@@ -14,8 +15,9 @@ def _batch(cfg, seed=0):
     return idx, tgt
 
 
-def test_forward_backward_equals_cpu():
-    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.0)
+@pytest.mark.parametrize("smear", [False, True])
+def test_forward_backward_equals_cpu(smear):
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.0, smear=smear)
     idx, tgt = _batch(cfg)
     grads = {}
     for device in ("cpu", "cuda"):

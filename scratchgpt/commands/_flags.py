@@ -123,9 +123,8 @@ def add_device(parser) -> None:
                         help="with --device cuda: run the CUDA kernels on numba.cuda's simulator (slow; no GPU needed)")
 
 
-def apply_device(args, gpu_ready: bool = True, what: str = "") -> str:
-    """``--device`` / ``--sim`` -> the device name; a one-line ConfigError when the GPU is missing.
-    ``gpu_ready=False``: the command has no GPU path yet and says so in one line."""
+def apply_device(args) -> str:
+    """``--device`` / ``--sim`` -> the device name; a one-line ConfigError when the GPU is missing."""
     from ..backend import check_device, enable_simulator
     from ..errors import ConfigError
     device = getattr(args, "device", "cpu")
@@ -137,9 +136,6 @@ def apply_device(args, gpu_ready: bool = True, what: str = "") -> str:
     if device == "cuda" and getattr(args, "dist", "none") != "none":
         raise ConfigError("--device cuda with --dist: data parallel sums gradients on the host; "
                           "GPU ranks are not supported yet")
-    if device == "cuda" and not gpu_ready:
-        raise ConfigError(f"--device cuda: {what} runs on the CPU only for now (its CUDA decode kernels are not "
-                          "written yet); drop --device cuda")
     return device
 
 

@@ -165,7 +165,10 @@ def _shared_lines(lines, world):
 
 
 def run(args) -> int:
-    apply_device(args, gpu_ready=False, what="chat")
+    device = apply_device(args)
+    if device == "cuda" and args.tp > 1:
+        from ..errors import ConfigError
+        raise ConfigError("--device cuda with --tp: tensor-parallel ranks run on the CPU only; drop one of them")
     if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N` (Ctrl-C then ends the whole job)
         return run_tensor_parallel(args, chat_with)
     from ..infer import load_for_inference
@@ -178,7 +181,7 @@ def chat_with(args, model, tok, world=None) -> int:
 
     from ..infer import Engine
     is_root = world is None or world.is_root
-    engine = Engine(model, tok, max_batch_size=1)
+    engine = Engine(model, tok, max_batch_size=1, device=getattr(args, "device", "cpu"))
     quiet = None if is_root else io.StringIO()
     session = ChatSession(engine, tok, args, args.model, out=quiet, err=quiet)
     if not is_root:

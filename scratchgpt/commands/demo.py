@@ -26,11 +26,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    apply_device(args, gpu_ready=False, what="demo")
+    device = apply_device(args)
     from ..errors import ConfigError
     from ..train.demo import run_demo
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a directory; pass a directory (default runs/demo)")
-    run_demo(out, quick=args.quick, progress=args.progress, seed=args.seed)
+    run_demo(out, quick=args.quick, progress=args.progress, seed=args.seed, device=device)
     return 0

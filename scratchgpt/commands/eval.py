@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    apply_device(args, gpu_ready=False, what="eval")
+    device = apply_device(args)
     from ..errors import ConfigError
     from ..train.runs import eval_setup, evaluate_model, load_model_dir
     if args.limit is not None and args.limit < 1:
@@ -39,6 +39,7 @@ def run(args) -> int:
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a directory; pass the JSON file to write")
     model, tok = load_model_dir(args.model)
+    model.to(device)          # --device cuda: val loss and replies (the engine follows the model) on the GPU
     res = evaluate_model(model, tok, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens,
                          paraphrase=not args.no_paraphrase, progress=args.progress)
     res = {"setup": eval_setup(args.model, args.data, args.limit, args.max_new_tokens), **res}

@@ -44,7 +44,10 @@ def prompt_ids(tok, text: str, raw: bool, system: str | None = None) -> list:
 
 
 def run(args) -> int:
-    apply_device(args, gpu_ready=False, what="generate")
+    device = apply_device(args)
+    if device == "cuda" and args.tp > 1:
+        from ..errors import ConfigError
+        raise ConfigError("--device cuda with --tp: tensor-parallel ranks run on the CPU only; drop one of them")
     from ..errors import ConfigError
     if args.prompt == "":
         raise ConfigError("--prompt is empty")
@@ -66,7 +69,7 @@ def generate_with(args, model, tok, world=None) -> int:
     if not is_root:
         sys.stdout = io.StringIO()           # every rank computes the same tokens; one prints them
     ids = prompt_ids(tok, args.prompt, args.raw, args.system)
-    engine = Engine(model, tok, max_batch_size=1)
+    engine = Engine(model, tok, max_batch_size=1, device=getattr(args, "device", "cpu"))
     params = sampling_params(args, reply_budget(args, DEFAULT_MAX_NEW, engine.block_size - len(ids) + 1))
     t0 = time.perf_counter()
     if args.stream:

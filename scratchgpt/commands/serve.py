@@ -53,7 +53,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    apply_device(args, gpu_ready=False, what="serve")
+    device = apply_device(args)
     from ..serve import require_serve_extra
     require_serve_extra()
     _check(args)
@@ -65,5 +65,5 @@ def run(args) -> int:
                              max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
                              request_timeout=args.timeout)
     serve(args.model_dir, host=args.host, port=args.port, settings=settings,
-          max_batch_size=args.max_batch_size, access_log=args.access_log)
+          max_batch_size=args.max_batch_size, access_log=args.access_log, device=device)
     return 0

@@ -95,19 +95,31 @@ class Engine:
     """KV-cache generation for up to ``max_batch_size`` concurrent sequences (see module doc)."""
 
     def __init__(self, model, tok=None, max_batch_size: int = 8, max_prefill_rows: int | None = None,
-                 return_logits: bool = False, prefill_chunk: int = 256):
+                 return_logits: bool = False, prefill_chunk: int = 256, device: str | None = None):
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ConfigError(f"max_batch_size: expected an integer >= 1, got {max_batch_size!r}")
         for name, val in (("prefill_chunk", prefill_chunk), ("max_prefill_rows", max_prefill_rows)):
             if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 1):
                 raise ConfigError(f"{name}: expected an integer >= 1, got {val!r}")
-        self.weights = w = as_decoder_weights(model)
+        # device: "cpu" or "cuda" (weights, activations and the KV cache on the GPU: cuda_forward.py);
+        # None: where the model's parameters are
+        from .cuda_forward import model_device
+        self.device = device or model_device(model)
+        if self.device == "cuda":
+            from .cuda_forward import cuda_engine_parts
+            w, self.cache, self.runner = cuda_engine_parts(model, max_batch_size, max_rows=max(max_batch_size, 64),
+                                                           max_last=max_batch_size)
+            self.weights = w
+        elif self.device == "cpu":
+            self.weights = w = as_decoder_weights(model)
+            self.cache = KVCache(w.n_layer, max_batch_size, w.n_head, w.block_size, w.head_dim,
+                                 w.prefixes, w.prefix_len)
+            self.runner = DecoderRunner(w, self.cache, max_rows=max(max_batch_size, 64), max_last=max_batch_size)
+        else:
+            raise ConfigError(f"device: expected 'cpu' or 'cuda', got {device!r}")
         self.tok = tok
         self.block_size = w.block_size
         self.max_batch_size = max_batch_size
-        self.cache = KVCache(w.n_layer, max_batch_size, w.n_head, w.block_size, w.head_dim,
-                             w.prefixes, w.prefix_len)
-        self.runner = DecoderRunner(w, self.cache, max_rows=max(max_batch_size, 64), max_last=max_batch_size)
         # prompts are prefilled in chunks of this many rows (fixed offsets: see module doc) ...
         self.prefill_chunk = int(prefill_chunk)
         # ... and a step takes chunks (in arrival order) up to this many prompt rows: 1024 by

@@ -56,6 +56,18 @@ def _apply(lin, src, dst, segs):
         lin(src[a:b], dst[a:b])
 
 
+def layer_weights(w: DecoderWeights) -> list:
+    """Per layer: (ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj, attn adapter, mlp adapter)."""
+    layers = []
+    for i in range(w.n_layer):
+        p = f"transformer.h.{i}"
+        layers.append((
+            w.layernorms[f"{p}.ln_1"], w.linear(f"{p}.attn.c_attn"), w.linear(f"{p}.attn.c_proj"),
+            w.layernorms[f"{p}.ln_2"], w.linear(f"{p}.mlp.c_fc"), w.linear(f"{p}.mlp.c_proj"),
+            w.adapters.get(f"{p}.attn.adapter"), w.adapters.get(f"{p}.mlp.adapter")))
+    return layers
+
+
 class DecoderRunner:
     """Runs ``DecoderWeights`` over step rows against a ``KVCache`` (see module docstring)."""
 
@@ -63,13 +75,7 @@ class DecoderRunner:
         self.w = w
         self.cache = cache
         self.max_last = int(max_last)
-        self._layers = []
-        for i in range(w.n_layer):
-            p = f"transformer.h.{i}"
-            self._layers.append((
-                w.layernorms[f"{p}.ln_1"], w.linear(f"{p}.attn.c_attn"), w.linear(f"{p}.attn.c_proj"),
-                w.layernorms[f"{p}.ln_2"], w.linear(f"{p}.mlp.c_fc"), w.linear(f"{p}.mlp.c_proj"),
-                w.adapters.get(f"{p}.attn.adapter"), w.adapters.get(f"{p}.mlp.adapter")))
+        self._layers = layer_weights(w)
         self._ln_f = w.layernorms["transformer.ln_f"]
         self._lm_head = w.linear("lm_head")
         self._hidden = self._layers[0][4].out_features if self._layers else 4 * w.n_embd

@@ -48,7 +48,7 @@ __all__ = [
 # the first time the "cuda" device is used: importing scratchgpt never imports numba.cuda.
 _CUDA_MODULES = ("adamw_cuda", "attention_cuda", "cross_entropy_cuda", "dropout_cuda", "elementwise_cuda",
                  "embedding_cuda", "gelu_cuda", "layernorm_cuda", "matmul_cuda", "reductions_cuda",
-                 "softmax_cuda", "views_cuda")
+                 "smear_cuda", "softmax_cuda", "views_cuda")
 
 
 def _load_cuda_ops():

@@ -69,14 +69,15 @@ def _attend_cuda(qkv, slots, positions, K, V, scale, out):   # out (R, C)
             out[r, o + d] = out[r, o + d] / l
 
 
-def cached_attention_cuda(qkv, k_cache, v_cache, slots, positions, n_head):
+def cached_attention_cuda(qkv, k_cache, v_cache, slots, positions, n_head, out=None):
     """qkv (R, 3C); k_cache, v_cache (S, NH, Tmax, HS), updated in place; slots, positions (R,)
-    int device arrays. Returns y (R, C) on the GPU."""
-    require_device(qkv, k_cache, v_cache, slots, positions, where="cached_attention_cuda")
+    int device arrays (positions: cache positions). Returns y (R, C) on the GPU (``out``)."""
+    require_device(qkv, k_cache, v_cache, slots, positions, out, where="cached_attention_cuda")
     R = qkv.shape[0]
     HS = k_cache.shape[3]
     C = n_head * HS
-    out = cuda.device_array((R, C), dtype=qkv.dtype)
+    if out is None:
+        out = cuda.device_array((R, C), dtype=qkv.dtype)
     launch1(_write_kv_cuda, R * C, qkv, slots, positions, n_head, k_cache, v_cache)
     launch1(_attend_cuda, R * n_head, qkv, slots, positions, k_cache, v_cache, np.float32(1.0 / math.sqrt(HS)), out)
     return out

@@ -41,6 +41,13 @@ def _gelu_backward_cuda(dout, x, dx):  # flat (N,)
         dx[i] = dout[i] * d
 
 
+def gelu_inplace_cuda(x):
+    """x <- gelu(x) for a contiguous device array (generation: no cache for a backward)."""
+    if x.size:
+        launch1(_gelu_forward_cuda, x.size, flat(x), flat(x))
+    return x
+
+
 def gelu_forward_cuda(x):
     out = cuda.device_array(x.shape, dtype=x.dtype)
     launch1(_gelu_forward_cuda, x.size, flat(x), flat(out))

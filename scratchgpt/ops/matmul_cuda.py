@@ -80,15 +80,17 @@ def _kernel(dt):
     return _matmul_tiled
 
 
-def matmul2d_cuda(a, b, ta=False, tb=False, bias=None):
-    """op(a) @ op(b) (+ bias) for 2-D device arrays (ta/tb: read a/b transposed, no copy)."""
+def matmul2d_cuda(a, b, ta=False, tb=False, bias=None, out=None):
+    """op(a) @ op(b) (+ bias) for 2-D device arrays (ta/tb: read a/b transposed, no copy); into
+    ``out`` (M, N) when given."""
     M = a.shape[1] if ta else a.shape[0]
     K = a.shape[0] if ta else a.shape[1]
     Kb = b.shape[1] if tb else b.shape[0]
     N = b.shape[0] if tb else b.shape[1]
     if K != Kb:
         raise ValueError(f"matmul: inner dimensions differ ({K} vs {Kb})")
-    out = cuda.device_array((M, N), dtype=a.dtype)
+    if out is None:
+        out = cuda.device_array((M, N), dtype=a.dtype)
     grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
     launch(_kernel(a.dtype.type), grid, (TILE, HALF), a, b, b if bias is None else bias,
            bias is not None, ta, tb, out)

@@ -93,7 +93,7 @@ def smear_backward(dout, cache):
 
 
 # ---- numba.cuda kernel ----
-# (none yet: the GPU path is a later issue, like the other ops')
+# in smear_cuda.py (training and the engine's row form)
 
 
 class SmearFunction(Function):

@@ -1,4 +1,4 @@
-"""Reshape and 2-D transpose on the GPU.
+"""Reshape, 2-D transpose and row gather (``take_rows_cuda``) on the GPU.
 
 A reshape of a contiguous device array is a view (no kernel). A transpose is a copy through
 shared memory: a 32×32 tile is read row by row (coalesced: neighbouring threads read
@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd.function import register
 from ..errors import DeviceError
-from ..cuda_arrays import cuda, launch
+from ..cuda_arrays import cuda, launch, launch1
 from .views import ReshapeFunction, TransposeFunction
 
 TILE = 32
@@ -41,6 +41,24 @@ def transpose2d_cuda(x):
     R, C = x.shape
     out = cuda.device_array((C, R), dtype=x.dtype)
     launch(_transpose_cuda, ((C + TILE - 1) // TILE, (R + TILE - 1) // TILE), (TILE, ROWS), x, out)
+    return out
+
+
+@cuda.jit
+def _take_rows_cuda(x, rows, out):    # x (R, C); rows (B,) int; out (B, C)
+    i = cuda.grid(1)
+    C = out.shape[1]
+    if i < out.shape[0] * C:
+        out[i // C, i % C] = x[rows[i // C], i % C]
+
+
+def take_rows_cuda(x, rows, out=None):
+    """out[i] = x[rows[i]] (NumPy's ``np.take(x, rows, axis=0)``) for a 2-D device array x and a
+    device array of row indices, one thread per element of ``out``."""
+    if out is None:
+        out = cuda.device_array((rows.shape[0], x.shape[1]), dtype=x.dtype)
+    if out.size:
+        launch1(_take_rows_cuda, out.size, x, rows, out)
     return out
 
 

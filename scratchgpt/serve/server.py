@@ -30,10 +30,10 @@ def default_model_name(model_dir) -> str:
     return "/".join(parts[-2:]) or "scratchgpt"
 
 
-def build_engine(model_dir, max_batch_size: int):
+def build_engine(model_dir, max_batch_size: int, device: str = "cpu"):
     from ..infer import Engine, load_for_inference
     model, tok = load_for_inference(model_dir)
-    return Engine(model, tok, max_batch_size=max_batch_size), tok
+    return Engine(model, tok, max_batch_size=max_batch_size, device=device), tok
 
 
 def warm_up(engine) -> None:
@@ -48,7 +48,7 @@ def warm_up(engine) -> None:
 
 
 def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=32,
-          shutdown_grace=10.0, access_log=False, log=print) -> None:
+          shutdown_grace=10.0, access_log=False, log=print, device: str = "cpu") -> None:
     require_serve_extra()
     import uvicorn
 
@@ -57,7 +57,7 @@ def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=
         log(f"no API key configured: listening on 127.0.0.1 only, not {host} "
             "(pass --api-key KEY or set SCRATCHGPT_API_KEYS to serve other machines)")
         host = "127.0.0.1"
-    engine, tok = build_engine(model_dir, max_batch_size)
+    engine, tok = build_engine(model_dir, max_batch_size, device)
     t0 = time.perf_counter()
     warm_up(engine)
     log(f"warmed up in {time.perf_counter() - t0:.1f}s (kernels compiled before the first request, not during it)")

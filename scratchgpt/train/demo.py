@@ -161,7 +161,7 @@ SHOWCASE = ["How are you?", "Where is my order SG-123456?", "I want a refund for
 
 # ------------------------------------------------------------------ the whole demo
 def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: DemoConfig | None = None,
-             seed: int = 1337) -> dict:
+             seed: int = 1337, device: str = "cpu") -> dict:
     from .runs import evaluate_model, pretrain, sft
     cfg = cfg or (QUICK if quick else DemoConfig())
     if not progress:
@@ -197,14 +197,14 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
 
     _say(f"[3/6] pretraining a GPT ({cfg.model.n_layer} layers, {cfg.model.n_embd} wide) ...")
     pre = pretrain(dirs["pretrain_dir"], tok_path, out / "pretrain", cfg.model,
-                   replace(cfg.pretrain, seed=seed), log=_say)
+                   replace(cfg.pretrain, seed=seed), log=_say, device=device)
     _say(f"      pretrain: loss {pre.final_loss:.3f}, val loss {pre.last_val_loss:.3f} in {pre.elapsed:.0f}s "
          f"({pre.tokens / max(pre.elapsed, 1e-9):,.0f} tokens/s)")
     stage("pretrain")
 
     _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
-              slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost)
+              slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
     stage("sft")
 
