@@ -124,25 +124,35 @@ def test_a_rank_that_hangs_is_detected_by_the_others_deadline(tmp_path):
 
 
 def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
-    """Rank 1 is killed mid-run: mpiexec ends rank 0 too (bounded); the run resumes from the last
-    complete checkpoint with ONE process (a 2-rank checkpoint on 1 rank) and ends where the
-    uninterrupted one-process run ends."""
-    cmd = mpiexec_command(2) + [sys.executable, CHILD, "train", str(tmp_path), "--dist", "--print-steps"]
+    """Rank 1 is killed mid-run under the supervised launcher (python -m scratchgpt.dist.launch): rank 0
+    is stopped too, within seconds, and the user reads one line naming rank 1 (not mpiexec's banner);
+    the run resumes from the last complete checkpoint with ONE process (a 2-rank checkpoint on 1 rank)
+    and ends where the uninterrupted one-process run ends."""
+    cmd = [sys.executable, "-m", "scratchgpt.dist.launch", "-n", "2", CHILD, "train", str(tmp_path), "--dist",
+           "--print-steps"]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                            start_new_session=True)
     try:
         killed = False
         for line in job.stdout:
             if line.startswith("step ") and int(line.split()[1]) >= 3:
-                os.kill(int((tmp_path / "pid_rank1").read_text()), signal.SIGKILL)
+                victim = int((tmp_path / "pid_rank1").read_text())
+                os.kill(victim, signal.SIGKILL)
                 killed = True
                 break
         t0 = time.perf_counter()
-        job.wait(timeout=60)                                   # no hang: rank 0 is stopped too
+        out, err = job.communicate(timeout=60)                 # no hang: rank 0 is stopped too
         assert killed and job.returncode != 0 and time.perf_counter() - t0 < 30
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
+    with pytest.raises(ProcessLookupError):                    # rank 0 is gone, not orphaned
+        os.kill(int((tmp_path / "pid_rank0").read_text()), 0)
+    said = [ln for ln in err.splitlines() if ln.startswith("scratchgpt:")]
+    assert len(said) == 1 and said[0].startswith(
+        f"scratchgpt: rank 1 of 2 (pid {victim} on ") and " was killed by signal 9 (SIGKILL); all ranks stopped" \
+        in said[0], err
+    assert "BAD TERMINATION" not in out + err and "@scratchgpt" not in out + err
     from scratchgpt.train.run_checkpoints import latest_checkpoint
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt is not None and ckpt.name in ("step_0000002", "step_0000004")
@@ -153,6 +163,29 @@ def test_sigkill_a_rank_then_resume_on_one_process(tmp_path, one_process):
     assert res["steps"] == one_process["steps"]
     for name, w in one_process["weights"].items():
         np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
+
+
+def test_launcher_output_filter_names_the_dead_rank_and_passes_the_rest_through():
+    """supervise.StreamFilter on canned mpiexec output (MPICH's banner on stdout, Open MPI's line)."""
+    from scratchgpt.dist.supervise import MpiexecOutput, StreamFilter
+    seen = MpiexecOutput()
+    err, out = StreamFilter(seen), StreamFilter(seen)
+    shown = err.feed(b"@scratchgpt rank 0 of 2 pid 101 host a\n@scratchgpt rank 1 of 2 pid 202 host b\nstep 1\n")
+    assert shown == b"step 1\n"
+    assert out.feed(b"Hel") == b"Hel" and out.feed(b"lo\n\nthere") == b"lo\n\nthere"  # streamed, not held
+    banner = ("\n" + "=" * 83 + "\n=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n=   PID 202 RUNNING AT b\n"
+              "=   EXIT CODE: 9\n" + "=" * 83 + "\nYOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n"
+              "This typically refers to a problem with your application.\n")
+    assert out.feed(banner.encode()) == b"\n" and out.close() == b""
+    assert seen.summary(9).startswith("scratchgpt: rank 1 of 2 (pid 202 on b) was killed by signal 9 (SIGKILL)")
+    ompi = MpiexecOutput()
+    assert StreamFilter(ompi).feed(b"mpirun noticed that process rank 3 with PID 77 on node n2 exited on signal 9 "
+                                   b"(Killed).\n") == b""
+    assert ompi.summary(1).startswith("scratchgpt: rank 3 (pid 77 on n2) was killed by signal 9 (SIGKILL)")
+    ours = MpiexecOutput()                     # a rank that raised said so itself: nothing more to add
+    line = b"scratchgpt: rank 1 of 2 failed, stopping all ranks: RuntimeError: x\n"
+    assert StreamFilter(ours).feed(line) == line and ours.summary(1) is None
+    assert MpiexecOutput().summary(0) is None
 
 
 def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, one_process):

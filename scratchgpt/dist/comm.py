@@ -63,6 +63,8 @@ class World:
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self.timeout = float(timeout)
+        if comm is None:
+            _announce(self.rank, self.size)
 
     @property
     def is_root(self) -> bool:
@@ -117,6 +119,26 @@ class World:
         self.comm.Abort(code)
 
 
+_announced = False
+
+
+def write_line_once(line: str) -> None:
+    """``line`` to stderr in one write(2): mpiexec interleaves the ranks' output chunk by chunk, and
+    ``print`` may send the text and its newline separately."""
+    sys.stderr.flush()
+    os.write(2, (line + "\n").encode("utf-8"))
+
+
+def _announce(rank: int, size: int) -> None:
+    """Under ``python -m scratchgpt.dist.launch``: tell the supervisor this rank's pid and host, so
+    that it can name the rank when mpiexec reports a dead process by its PID (dist/supervise.py)."""
+    global _announced
+    from .supervise import ENV_FLAG, announce_line
+    if not _announced and os.environ.get(ENV_FLAG):
+        write_line_once(announce_line(rank, size))
+        _announced = True
+
+
 def failure_line(rank: int, size: int, err: BaseException) -> str:
     """The one line a failing rank prints before it takes the job down."""
     what = " ".join(str(err).split()) if isinstance(err, ScratchGPTError) else f"{type(err).__name__}: {err}"
@@ -135,5 +157,5 @@ def guard_ranks(world: World, fn, *args):
         if os.environ.get("SCRATCHGPT_DEBUG"):
             import traceback
             traceback.print_exc()
-        print(failure_line(world.rank, world.size, err), file=sys.stderr, flush=True)
+        write_line_once(failure_line(world.rank, world.size, err))
         world.abort(2 if isinstance(err, ScratchGPTError) else 1)
