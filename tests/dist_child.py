@@ -60,7 +60,8 @@ def build(run_dir, args, parallel):
     cfg = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=2, max_steps=args.steps, batch_size=args.batch_size,
                       grad_accum=2, seq_len=T, dropout=0.0, eval_every=3, eval_batches=2,
                       checkpoint_every=args.checkpoint_every, log_every=1, seed=7, grad_clip=0.5, progress=False,
-                      patience=args.patience, min_delta=args.min_delta)
+                      patience=args.patience, min_delta=args.min_delta, mixed_precision=args.mixed_precision,
+                      loss_scale=args.loss_scale, scale_growth_interval=2)
     model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, dropout=0.0), seed=3)
     batches = MaskedBatches(PretrainBatches(tokens[:3500], cfg.batch_size, cfg.seq_len, seed=cfg.seed))
     if parallel is not None:
@@ -77,7 +78,7 @@ def mode_train(out, args, world):
     parallel = None
     if world is not None:
         from scratchgpt.dist.data_parallel import DataParallel
-        parallel = DataParallel(world, bucket_mb=args.bucket_mb)
+        parallel = DataParallel(world, bucket_mb=args.bucket_mb, overlap=not args.no_overlap)
     rank = world.rank if world else 0
     (out / f"pid_rank{rank}").write_text(str(__import__("os").getpid()))
     tr = build(out / "run", args, parallel)
@@ -97,7 +98,10 @@ def mode_train(out, args, world):
     weights = {n: p.data.tolist() for n, p in tr.model.named_parameters()}
     (out / f"result_rank{rank}.json").write_text(json.dumps(
         {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps,
-         "stopped_early": res.stopped_early}))
+         "stopped_early": res.stopped_early, "skipped_steps": res.skipped_steps,
+         "buckets": len(parallel.buckets.buckets) if parallel else 0,
+         "started_in_backward": parallel.buckets.started_in_backward if parallel else 0,
+         "loss_scales": [r["loss_scale"] for r in res.history if "loss_scale" in r]}))
 
 
 def mode_allreduce(out, args, world):
@@ -231,6 +235,9 @@ def main():
     ap.add_argument("--corpus-tag", default="same")
     ap.add_argument("--patience", type=int, default=0)
     ap.add_argument("--min-delta", type=float, default=0.0)
+    ap.add_argument("--mixed-precision", action="store_true")
+    ap.add_argument("--no-overlap", action="store_true")
+    ap.add_argument("--loss-scale", type=float, default=1024.0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

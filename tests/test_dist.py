@@ -76,6 +76,27 @@ def test_two_ranks_half_batch_equal_one_process_full_batch(tmp_path, one_process
     assert two["tokens"] == one_process["tokens"]             # the global batch, not one rank's half
     assert_same_training(one_process, two)
     assert other["weights"] == two["weights"]                 # the ranks never drift apart: bit-identical
+    # the buckets' allreduces started during backward (overlap; the early-stopping test runs without)
+    assert two["buckets"] > 1 and two["started_in_backward"] == two["buckets"]
+
+
+def test_mixed_precision_on_two_ranks_scales_and_skips_as_one_process(tmp_path):
+    """--mixed-precision with a loss scale so large that step 1 overflows in float16: both runs skip
+    that step and move the scale identically (every rank decides on the same summed gradient). The
+    float16 gradients are rounded per rank (half-batch sums) instead of once, so weights agree to
+    a small fraction of one AdamW step (lr = 3e-3), not to float32 rounding."""
+    flags = ["--mixed-precision", "--loss-scale", 2 ** 17]
+    subprocess.run([sys.executable, CHILD, "train", str(tmp_path / "one"), *map(str, flags)], env=ENV, check=True,
+                   timeout=120)
+    r = ranks(2, "train", tmp_path / "two", "--dist", *flags)
+    assert r.returncode == 0, r.stderr
+    one, two, other = result(tmp_path / "one"), result(tmp_path / "two", 0), result(tmp_path / "two", 1)
+    assert one["skipped_steps"] == two["skipped_steps"] == 1
+    assert one["loss_scales"] == two["loss_scales"] and len(set(one["loss_scales"])) > 1
+    assert other["weights"] == two["weights"]
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=0)
+    for name, w in one["weights"].items():
+        np.testing.assert_allclose(np.array(two["weights"][name]), np.array(w), rtol=0, atol=3e-4, err_msg=name)
 
 
 def test_early_stopping_restores_the_same_best_weights_on_every_rank(tmp_path):
@@ -84,9 +105,10 @@ def test_early_stopping_restores_the_same_best_weights_on_every_rank(tmp_path):
     flags = ["--patience", 1, "--min-delta", 10, "--steps", 9]
     subprocess.run([sys.executable, CHILD, "train", str(tmp_path / "one"), *map(str, flags)], env=ENV, check=True,
                    timeout=120)
-    r = ranks(2, "train", tmp_path / "two", "--dist", *flags)
+    r = ranks(2, "train", tmp_path / "two", "--dist", "--no-overlap", *flags)
     assert r.returncode == 0, r.stderr
     one, two, other = result(tmp_path / "one"), result(tmp_path / "two", 0), result(tmp_path / "two", 1)
+    assert two["started_in_backward"] == 0
     assert one["stopped_early"] and two["stopped_early"] and one["steps"] == two["steps"] == 6
     assert other["weights"] == two["weights"]
     assert_same_training(one, two)

@@ -92,7 +92,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_retain", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_retain", "_on_grad", "__weakref__")
 
     # Make NumPy defer to our operators in ``ndarray + Tensor``.
     __array_priority__ = 1000
@@ -115,6 +115,7 @@ class Tensor:
         self._ctx = node  # (implementation, ctx, parents) when produced by a Function
         self.name = name
         self._retain = False
+        self._on_grad = None  # called as fn(tensor) once backward has finished this leaf's .grad
 
     # ------------------------------------------------------------------ basics
     @property
@@ -158,6 +159,12 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
         self._retain = True
         return self
+
+    def on_grad_ready(self, fn) -> None:
+        """Call ``fn(self)`` during each ``backward`` right after this leaf's ``.grad`` is complete
+        (every term of that pass added), while the rest of the graph is still being differentiated;
+        ``None`` removes it. Data-parallel training starts a gradient bucket's allreduce from here."""
+        self._on_grad = fn
 
     def __len__(self) -> int:
         return len(self.data)
@@ -208,6 +215,8 @@ class Tensor:
                 else:
                     _add_into(node.grad, g)
             if node._ctx is None:
+                if node._on_grad is not None:
+                    node._on_grad(node)
                 continue
             fn, ctx, parents = node._ctx
             in_grads = fn.backward(ctx, g)

@@ -3,13 +3,20 @@
 ``DataParallel.trainer_hooks()`` fills the hooks ``train.Trainer`` offers (the trainer never
 imports this package; it calls them by name):
 
-    loss_weight(y, mask) -> w     before each micro-batch's backward: the local loss is multiplied
-                                  by w = size * n_local / n_global (counted target tokens), so
-                                  that averaging the gradients over ranks gives the gradient of the
-                                  *global* mean loss even when ranks count different numbers of
-                                  tokens (SFT masks, uneven rows) — exactly what one process
-                                  computes on the whole batch;
-    sync_grads(params)            after backward, before clipping: bucketed allreduce / size;
+    loss_weight(y, mask) -> w     before each micro-batch's backward: the local loss (a mean over
+                                  this rank's n_local counted target tokens) is multiplied by
+                                  w = n_local / n_global, making it this rank's share of the
+                                  *global* mean loss, so that the SUM of the gradients over ranks
+                                  is the gradient of the global mean even when ranks count
+                                  different numbers of tokens (SFT masks, uneven rows) — exactly
+                                  what one process computes on the whole batch. (Not
+                                  size * n_local / n_global with a mean over ranks: under mixed
+                                  precision every float16 gradient in backward would then be
+                                  ``size`` times the one-process value and overflow sooner.)
+    before_last_backward()        (``overlap=True``) arms the buckets: each bucket's allreduce
+                                  starts during the last micro-batch's backward, as soon as its
+                                  gradients are complete (allreduce.py);
+    sync_grads(params)            after backward, before clipping: bucketed allreduce (a sum);
     reduce_losses(values, ws, n)  the global loss of each micro-batch (logs, finiteness checks)
                                   and the global batch's token count;
     evaluate_fn(model, batches)   validation loss, each rank on its rows, summed by allreduce;
@@ -52,10 +59,11 @@ def _digest(*arrays) -> str:
 
 
 class DataParallel:
-    def __init__(self, world: World | None = None, bucket_mb: float = 4.0):
+    def __init__(self, world: World | None = None, bucket_mb: float = 4.0, overlap: bool = True):
         self.world = world or World()
         self.rank, self.world_size = self.world.rank, self.world.size
         self.bucket_mb = bucket_mb
+        self.overlap = overlap
         self.buckets = None                   # built at the first sync (the trainable set is known then)
         self.comm_seconds = 0.0               # time spent in sync_grads (benchmarks read it)
         self.comm_bytes = 0
@@ -77,12 +85,19 @@ class DataParallel:
     def loss_weight(self, y, mask=None) -> float:
         n_local = counted_tokens(y, mask)
         n_global = self.world.allreduce_sum([n_local], "token count")[0]
-        return float(self.world_size * n_local / n_global) if n_global else 0.0
+        return float(n_local / n_global) if n_global else 0.0
+
+    def _buckets(self, params) -> GradBuckets:
+        if self.buckets is None:
+            self.buckets = GradBuckets(params, self.world, self.bucket_mb, average=False)
+        return self.buckets
+
+    def before_last_backward(self, params) -> None:
+        self._buckets(params).arm()
 
     def sync_grads(self, params) -> None:
         import time
-        if self.buckets is None:
-            self.buckets = GradBuckets(params, self.world, self.bucket_mb)
+        self._buckets(params)
         t0 = time.perf_counter()
         self.buckets.sync()
         self.comm_seconds += time.perf_counter() - t0
@@ -93,12 +108,15 @@ class DataParallel:
         # a rank with no counted token has weight 0 and loss 0 (cross_entropy's empty mean)
         local = [w * v if w else 0.0 for v, w in zip(values, weights)] + [ntok]
         total = self.world.allreduce_sum(local, "loss allreduce")
-        return [float(t) / self.world_size for t in total[:-1]], int(total[-1])
+        return [float(t) for t in total[:-1]], int(total[-1])
 
     def trainer_hooks(self) -> dict:
         """Keyword arguments for ``train.Trainer``: the data-parallel hooks of this rank."""
-        return {"sync_grads": self.sync_grads, "writes_files": self.is_writer, "loss_weight": self.loss_weight,
-                "reduce_losses": self.reduce_losses, "evaluate_fn": self.evaluate}
+        hooks = {"sync_grads": self.sync_grads, "writes_files": self.is_writer, "loss_weight": self.loss_weight,
+                 "reduce_losses": self.reduce_losses, "evaluate_fn": self.evaluate}
+        if self.overlap:
+            hooks["before_last_backward"] = self.before_last_backward
+        return hooks
 
     def evaluate(self, model, batches) -> float:
         """Mean validation loss per counted token over the global batches, each rank on its rows."""

@@ -21,11 +21,14 @@ micro-batches' backward and before the finiteness check and clipping — the pla
 gradients; ``writes_files=False`` (every rank but 0) keeps metrics, checkpoints and the best
 weights off the disk, so only one process writes a run directory. Three more make N ranks compute
 what one process computes on the whole batch (``scratchgpt.dist.DataParallel.trainer_hooks()``
-fills all five; this module never imports dist): ``loss_weight(y, mask)`` multiplies each
+fills them; this module never imports dist): ``loss_weight(y, mask)`` multiplies each
 micro-batch's loss before backward (ranks counting different numbers of target tokens weigh
 them by that count), ``reduce_losses(losses, weights, tokens) -> (losses, tokens)`` makes the
 logged loss and token count global, ``evaluate_fn(model, val_batches)`` measures validation
-across the ranks.
+across the ranks. ``before_last_backward(params)`` (optional) runs right before the last
+micro-batch's backward of a float32 step, so gradient allreduces can start during that backward
+(``Tensor.on_grad_ready``); under mixed precision the gradients are harvested and unscaled
+after backward, so it is not called and ``sync_grads`` does all the communication.
 
 Batch sources are objects with ``next_batch() -> (x, y, mask)`` (NumPy int arrays (B, T); mask
 float (B, T) or None) and ``state_dict()/load_state_dict()``; see ``batches.py``.
@@ -163,7 +166,7 @@ class Trainer:
                  resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None,
                  sync_grads: Callable[[list], None] | None = None, writes_files: bool = True,
                  loss_weight: Callable | None = None, reduce_losses: Callable | None = None,
-                 evaluate_fn: Callable | None = None):
+                 evaluate_fn: Callable | None = None, before_last_backward: Callable[[list], None] | None = None):
         self.model = model
         self.cfg = cfg
         self.train_batches = train_batches
@@ -172,6 +175,7 @@ class Trainer:
         self.writes_files = writes_files
         self.sync_grads = sync_grads
         self.loss_weight, self.reduce_losses, self.evaluate_fn = loss_weight, reduce_losses, evaluate_fn
+        self.before_last_backward = before_last_backward
         if writes_files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log
@@ -299,10 +303,12 @@ class Trainer:
         losses, weights = [], []
         ntok = 0
         if self.scaler is None:
-            for _ in range(cfg.grad_accum):
+            for i in range(cfg.grad_accum):
                 x, y, m = as_triple(self.train_batches.next_batch())
                 ntok += int(x.size)
                 weights.append(self.loss_weight(y, m) if self.loss_weight is not None else 1.0)
+                if self.before_last_backward is not None and i == cfg.grad_accum - 1:
+                    self.before_last_backward(self.params)    # data parallel: allreduce during backward
                 losses.append(self._forward_backward(x, y, m, weights[-1] / cfg.grad_accum))
             return losses, weights, ntok
         acc = [None] * len(self.params)
