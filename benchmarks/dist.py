@@ -7,7 +7,8 @@
 It launches ``mpiexec -n RANKS python -m scratchgpt.dist.measure`` (one thread per rank), which on
 the same machine measures: a 1-process training run (the others asleep) and the data-parallel run
 of the same model and batches (tokens/s, allreduce time and bytes per step, equivalence); an
-allreduce sweep fitted to the alpha-beta model of ring allreduce; greedy decoding split over the
+allreduce overlapped with backward vs started after it
+(alternate steps of the same run); an allreduce sweep fitted to the alpha-beta model of ring allreduce; greedy decoding split over the
 ranks (tensor parallel). From those, ``scratchgpt.dist.cost_model`` projects step time and
 efficiency of data parallelism for GPT-2 124M over a stated network (100 Gb/s, 5 us per message)
 at 8, 64 and 512 ranks. Prints the report and the JSON (``--json`` writes it too).
@@ -36,6 +37,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", choices=sorted(SHAPES), default="S")
     ap.add_argument("--max-kib", type=int, default=16384, help="largest allreduce message of the sweep (KiB)")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=0, help="timed training steps (default: the shape's)")
+    ap.add_argument("--bucket-mb", type=float, default=1.0, help="gradient bucket size (MB); several buckets are "
+                    "needed for the allreduce to overlap with backward")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -45,7 +49,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         proc = run_ranks(args.ranks, ["-m", "scratchgpt.dist.measure", "--out", str(out), "--shape", args.shape,
-                                      "--max-kib", str(args.max_kib), "--repeats", str(args.repeats)],
+                                      "--max-kib", str(args.max_kib), "--repeats", str(args.repeats),
+                                      "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps)],
                          timeout=args.timeout, env=env, cwd=root)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)

@@ -62,25 +62,39 @@ def _trainer(shape, run_dir, parallel=None):
 
 
 def timed_training(shape, run_dir, parallel=None) -> dict:
+    """Median step time after warm-up. Data parallel: steps alternate between the allreduce
+    overlapped with backward (even steps) and started after it (odd steps) — the same numbers
+    either way, so one run times both under the same load."""
     tr = _trainer(shape, run_dir, parallel)
-    losses, times, comm = [], [], []
+    hook = tr.before_last_backward
+    losses, times, comm = [], {True: [], False: []}, {True: [], False: []}
     for i in range(shape["steps"] + shape["warmup"]):
+        overlap = hook is not None and i % 2 == 0
+        tr.before_last_backward = hook if overlap else None
         c0 = parallel.comm_seconds if parallel else 0.0
         t0 = time.perf_counter()
         info = tr.train_step()
         dt = time.perf_counter() - t0
         losses.append(info["loss"])
         if i >= shape["warmup"]:                    # the first steps compile kernels
-            times.append(dt)
-            comm.append((parallel.comm_seconds - c0) if parallel else 0.0)
-    step = statistics.median(times)
+            times[overlap].append(dt)
+            comm[overlap].append((parallel.comm_seconds - c0) if parallel else 0.0)
+    every = times[True] + times[False]
+    step = statistics.median(every)
     tokens = shape["batch_size"] * shape["seq_len"]
-    return {"losses": losses, "step_s": step, "tokens_per_s": tokens / step,
-            "allreduce_s_per_step": statistics.median(comm),
-            "allreduce_bytes_per_step": parallel.buckets.nbytes if parallel else 0,
-            "n_buckets": len(parallel.buckets.buckets) if parallel else 0,
-            "params": tr.model.num_parameters(),
-            "weights": {n: p.data for n, p in tr.model.named_parameters()}}
+    out = {"losses": losses, "step_s": step, "tokens_per_s": tokens / step,
+           "allreduce_s_per_step": statistics.median(comm[False] or comm[True]),
+           "allreduce_bytes_per_step": parallel.buckets.nbytes if parallel else 0,
+           "n_buckets": len(parallel.buckets.buckets) if parallel else 0,
+           "params": tr.model.num_parameters(),
+           "weights": {n: p.data for n, p in tr.model.named_parameters()}}
+    if times[True] and times[False]:
+        out["overlap"] = {"steps_each": min(len(times[True]), len(times[False])),
+                          "step_s_overlap": statistics.median(times[True]),
+                          "step_s_after": statistics.median(times[False]),
+                          "wait_s_overlap": statistics.median(comm[True]),
+                          "wait_s_after": statistics.median(comm[False])}
+    return out
 
 
 def allreduce_sweep(world, sizes, repeats: int) -> list:
@@ -130,15 +144,15 @@ def tensor_parallel_check(shape, world) -> dict:
             "new_tokens": len(runs["one"]["tokens"])}
 
 
-def measure(world, shape_name: str, sizes, repeats: int) -> dict | None:
+def measure(world, shape_name: str, sizes, repeats: int, bucket_mb: float = 1.0, steps: int = 0) -> dict | None:
     from .data_parallel import DataParallel
-    shape = SHAPES[shape_name]
+    shape = dict(SHAPES[shape_name], **({"steps": steps} if steps else {}))
     with tempfile.TemporaryDirectory() as tmp:
         one = None
         if world.is_root:
             one = timed_training(shape, f"{tmp}/one")             # the others wait in the barrier
         world.barrier("one-process reference")
-        dp = DataParallel(world)
+        dp = DataParallel(world, bucket_mb=bucket_mb)
         par = timed_training(shape, f"{tmp}/dp", dp)
     sweep = allreduce_sweep(world, sizes, repeats)
     tp = tensor_parallel_check(shape, world) if shape["n_head"] % world.size == 0 else None
@@ -161,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", choices=sorted(SHAPES), default="S")
     ap.add_argument("--max-kib", type=int, default=16384, help="largest allreduce message in the sweep")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--bucket-mb", type=float, default=1.0, help="gradient bucket size (MB)")
+    ap.add_argument("--steps", type=int, default=0, help="timed training steps (default: the shape's)")
     args = ap.parse_args(argv)
     world = World()
     sizes, k = [], 4
@@ -169,7 +185,7 @@ def main(argv=None) -> int:
         k *= 4
 
     def run():
-        res = measure(world, args.shape, sizes, args.repeats)
+        res = measure(world, args.shape, sizes, args.repeats, args.bucket_mb, args.steps)
         if res is not None:
             with open(args.out, "w", encoding="utf-8") as f:
                 json.dump(res, f, indent=1)
@@ -227,6 +243,15 @@ def report_lines(res: dict, s: dict) -> list:
         f"({s['speedup_measured']:.2f}x)",
         f"allreduce per step: {dp['allreduce_bytes_per_step'] / 1e6:.2f} MB of gradients in {dp['n_buckets']} "
         f"bucket(s), {dp['allreduce_s_per_step'] * 1e3:.2f} ms = {100 * s['allreduce_fraction']:.0f} % of the step",
+    ]
+    if dp.get("overlap"):
+        o = dp["overlap"]
+        lines.append(
+            f"allreduce overlapped with backward vs started after it (alternate steps, {o['steps_each']} each): "
+            f"step {o['step_s_overlap'] * 1e3:.1f} vs {o['step_s_after'] * 1e3:.1f} ms "
+            f"({o['step_s_after'] / o['step_s_overlap']:.2f}x), waiting for the allreduce after backward "
+            f"{o['wait_s_overlap'] * 1e3:.2f} vs {o['wait_s_after'] * 1e3:.2f} ms")
+    lines += [
         f"alpha-beta fit on this machine ({P} ranks, shared memory): alpha {s['alpha_here'] * 1e6:.1f} us, "
         f"beta {s['beta_here'] * 1e9:.3f} ns/byte ({1 / max(s['beta_here'], 1e-15) / 1e9:.2f} GB/s)",
     ]
