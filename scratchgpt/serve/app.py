@@ -226,14 +226,18 @@ def create_app(engine, tok, settings: ServeSettings | None = None) -> FastAPI:
                 async for outs in output_batches(h, deadline):
                     for out in outs:
                         last = observe(out, last)
+                    # tokens that arrived together (this side is behind) go out in one write,
+                    # one event per token; the last ones ride along with the closing chunks
                     data = b"".join(maker.content_event(o.text) for o in outs if o.text)
-                    if data:
+                    if data and not out.finished:
                         yield data
                 reason = "length" if out.finish_reason == "length" else "stop"
-                yield sse.event(maker.chunk(None if chat else "", finish_reason=reason))
+                data += sse.event(maker.chunk(None if chat else "", finish_reason=reason))
                 if include_usage:
-                    yield sse.event(maker.usage_chunk(out.prompt_tokens, out.completion_tokens))
+                    data += sse.event(maker.usage_chunk(out.prompt_tokens, out.completion_tokens))
                 metrics.e2e.observe(time.perf_counter() - t0)
+                yield data + sse.DONE
+                return
             except APIError as e:
                 yield sse.event(e.body())
             finally:

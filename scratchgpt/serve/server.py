@@ -37,12 +37,16 @@ def build_engine(model_dir, max_batch_size: int, device: str = "cpu"):
 
 
 def warm_up(engine) -> None:
-    """One tiny batched generation, so Numba compiles (or loads from its cache) the prefill and
-    decode kernels now: the first user would otherwise wait seconds for it."""
+    """A full batch of tiny generations (one with a longer prompt), so Numba compiles (or loads
+    from its cache) every kernel build a busy server uses — the prefill and decode kernels, and
+    the parallel builds that only large batches pick — now: the first users (or the first burst
+    of them) would otherwise wait seconds for it."""
     from ..infer import GenerationRequest, SamplingParams
     params = SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True)
-    for i in range(min(2, engine.max_batch_size)):
-        engine.add(GenerationRequest(prompt_ids=[0, 1, 2][: i + 2], params=params, id=f"warm-up-{i}"))
+    long = [t % engine.weights.vocab_size for t in range(min(engine.block_size - 1, 64))]
+    for i in range(engine.max_batch_size):
+        prompt = long if i == 0 else [0, 1, 2][: 2 + i % 2]
+        engine.add(GenerationRequest(prompt_ids=prompt, params=params, id=f"warm-up-{i}"))
     while engine.has_work():
         engine.step()
 
