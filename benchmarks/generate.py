@@ -316,6 +316,8 @@ WORKERS = {"profile": worker_profile, "ours": worker_ours, "hf": worker_hf, "tor
 
 def run_worker(side, shape="small", batch=1, kind="float32") -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if "@" in kind:                  # "float32@serial": our engine with SCRATCHGPT_DECODE_BUILD=serial
+        kind, env["SCRATCHGPT_DECODE_BUILD"] = kind.split("@")
     for v in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[v] = str(THREADS)
     cmd = [sys.executable, __file__, "--worker", side, "--shape", shape, "--batch", str(batch), "--kind", kind]
@@ -342,6 +344,10 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", default="float32,int8,int4", help="our weight formats to run (int8/int4 need "
                                                                   "scratchgpt.infer.quantize)")
     ap.add_argument("--out", default=None, help="write the JSON results here")
+    ap.add_argument("--decode-builds", default="", help="comma-separated SCRATCHGPT_DECODE_BUILD values "
+                    "(auto, parallel, serial) to run our engine with, each as its own row; default: the default (auto)")
+    ap.add_argument("--busy", type=int, default=0, help="a controlled load: this many `nice -n 19` busy-loop "
+                    "processes run during the measurements")
     ap.add_argument("--kernels", action="store_true", help="only the decode-matmul kernel vs BLAS table")
     ap.add_argument("--qkernels", action="store_true",
                     help="only: our float32 / int8 / int4 row kernels on GPT-2 124M's block matrices, M = 1")
@@ -381,12 +387,26 @@ def main(argv=None) -> int:
     for side in args.sides.split(","):
         if side == "ours":
             kinds = args.kinds.split(",")
-            configs += [("ours", k) for k in kinds if k == "float32" or quant_available()]
+            kinds = [k for k in kinds if k == "float32" or quant_available()]
+            builds = [b for b in args.decode_builds.split(",") if b]
+            configs += [("ours", k + "@" + b) for k in kinds for b in builds] if builds else \
+                [("ours", k) for k in kinds]
         else:
             configs.append((side, "float32"))
     if not quant_available():
         print("int8/int4 columns left out: scratchgpt.infer.quantize (Int8Linear/Int4Linear) is not importable")
     results: dict = {}
+    busy = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+            for _ in range(args.busy)]
+    try:
+        return _measure(args, shapes, batches, configs, results)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+
+
+def _measure(args, shapes, batches, configs, results) -> int:
     loads = [os.getloadavg()[0]]
     bw = [run_worker("bandwidth") for _ in range(max(1, min(args.reps, 3)))]
     for rep in range(args.reps):
@@ -413,15 +433,16 @@ def main(argv=None) -> int:
                                                                       for r in ok),
                         "prefill_ms": statistics.median(r["prefill_ms"] for r in ok),
                         "weight_MB": ok[0]["weight_bytes"] / 1e6, "weights_GB_s": gbs}
-    out = {"prompt": PROMPT, "new_tokens": NEW, "threads": THREADS, "reps": args.reps,
+    out = {"prompt": PROMPT, "new_tokens": NEW, "threads": THREADS, "reps": args.reps, "busy": args.busy,
            "read_bandwidth_GB_s": read_bw, "load_avg_1min": {"min": min(loads), "max": max(loads)},
            "results": summary}
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
-    print(f"\nmedian decode tokens/s over {args.reps} interleaved runs, {THREADS} threads; machine read bandwidth "
+    print(f"\nmedian decode tokens/s over {args.reps} interleaved runs, {THREADS} threads, {args.busy} niced busy "
+          f"loop(s); machine read bandwidth "
           f"{read_bw:.1f} GB/s; 1-min load average {min(loads):.1f}-{max(loads):.1f} during the runs")
-    print(f"{'shape':6} {'batch':>5} {'side':14} {'tok/s':>9} {'vs hf':>6} {'weights GB/s':>12} {'prefill ms':>10} "
+    print(f"{'shape':6} {'batch':>5} {'side':22} {'tok/s':>9} {'vs hf':>6} {'weights GB/s':>12} {'prefill ms':>10} "
           f"{'CPU ms/token':>12}")
     for shape in shapes:
         for batch in batches:
@@ -429,10 +450,10 @@ def main(argv=None) -> int:
             for side, kind in configs:
                 s = summary.get(f"{shape}/{batch}/{side}/{kind}")
                 if s is None or "error" in s:
-                    print(f"{shape:6} {batch:5d} {side + ' ' + kind:14} {'error: ' + str(s and s['error'])}")
+                    print(f"{shape:6} {batch:5d} {side + ' ' + kind:22} {'error: ' + str(s and s['error'])}")
                     continue
                 ratio = f"{s['decode_tok_s'] / hf:5.2f}x" if hf else "   -"
-                print(f"{shape:6} {batch:5d} {side + ' ' + kind:14} {s['decode_tok_s']:9.1f} {ratio:>6} "
+                print(f"{shape:6} {batch:5d} {side + ' ' + kind:22} {s['decode_tok_s']:9.1f} {ratio:>6} "
                       f"{s['weights_GB_s']:12.1f} {s['prefill_ms']:10.1f} {s['decode_cpu_ms_per_token']:12.2f}")
     return 0
 

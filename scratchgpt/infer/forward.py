@@ -20,6 +20,10 @@ is in the step, so a sequence gets bit-identical logits alone or batched (DenseL
 kernel serves every call of up to DECODE_CHUNK rows; a prompt of P rows always meets the same
 P-row call).
 
+Serial or parallel kernels: pure decode steps run in the mode ``BuildChooser`` measures to be
+faster at the moment (infer/build_choice.py: under CPU contention a step's ~50 parallel
+regions each wait for a busy core; both modes give the same bits).
+
 All buffers are allocated once for ``max_rows`` rows and reused (grown only when a longer
 prefill arrives), so the steady decode state allocates nothing per token.
 """
@@ -31,6 +35,7 @@ from ..ops.decode_attention import cached_attention
 from ..ops.decode_embedding import embed_rows
 from ..ops.decode_gelu import gelu_inplace
 from ..ops.decode_layernorm import add_layernorm_rows, layernorm_rows
+from .build_choice import BuildChooser
 from .kv_cache import KVCache
 from .weights import DecoderWeights
 
@@ -71,8 +76,10 @@ def layer_weights(w: DecoderWeights) -> list:
 class DecoderRunner:
     """Runs ``DecoderWeights`` over step rows against a ``KVCache`` (see module docstring)."""
 
-    def __init__(self, w: DecoderWeights, cache: KVCache, max_rows: int, max_last: int):
+    def __init__(self, w: DecoderWeights, cache: KVCache, max_rows: int, max_last: int,
+                 chooser: BuildChooser | None = None):
         self.w = w
+        self.chooser = chooser or BuildChooser()
         self.cache = cache
         self.max_last = int(max_last)
         self._layers = layer_weights(w)
@@ -149,6 +156,12 @@ class DecoderRunner:
         """
         R = tokens.shape[0]
         B = last_rows.shape[0]
+        if R == B:                       # every row is a last row: a pure decode step
+            with self.chooser.run(R):
+                return self._forward(tokens, positions, slots, last_rows, segs, R, B)
+        return self._forward(tokens, positions, slots, last_rows, segs, R, B)
+
+    def _forward(self, tokens, positions, slots, last_rows, segs, R, B):
         segs = segs or [(0, R)]
         self._grow(R)
         w = self.w

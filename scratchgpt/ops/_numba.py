@@ -14,7 +14,12 @@ nothing from threads, so ``KernelPair.pick(n)`` returns the serial build below
 serial build ``prange`` is a plain ``range``. Both builds release the GIL (``nogil``), so a
 caller may also run serial builds from several Python threads (benchmarks/attention_split.py).
 A kernel whose prange splits work into a FIXED number of chunks (never the thread count)
-gives the same bits in both builds; the op tests check both builds against the reference.
+can give the same bits in both builds — but only if LLVM compiles its sums the same way in
+both, which 'reassoc' does not promise: the int8/int4 decode kernels' final 32-lane sums came
+out in different orders (1-2 ulp apart) until they moved into a ``njit_helper`` with strict
+math (infer/build_choice.py switches builds between decode steps and needs the same bits;
+tests/test_infer_build_choice.py checks it). The op tests check both builds against the
+reference.
 
 Both builds are cached on disk (``cache=True``); the serial copy gets its own qualified
 name so the two cache entries never collide. Numba's on-disk cache is keyed on the source
@@ -120,6 +125,14 @@ def njit_inline(fastmath=STRICT):
     """
     flags = _checked_fastmath(fastmath, _KERNEL_RULES + (MAX_HELPER,))
     return njit(fastmath=flags, inline="always", cache=True)
+
+
+def njit_helper(fastmath=STRICT):
+    """Decorator for a small helper that kernels call WITHOUT Numba inlining it into their IR, so
+    it keeps its own fastmath flags (they are per instruction, and survive LLVM's own inlining).
+    For a sum that must come out in one fixed order in every kernel build (see above)."""
+    flags = _checked_fastmath(fastmath, _KERNEL_RULES)
+    return njit(fastmath=flags, cache=True, nogil=True, error_model="numpy")
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import ConfigError
-from ._numba import STRICT, SUMS, njit_pair
+from ._numba import STRICT, SUMS, njit_helper, njit_pair
 
 INT8_QMAX = 127
 INT4_QMAX = 7
@@ -190,6 +190,22 @@ def int4_linear_ref(x, packed, scales, bias=None):
 ROWS = 4               # output features per pass of the row kernels
 
 
+@njit_helper(fastmath=STRICT)
+def _sum_lanes(acc, r):
+    # acc[r, 0:32] summed in one fixed (pairwise) order: under the kernels' 'reassoc' LLVM
+    # summed the lanes differently in the serial and the parallel build (results 1-2 ulp apart),
+    # and the engine may switch builds between decode steps (infer/build_choice.py)
+    s0 = (acc[r, 0] + acc[r, 16]) + (acc[r, 8] + acc[r, 24])
+    s1 = (acc[r, 1] + acc[r, 17]) + (acc[r, 9] + acc[r, 25])
+    s2 = (acc[r, 2] + acc[r, 18]) + (acc[r, 10] + acc[r, 26])
+    s3 = (acc[r, 3] + acc[r, 19]) + (acc[r, 11] + acc[r, 27])
+    s4 = (acc[r, 4] + acc[r, 20]) + (acc[r, 12] + acc[r, 28])
+    s5 = (acc[r, 5] + acc[r, 21]) + (acc[r, 13] + acc[r, 29])
+    s6 = (acc[r, 6] + acc[r, 22]) + (acc[r, 14] + acc[r, 30])
+    s7 = (acc[r, 7] + acc[r, 23]) + (acc[r, 15] + acc[r, 31])
+    return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
+
+
 @njit_pair(fastmath=SUMS)
 def _int8_rows32(x, q, scales, bias, out):
     # G == 32. x (M, K) f32, q (N, Kp) i8, scales (N, ng) f32, bias (N,) f32, out (M, N) f32
@@ -214,7 +230,7 @@ def _int8_rows32(x, q, scales, bias, out):
                             acc[r, i] += x[m, k0 + i] * (np.float32(q[nr, k0 + i]) * d)
                 for r in range(ROWS):
                     nr = min(n + r, nend - 1)
-                    out[m, nr] = acc[r].sum() + bias[nr]
+                    out[m, nr] = _sum_lanes(acc, r) + bias[nr]
             n += ROWS
 
 
@@ -248,7 +264,7 @@ def _int8_rows(x, q, scales, bias, out):
                             acc[r, i] += x[m, k0 + i] * (np.float32(q[nr, k0 + i]) * d)
                 for r in range(ROWS):
                     nr = min(n + r, nend - 1)
-                    out[m, nr] = acc[r].sum() + bias[nr]
+                    out[m, nr] = _sum_lanes(acc, r) + bias[nr]
             n += ROWS
 
 
@@ -295,7 +311,7 @@ def _int4_rows32(x, packed, scales, bias, out):
                             acc[r, H + i] += x[m, k0 + H + i] * (np.float32(np.int32(byte >> np.uint8(4)) - 8) * d)
                 for r in range(ROWS):
                     nr = min(n + r, nend - 1)
-                    out[m, nr] = acc[r].sum() + bias[nr]
+                    out[m, nr] = _sum_lanes(acc, r) + bias[nr]
             n += ROWS
 
 
@@ -333,7 +349,7 @@ def _int4_rows(x, packed, scales, bias, out):
                             acc[r, H + i] += x[m, k0 + H + i] * (np.float32(np.int32(byte >> np.uint8(4)) - 8) * d)
                 for r in range(ROWS):
                     nr = min(n + r, nend - 1)
-                    out[m, nr] = acc[r].sum() + bias[nr]
+                    out[m, nr] = _sum_lanes(acc, r) + bias[nr]
             n += ROWS
 
 
