@@ -194,3 +194,81 @@ def test_matmul_full_size_on_real_gpu(shape):
     out = host(matmul2d_cuda(dev(a), dev(b)))
     ref = a.astype(np.float64) @ b
     assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-5
+
+
+@pytest.mark.parametrize("causal, masked", [(False, True), (True, False)])
+def test_cross_attention_against_the_reference(causal, masked):
+    from scratchgpt.autograd import Tensor
+    from scratchgpt.ops import cross_attention
+    from scratchgpt.ops.cross_attention_op import cross_attention_backward_ref, cross_attention_forward_ref
+    rng = np.random.default_rng(7)
+    B, Tq, Tk, C, NH = 2, 3, 4, 4, 2
+    q = rng.standard_normal((B, Tq, C))
+    kv = rng.standard_normal((B, Tk, 2 * C))
+    mask = None
+    if masked:
+        mask = np.ones((B, Tk), dtype=bool)
+        mask[0, 1:] = False             # batch 0 keeps one key
+        mask[1, :] = False              # batch 1 keeps none: output 0, gradients 0, no NaN
+    tq, tkv = Tensor(dev(q), requires_grad=True), Tensor(dev(kv), requires_grad=True)
+    y = cross_attention(tq, tkv, NH, kv_mask=None if mask is None else dev(mask), causal=causal)
+    ry, cache = cross_attention_forward_ref(q, kv, NH, kv_mask=mask, causal=causal)
+    assert_close(y.data, ry, **F64)
+    g = rng.standard_normal(ry.shape)
+    y.backward(dev(g))
+    rdq, rdkv = cross_attention_backward_ref(g, cache)
+    assert_close(tq.grad, rdq, **F64)
+    assert_close(tkv.grad, rdkv, **F64)
+
+
+@pytest.mark.parametrize("sa, sb", [((2, 3, 4), (4,)), ((2, 1, 3), (4, 1)), ((1, 2, 3, 2), (2, 2, 1, 1))])
+def test_broadcasting_add_sub_mul_forward_backward(sa, sb):
+    from scratchgpt import ops
+    from scratchgpt.autograd import Tensor
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    for fn, ref in ((ops.add, elementwise.add_forward_ref), (ops.sub, elementwise.sub_forward_ref),
+                    (ops.mul, elementwise.mul_forward_ref)):
+        ta, tb = Tensor(dev(a), requires_grad=True), Tensor(dev(b), requires_grad=True)
+        y = fn(ta, tb)
+        ry, cache = ref(a, b)
+        assert_close(y.data, ry, **F64)
+        g = rng.standard_normal(ry.shape)
+        y.backward(dev(g))
+        bwd = {elementwise.add_forward_ref: elementwise.add_backward_ref, elementwise.sub_forward_ref:
+               elementwise.sub_backward_ref, elementwise.mul_forward_ref: elementwise.mul_backward_ref}[ref]
+        rda, rdb = bwd(g, cache)
+        assert_close(ta.grad, rda, **F64)
+        assert_close(tb.grad, rdb, **F64)
+
+
+def test_getitem_concat_and_nd_transpose_through_autograd():
+    from scratchgpt import ops
+    from scratchgpt.autograd import Tensor
+    from scratchgpt.ops import views
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 5))
+    for index in [(slice(None), slice(None), slice(1, 4)), (1, slice(None, None, -2)), (Ellipsis, None, 2)]:
+        t = Tensor(dev(x), requires_grad=True)
+        y = ops.getitem(t, index)
+        ry, cache = views.getitem_forward_ref(x, index)
+        assert_close(y.data, ry, atol=0, rtol=0)
+        g = rng.standard_normal(ry.shape)
+        y.backward(dev(g))
+        assert_close(t.grad, views.getitem_backward_ref(g, cache), atol=0, rtol=0)
+    parts = [rng.standard_normal((2, n, 3)) for n in (1, 3)]
+    ts = [Tensor(dev(p), requires_grad=True) for p in parts]
+    y = ops.concat(ts, axis=1)
+    ry, cache = views.concat_forward_ref(parts, axis=1)
+    assert_close(y.data, ry, atol=0, rtol=0)
+    g = rng.standard_normal(ry.shape)
+    y.backward(dev(g))
+    for t, rg in zip(ts, views.concat_backward_ref(g, cache)):
+        assert_close(t.grad, rg, atol=0, rtol=0)
+    x4 = rng.standard_normal((2, 3, 2, 4))
+    t = Tensor(dev(x4), requires_grad=True)
+    y = ops.transpose(t, (0, 2, 1, 3))
+    assert_close(y.data, x4.transpose(0, 2, 1, 3), atol=0, rtol=0)
+    g = rng.standard_normal((2, 2, 3, 4))
+    y.backward(dev(g))
+    assert_close(t.grad, g.transpose(0, 2, 1, 3), atol=0, rtol=0)

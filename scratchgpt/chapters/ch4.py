@@ -47,6 +47,12 @@ def _grads(g):
     return [x for x in g if x is not None]
 
 
+def _beside(mask, t):
+    """The mask on the device of tensor ``t`` (a GPU kernel takes device arrays only)."""
+    from ..backend import to_device
+    return mask if t.device == "cpu" else to_device(mask, t.device)
+
+
 def checks(B=2, T=5, C=8, NH=2, V=11, Tk=4) -> list[Check]:
     f32 = np.float32
 
@@ -72,7 +78,7 @@ def checks(B=2, T=5, C=8, NH=2, V=11, Tk=4) -> list[Check]:
               lambda q, kv: cross_attention_op.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
               cross_attention_op.cross_attention_backward_ref,
               lambda r: [rnd(r, B, Tk, C), rnd(r, B, Tk, 2 * C)],
-              lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=pad)),
+              lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=_beside(pad, q))),
         Check("4.2.2 编码器", "MLP: GELU(x W1 + b1) (tanh GELU)", "gelu",
               gelu_op.gelu_forward, gelu_op.gelu_backward, gelu_op.gelu_forward_ref, gelu_op.gelu_backward_ref,
               lambda r: [rnd(r, B, T, 4 * C)], lambda x: ops.gelu(x)),
@@ -88,7 +94,7 @@ def checks(B=2, T=5, C=8, NH=2, V=11, Tk=4) -> list[Check]:
               lambda q, kv: cross_attention_op.cross_attention_forward_ref(q, kv, NH, kv_mask=pad),
               cross_attention_op.cross_attention_backward_ref,
               lambda r: [rnd(r, B, T, C), rnd(r, B, Tk, 2 * C)],
-              lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=pad)),
+              lambda q, kv: ops.cross_attention(q, kv, NH, kv_mask=_beside(pad, q))),
         Check("4.2.4 输出层", "Dense(h) = h W + b", "linear",
               matmul_op.linear_forward, matmul_op.linear_backward, matmul_op.linear_forward_ref, matmul_op.linear_backward_ref,
               lambda r: [rnd(r, B, T, C), rnd(r, C, V), rnd(r, V)], lambda x, w, b: ops.linear(x, w, b)),

@@ -46,8 +46,8 @@ __all__ = [
 
 # The CUDA implementations (ops/*_cuda.py, each registered beside its op's Function) are imported
 # the first time the "cuda" device is used: importing scratchgpt never imports numba.cuda.
-_CUDA_MODULES = ("adamw_cuda", "attention_cuda", "cross_entropy_cuda", "dropout_cuda", "elementwise_cuda",
-                 "embedding_cuda", "gelu_cuda", "layernorm_cuda", "matmul_cuda", "reductions_cuda",
+_CUDA_MODULES = ("adamw_cuda", "attention_cuda", "cross_attention_cuda", "cross_entropy_cuda", "dropout_cuda",
+                 "elementwise_cuda", "embedding_cuda", "gelu_cuda", "layernorm_cuda", "matmul_cuda", "reductions_cuda",
                  "smear_cuda", "softmax_cuda", "views_cuda")
 
 

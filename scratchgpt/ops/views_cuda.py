@@ -1,4 +1,4 @@
-"""Reshape, 2-D transpose and row gather (``take_rows_cuda``) on the GPU.
+"""Reshape, transpose, getitem, concat and row gather (``take_rows_cuda``) on the GPU.
 
 A reshape of a contiguous device array is a view (no kernel). A transpose is a copy through
 shared memory: a 32×32 tile is read row by row (coalesced: neighbouring threads read
@@ -13,7 +13,7 @@ import numpy as np
 from ..autograd.function import register
 from ..errors import DeviceError
 from ..cuda_arrays import cuda, launch, launch1
-from .views import ReshapeFunction, TransposeFunction
+from .views import ConcatFunction, GetItemFunction, ReshapeFunction, TransposeFunction, _is_basic_index
 
 TILE = 32
 ROWS = 8      # a block is 32×8 threads; each thread moves TILE/ROWS = 4 elements
@@ -62,6 +62,118 @@ def take_rows_cuda(x, rows, out=None):
     return out
 
 
+# ---- affine views: getitem (basic indices), concat, N-d transpose
+# A basic index or an axis permutation of a contiguous array selects elements at flat offsets
+# off + Σ_d k_d · stride_d over the view's shape: an affine grid. NumPy works that grid out for
+# us on a dummy array of 1-byte items that has the real array's element strides and no memory
+# behind it (never read): the view's byte strides and data offset ARE the element strides and
+# offset. One kernel then gathers (dst[i] = src[grid(i)]) or scatters (dst[grid(i)] = src[i]);
+# basic indices never select an element twice, so the scatter needs no atomics.
+MAX_DIMS = 4
+
+
+@cuda.jit
+def _affine_copy(src, dst, meta, n, gather):   # src, dst flat; meta: off, strides (4), dims (4)
+    i = cuda.grid(1)
+    if i < n:
+        r = i
+        k = meta[0]
+        for d in range(MAX_DIMS - 1, -1, -1):
+            c = r % meta[5 + d]
+            r //= meta[5 + d]
+            k += c * meta[1 + d]
+        if gather:
+            dst[i] = src[k]
+        else:
+            dst[k] = src[i]
+
+
+def _affine(shape, view_fn):
+    """(meta device array, view shape) of ``view_fn(x)`` for a contiguous x of ``shape``."""
+    shape = tuple(int(s) for s in shape)
+    est = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        est[d] = est[d + 1] * max(shape[d + 1], 1)
+    base = np.zeros(1, np.uint8)
+    dummy = np.lib.stride_tricks.as_strided(base, shape=shape, strides=est, writeable=False)
+    v = view_fn(dummy)
+    if v.ndim > MAX_DIMS:
+        raise DeviceError(f"views on the GPU: at most {MAX_DIMS} dimensions, got a view of shape {v.shape}")
+    pad = MAX_DIMS - v.ndim
+    off = v.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    meta = [off] + [0] * pad + list(v.strides) + [1] * pad + list(v.shape)
+    from ..backend import to_device
+    return to_device(np.asarray(meta, np.int64), "cuda"), tuple(v.shape)
+
+
+def _gather(x, meta, shape):
+    out = cuda.device_array(shape, dtype=x.dtype)
+    if out.size:
+        launch1(_affine_copy, out.size, x.reshape(x.size), out.reshape(out.size), meta, out.size, True)
+    return out
+
+
+def _scatter(src, meta, dst):
+    if src.size:
+        launch1(_affine_copy, src.size, src.reshape(src.size), dst.reshape(dst.size), meta, src.size, False)
+    return dst
+
+
+def getitem_cuda(x, index):
+    """x[index] for basic indices (ints, slices, ..., None): a contiguous device copy."""
+    if not _is_basic_index(index):
+        raise DeviceError("getitem on the GPU: basic indices only (ints, slices, ..., None); "
+                          f"got {type(index).__name__} with arrays")
+    meta, shape = _affine(x.shape, lambda d: d[index])
+    return _gather(x, meta, shape), (tuple(x.shape), meta)
+
+
+def transpose_nd_cuda(x, axes):
+    meta, shape = _affine(x.shape, lambda d: np.transpose(d, axes))
+    return _gather(x, meta, shape)
+
+
+def _slab(axis, start, n):
+    return lambda d: d[(slice(None),) * axis + (slice(start, start + n),)]
+
+
+@register(GetItemFunction, "cuda")
+class GetItemCuda:
+    @staticmethod
+    def forward(ctx, x, index):
+        return getitem_cuda(x, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from ..cuda_arrays import zeros
+        shape, meta = ctx.cache
+        return _scatter(grad, meta, zeros(shape, grad.dtype)), None
+
+
+@register(ConcatFunction, "cuda")
+class ConcatCuda:
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ndim = xs[0].ndim
+        ax = axis + ndim if axis < 0 else axis
+        shape = list(xs[0].shape)
+        shape[ax] = sum(int(x.shape[ax]) for x in xs)
+        out = cuda.device_array(tuple(shape), dtype=xs[0].dtype)
+        metas, start = [], 0
+        for x in xs:
+            if x.ndim != ndim or any(int(a) != int(b) for d, (a, b) in enumerate(zip(x.shape, shape)) if d != ax):
+                raise ValueError(f"concat: shapes {[tuple(t.shape) for t in xs]} differ outside axis {axis}")
+            meta, _ = _affine(shape, _slab(ax, start, int(x.shape[ax])))
+            _scatter(x, meta, out)
+            metas.append((meta, tuple(x.shape)))
+            start += int(x.shape[ax])
+        return out, metas
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(_gather(grad, meta, shape) for meta, shape in ctx.cache)
+
+
 def _resolve(shape, size):
     shape = tuple(int(s) for s in shape)
     if shape.count(-1) == 1:
@@ -90,10 +202,14 @@ class ReshapeCuda:
 class TransposeCuda:
     @staticmethod
     def forward(ctx, x, axes=None):
-        if x.ndim != 2 or (axes is not None and tuple(axes) not in ((1, 0), (-1, 0), (1, -2), (-1, -2))):
-            raise DeviceError(f"transpose on the GPU: only 2-D (1, 0) transposes, got shape {x.shape} axes {axes}")
-        return transpose2d_cuda(x), None
+        perm = tuple(range(x.ndim))[::-1] if axes is None else tuple(int(a) % x.ndim for a in axes)
+        if perm == (1, 0):                  # the 2-D transpose: shared-memory tiles (coalesced both ways)
+            return transpose2d_cuda(x), perm
+        return transpose_nd_cuda(x, perm), perm
 
     @staticmethod
     def backward(ctx, grad):
-        return transpose2d_cuda(grad), None
+        perm = ctx.cache
+        if perm == (1, 0):
+            return transpose2d_cuda(grad), None
+        return transpose_nd_cuda(grad, tuple(np.argsort(perm))), None
