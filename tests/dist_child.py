@@ -78,7 +78,7 @@ def mode_train(out, args, world):
     parallel = None
     if world is not None:
         from scratchgpt.dist.data_parallel import DataParallel
-        parallel = DataParallel(world, bucket_mb=args.bucket_mb, overlap=not args.no_overlap)
+        parallel = DataParallel(world, bucket_mb=args.bucket_mb, overlap=not args.no_overlap, zero=args.zero)
     rank = world.rank if world else 0
     (out / f"pid_rank{rank}").write_text(str(__import__("os").getpid()))
     tr = build(out / "run", args, parallel)
@@ -100,6 +100,8 @@ def mode_train(out, args, world):
         {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps,
          "stopped_early": res.stopped_early, "skipped_steps": res.skipped_steps,
          "buckets": len(parallel.buckets.buckets) if parallel else 0,
+         "optimizer_state_bytes": (parallel.optimizer.state_bytes if parallel and parallel.optimizer else
+                                   sum(a.nbytes for a in tr.optimizer.state_dict()["arrays"].values())),
          "started_in_backward": parallel.buckets.started_in_backward if parallel else 0,
          "loss_scales": [r["loss_scale"] for r in res.history if "loss_scale" in r]}))
 
@@ -237,6 +239,7 @@ def main():
     ap.add_argument("--min-delta", type=float, default=0.0)
     ap.add_argument("--mixed-precision", action="store_true")
     ap.add_argument("--no-overlap", action="store_true")
+    ap.add_argument("--zero", type=int, default=0)
     ap.add_argument("--loss-scale", type=float, default=1024.0)
     args = ap.parse_args()
     out = Path(args.out)

@@ -227,6 +227,44 @@ def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, one_process):
         np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
 
 
+def test_zero1_trainer_equals_plain_data_parallel_and_its_checkpoints_move_between_rank_counts(tmp_path, one_process):
+    """--zero 1: AdamW's moments sharded over 2 ranks. (a) From the one-process run's step-4 checkpoint
+    (full state sliced on load), 2 ZeRO ranks train steps 5-6 to where the one-process run ended, each
+    rank holding half of the optimizer state; (b) the ZeRO run's own step-6 checkpoint (the slices
+    gathered on save) holds the same optimizer state as the one-process one, and resumes on 3 ranks."""
+    import shutil
+    from safetensors.numpy import load_file
+    from scratchgpt.train.run_checkpoints import write_json_atomic
+    shutil.copytree(Path(one_process["dir"]) / "run", tmp_path / "run")
+    write_json_atomic(tmp_path / "run" / "checkpoints" / "latest", {"dir": "step_0000004", "step": 4})
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step_0000006")
+    r = ranks(2, "train", tmp_path, "--dist", "--resume", "--zero", 1)
+    assert r.returncode == 0, r.stderr
+    res, other = result(tmp_path), result(tmp_path, 1)
+    assert res["steps"] == 6 and other["weights"] == res["weights"]
+    np.testing.assert_allclose(res["losses"], one_process["losses"][4:], rtol=1e-6)
+    for name, w in one_process["weights"].items():
+        np.testing.assert_allclose(np.array(res["weights"][name]), np.array(w), rtol=1e-5, atol=5e-6, err_msg=name)
+    full = one_process["optimizer_state_bytes"]
+    assert res["optimizer_state_bytes"] + other["optimizer_state_bytes"] == full      # 1/2 each, nothing twice
+    assert abs(res["optimizer_state_bytes"] - full / 2) <= 8
+    ours = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000006" / "optimizer.safetensors"))
+    ref = load_file(str(Path(one_process["dir"]) / "run" / "checkpoints" / "step_0000006" / "optimizer.safetensors"))
+    assert sorted(ours) == sorted(ref)
+    for k in ref:
+        np.testing.assert_allclose(ours[k], ref[k], rtol=1e-4, atol=1e-9, err_msg=k)
+    r = ranks(3, "train", tmp_path, "--dist", "--resume", "--zero", 1, "--steps", 8)
+    assert r.returncode == 0, r.stderr
+    assert result(tmp_path)["steps"] == 8 and result(tmp_path, 2)["weights"] == result(tmp_path)["weights"]
+
+
+def test_zero_without_dist_is_one_line_exit_2(capsys, tmp_path):
+    from scratchgpt.cli import main
+    assert main(["pretrain", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "--zero", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--zero 1" in err and "--dist dp" in err
+
+
 def test_ranks_with_different_configs_refuse_to_start(tmp_path):
     one = [sys.executable, CHILD, "train", str(tmp_path), "--dist"]
     cmd = mpiexec_command(1) + one + [":", "-n", "1"] + one + ["--corpus-tag", "other"]

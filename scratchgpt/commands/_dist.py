@@ -17,6 +17,9 @@ def add_dist(parser) -> None:
     parser.add_argument("--dist", choices=["none", "dp"], default="none",
                         help="dp: data parallel over the ranks of `mpiexec -n N` (--batch-size stays the "
                              "global batch; give each rank --threads 1 on a small machine); default none")
+    parser.add_argument("--zero", type=int, choices=[0, 1], default=0,
+                        help="with --dist dp: 1 = ZeRO stage 1, AdamW's moments sharded over the ranks (1/N of the "
+                             "optimizer state each; checkpoints hold the full state); default 0")
 
 
 def mpi_ranks_from_env() -> int:
@@ -30,6 +33,9 @@ def mpi_ranks_from_env() -> int:
 def run_training(args, body) -> int:
     """Call ``body(parallel, log, is_root)`` — parallel None for one process — under the rules above."""
     if args.dist == "none":
+        if getattr(args, "zero", 0):
+            raise ConfigError("--zero 1 shards the optimizer over data-parallel ranks: add --dist dp "
+                              "(and run under mpiexec -n N)")
         n = mpi_ranks_from_env()
         if n > 1:
             raise ConfigError(f"started by mpiexec with {n} ranks but without --dist dp: every rank would train "
@@ -38,7 +44,7 @@ def run_training(args, body) -> int:
     from ..dist.comm import World, guard_ranks
     from ..dist.data_parallel import DataParallel
     world = World()
-    dp = DataParallel(world)
+    dp = DataParallel(world, zero=getattr(args, "zero", 0))
     return guard_ranks(world, body, dp, dp.log, world.is_root)
 
 

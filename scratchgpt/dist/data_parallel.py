@@ -17,6 +17,8 @@ imports this package; it calls them by name):
                                   starts during the last micro-batch's backward, as soon as its
                                   gradients are complete (allreduce.py);
     sync_grads(params)            after backward, before clipping: bucketed allreduce (a sum);
+    wrap_optimizer(opt)           (``zero=1``) ZeRO-1: AdamW's moments sharded over the ranks
+                                  (zero.Zero1Optimizer), gathered into every checkpoint;
     reduce_losses(values, ws, n)  the global loss of each micro-batch (logs, finiteness checks)
                                   and the global batch's token count;
     evaluate_fn(model, batches)   validation loss, each rank on its rows, summed by allreduce;
@@ -59,8 +61,10 @@ def _digest(*arrays) -> str:
 
 
 class DataParallel:
-    def __init__(self, world: World | None = None, bucket_mb: float = 4.0, overlap: bool = True):
+    def __init__(self, world: World | None = None, bucket_mb: float = 4.0, overlap: bool = True, zero: int = 0):
         self.world = world or World()
+        self.zero = int(zero)
+        self.optimizer = None                 # the Zero1Optimizer under zero=1
         self.rank, self.world_size = self.world.rank, self.world.size
         self.bucket_mb = bucket_mb
         self.overlap = overlap
@@ -116,7 +120,17 @@ class DataParallel:
                  "reduce_losses": self.reduce_losses, "evaluate_fn": self.evaluate}
         if self.overlap:
             hooks["before_last_backward"] = self.before_last_backward
+        if self.zero:
+            hooks["wrap_optimizer"] = self.wrap_optimizer
         return hooks
+
+    def wrap_optimizer(self, optimizer):
+        """ZeRO-1: the optimizer's moments sharded over the ranks (zero.Zero1Optimizer)."""
+        from .zero import Zero1Optimizer
+        self.optimizer = Zero1Optimizer(optimizer, self.world)
+        self.log(f"ZeRO-1: optimizer state {self.optimizer.state_bytes / 1e6:.2f} MB per rank "
+                 f"(plain data parallel: {self.optimizer.full_state_bytes / 1e6:.2f} MB on every rank)")
+        return self.optimizer
 
     def evaluate(self, model, batches) -> float:
         """Mean validation loss per counted token over the global batches, each rank on its rows."""

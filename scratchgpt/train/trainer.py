@@ -29,6 +29,9 @@ across the ranks. ``before_last_backward(params)`` (optional) runs right before 
 micro-batch's backward of a float32 step, so gradient allreduces can start during that backward
 (``Tensor.on_grad_ready``); under mixed precision the gradients are harvested and unscaled
 after backward, so it is not called and ``sync_grads`` does all the communication.
+``wrap_optimizer(optimizer) -> optimizer`` (optional) replaces the built optimizer, e.g. by one
+whose state is sharded over the ranks (``dist.zero.Zero1Optimizer``; its ``state_dict()`` is
+collective, so ``save`` calls it on every rank).
 
 Batch sources are objects with ``next_batch() -> (x, y, mask)`` (NumPy int arrays (B, T); mask
 float (B, T) or None) and ``state_dict()/load_state_dict()``; see ``batches.py``.
@@ -166,7 +169,8 @@ class Trainer:
                  resume: bool = False, log: Callable[[str], None] = print, extra_state: dict | None = None,
                  sync_grads: Callable[[list], None] | None = None, writes_files: bool = True,
                  loss_weight: Callable | None = None, reduce_losses: Callable | None = None,
-                 evaluate_fn: Callable | None = None, before_last_backward: Callable[[list], None] | None = None):
+                 evaluate_fn: Callable | None = None, before_last_backward: Callable[[list], None] | None = None,
+                 wrap_optimizer: Callable | None = None):
         self.model = model
         self.cfg = cfg
         self.train_batches = train_batches
@@ -186,6 +190,8 @@ class Trainer:
         set_dropout(model, cfg.dropout)
         reseed_dropout(model, cfg.seed + 1)
         self.optimizer = build_optimizer(model, cfg)
+        if wrap_optimizer is not None:
+            self.optimizer = wrap_optimizer(self.optimizer)   # data parallel: ZeRO-1 shards its state
         if cfg.mixed_precision and getattr(model, "device", "cpu") != "cpu":
             raise ConfigError("mixed_precision (float16 weights) is CPU-only; the CUDA kernels are float32")
         self.scaler = LossScaler(cfg.loss_scale, cfg.scale_growth_interval) if cfg.mixed_precision else None
@@ -224,10 +230,12 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint of this step (None, writing nothing, when ``writes_files`` is off)."""
+        # a sharded optimizer gathers its state: every rank takes part, only the writer gets it
+        opt_state = self.optimizer.state_dict() \
+            if self.writes_files or getattr(self.optimizer, "collective_state", False) else None
         if not self.writes_files:
             return None
-        return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer.state_dict(),
-                               self._trainer_state())
+        return save_checkpoint(self.run_dir, self.step, self.model, opt_state, self._trainer_state())
 
     def _restore(self) -> int:
         path = latest_checkpoint(self.run_dir)
