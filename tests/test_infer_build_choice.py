@@ -25,15 +25,30 @@ def test_switches_to_the_faster_mode_and_probes_less_when_stable():
     ch = BuildChooser("auto")
     modes = drive(ch, 1, {"parallel": 2.0, "serial": 1.0}, 40)
     first_probe = modes.index("serial")
-    assert first_probe == bc.FIRST_INTERVAL                  # parallel first, then one probe
-    assert set(modes[first_probe:]) == {"serial"} or modes[first_probe + 1:].count("parallel") <= 2
+    # parallel first (its first step uncounted), then the probe twice (the first one uncounted)
+    assert first_probe == bc.FIRST_INTERVAL + 1 and modes[first_probe + 1] == "serial"
     assert ch.switches == 1 and modes[-1] == "serial"
-    # now stable: the parallel probes come at doubling intervals, never more often than FIRST_INTERVAL
+    # after the switch the old mode is probed FIRST_INTERVAL steps later (it is warm: once)
+    back = modes.index("parallel", first_probe)
+    assert back == first_probe + 2 + bc.FIRST_INTERVAL and modes[back + 1] == "serial"
+    # now stable: the parallel probes come at growing intervals, never more often than FIRST_INTERVAL
     modes = drive(ch, 1, {"parallel": 2.0, "serial": 1.0}, 400)
     probes = [i for i, m in enumerate(modes) if m == "parallel"]
     gaps = np.diff(probes)
     assert len(probes) >= 2 and np.all(gaps[1:] >= gaps[:-1]) and gaps.max() == bc.MAX_INTERVAL + 1
     assert ch.switches == 1
+
+
+def test_first_step_of_a_mode_is_not_counted():
+    ch = BuildChooser("auto")
+    # a very slow first serial step (loading code) must not decide against serial
+    times = iter([1.0] * 100)
+    first = {"serial": True}
+    for _ in range(30):
+        m = ch.mode_for(1)
+        t = 50.0 if m == "serial" and first.pop("serial", False) else (2.0 if m == "parallel" else next(times))
+        ch.record(1, m, t)
+    assert ch._keys[1].mode == "serial" and ch.switches == 1
 
 
 def test_no_switch_within_the_margin_and_keys_are_separate():

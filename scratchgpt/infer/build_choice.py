@@ -13,8 +13,11 @@ auto,parallel,serial [--busy N]`` compares the three; numbers in the README's be
 * the current mode runs, and every ``interval`` steps one step runs in the other mode (a
   probe). Each mode keeps an exponential moving average of its step time; the other mode is
   adopted when its average is 10 % below the current one (hysteresis: no flapping on noise);
-* a probe that loses doubles the interval (16 -> 128 steps), so a stable choice costs at most
-  one step in 128 run the slower way; a switch resets it to 16.
+* the first step of each mode does not count (it loads that build's machine code: measured
+  as a 5x slower "serial" probe that kept the choice on parallel for a whole generation), so
+  the first probe runs twice in a row;
+* a probe that loses makes the interval 4x longer (8 -> 32 -> 128 steps), so a stable choice
+  costs at most one step in 128 run the slower way; a switch resets it to 8.
 
 The two builds compute every element with the same code in the same order (each prange splits
 its work into a fixed number of jobs, never per thread: ops/_numba.py), so the choice changes
@@ -33,20 +36,22 @@ from ..errors import ConfigError
 from ..ops._numba import force_build
 
 MODES = ("parallel", "serial")
-FIRST_INTERVAL = 16       # steps between probes right after a switch (and at the start)
+FIRST_INTERVAL = 8        # steps between probes right after a switch (and at the start)
+GROWTH = 4                # a lost probe multiplies the interval by this
 MAX_INTERVAL = 128        # a stable choice probes this rarely: <= 1/128 of steps in the slower mode
 SWITCH_MARGIN = 0.9       # adopt the other mode when its average is below 0.9 x the current one
 ALPHA = 0.3               # weight of a new step time in the moving average
 
 
 class _KeyState:
-    __slots__ = ("mode", "avg", "interval", "countdown")
+    __slots__ = ("mode", "avg", "interval", "countdown", "warm")
 
     def __init__(self):
         self.mode = "parallel"
         self.avg = {"parallel": None, "serial": None}
         self.interval = FIRST_INTERVAL
         self.countdown = FIRST_INTERVAL
+        self.warm = set()             # modes whose first (load-the-code) step has run
 
 
 class BuildChooser:
@@ -75,6 +80,9 @@ class BuildChooser:
         if self.pinned:
             return
         st = self._keys[key]
+        if mode not in st.warm:       # first step in this mode: code loading, not a measurement
+            st.warm.add(mode)
+            return                    # (a probe's countdown stays at 0: it runs again next step)
         old = st.avg[mode]
         st.avg[mode] = seconds if old is None else (1 - ALPHA) * old + ALPHA * seconds
         if mode == st.mode:
@@ -87,7 +95,7 @@ class BuildChooser:
             st.interval = FIRST_INTERVAL
             self.switches += 1
         else:
-            st.interval = min(2 * st.interval, MAX_INTERVAL)
+            st.interval = min(GROWTH * st.interval, MAX_INTERVAL)
         st.countdown = st.interval
 
     @contextlib.contextmanager
