@@ -357,6 +357,50 @@ def test_generate_and_chat_cli_with_tp2_print_what_one_process_prints(tmp_path):
     assert bad.returncode == 2 and "--tp 3 needs 3 MPI ranks" in bad.stderr
 
 
+def test_ctrl_c_in_tensor_parallel_chat_stops_the_reply_and_keeps_the_conversation(tmp_path):
+    """Ctrl+C (SIGINT to the supervised launcher -> mpiexec -> every rank) during a long reply of
+    `chat --tp 2`: the reply stops on both ranks after the same piece, ' [stopped]' ends the line,
+    the partial answer stays in the conversation (a prefix of what one process replies) and the
+    next message is answered; mpiexec's Ctrl-C notices are not shown; the job exits 0."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.infer_helpers import tiny_gpt
+    from tests.test_infer_text import TOK
+    d = tmp_path / "model"
+    d.mkdir()
+    tiny_gpt(seed=3, vocab=TOK.vocab_size, block=512, n_embd=16, scale=4.0).save(d)
+    TOK.save(d / "tokenizer.json")
+    chat = ["-m", "scratchgpt.cli", "chat", str(d), "--temperature", "0", "--max-new-tokens", "120", "--ignore-eos"]
+    one = subprocess.run([sys.executable, *chat], input=f"hello there\n/save {tmp_path / 'one.json'}\n/exit\n",
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert one.returncode == 0, one.stderr
+    full = json.loads((tmp_path / "one.json").read_text())["messages"][1]["content"]
+    job = subprocess.Popen([sys.executable, "-m", "scratchgpt.dist.launch", "-n", "2", *chat[2:], "--tp", "2"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                           start_new_session=True)
+    try:
+        job.stdin.write(b"hello there\n")
+        job.stdin.flush()
+        got = os.read(job.stdout.fileno(), 4096)                 # the first piece of the reply
+        job.send_signal(signal.SIGINT)
+        while b"\n" not in got:
+            got += os.read(job.stdout.fileno(), 4096)
+        job.stdin.write(f"order 42?\n/save {tmp_path / 'two.json'}\n/exit\n".encode())
+        job.stdin.close()
+        rest = job.stdout.read()
+        err = job.stderr.read().decode()
+        assert job.wait(timeout=120) == 0, err
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    lines = (got + rest).decode().splitlines()
+    assert len(lines) == 2 and lines[0].endswith(" [stopped]") and "mpiexec" not in lines[0], lines
+    msgs = json.loads((tmp_path / "two.json").read_text())["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
+    partial = msgs[1]["content"]
+    assert partial and full.startswith(partial) and len(partial) < len(full)
+    assert lines[0] == partial + " [stopped]" and lines[1] == msgs[3]["content"]
+
+
 def test_ch9_dist_quick_reports_equivalence_cost_and_projection():
     proc = subprocess.run([sys.executable, "-m", "scratchgpt.chapters.ch9", "--dist", "--quick"], capture_output=True,
                           text=True, env=ENV, timeout=300, cwd=str(HERE.parent))

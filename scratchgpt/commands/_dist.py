@@ -68,6 +68,12 @@ def run_tensor_parallel(args, body) -> int:
     world = World()
 
     def rank_body():
+        if getattr(args, "seed", 0) is None:
+            # sampling without --seed: every rank must still draw the same tokens (each computes the
+            # full logits and samples itself), so rank 0 picks the seed and sends it to the others
+            import numpy as np
+            seed = np.array([np.random.SeedSequence().entropy % 2 ** 31 if world.is_root else 0], dtype=np.int64)
+            args.seed = int(world.bcast_(seed, what="sampling seed")[0])
         share, tok, info = load_tensor_parallel(args.model, world)
         everyone = world.allgather_json(info, "memory report")
         if getattr(args, "verbose", False) and world.is_root:

@@ -10,6 +10,7 @@ of the prompt (never the system prompt) and a note on stderr says how many.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -37,8 +38,9 @@ def register(sub) -> None:
 class ChatSession:
     """The conversation state and one reply at a time through the engine."""
 
-    def __init__(self, engine, tok, args, model_dir, out=None, err=None):
+    def __init__(self, engine, tok, args, model_dir, out=None, err=None, interrupts=None):
         self.engine, self.tok, self.args = engine, tok, args
+        self.interrupts = interrupts            # tensor parallel: a _SharedInterrupt (Ctrl+C agreed on by all ranks)
         self.model_dir = str(model_dir)
         self.system = args.system or None
         self.messages: list[dict] = []          # user/assistant turns (the system prompt apart)
@@ -77,11 +79,15 @@ class ChatSession:
             self.out.write("assistant> ")
         pieces = []
         gen = self.engine.stream(ids, params)
+        shared = self.interrupts
         try:
-            for piece in gen:
-                pieces.append(piece)
-                self.out.write(piece)
-                self.out.flush()
+            with shared.generating() if shared else contextlib.nullcontext():
+                for piece in gen:
+                    pieces.append(piece)
+                    self.out.write(piece)
+                    self.out.flush()
+                    if shared and shared.stop_now():
+                        raise KeyboardInterrupt   # every rank stops after this same piece
         except KeyboardInterrupt:
             gen.close()                          # cancels the request, frees its slot
             self.out.write(" [stopped]")
@@ -147,6 +153,46 @@ def _lines(tty: bool, err):
             yield line.rstrip("\n")
 
 
+class _SharedInterrupt:
+    """Tensor parallel: Ctrl+C stops the reply and keeps the conversation, as in one process.
+
+    mpiexec hands the SIGINT to every rank, each at its own moment, while all of them are inside
+    the same token's allreduces. A KeyboardInterrupt there would leave one rank between two
+    collectives that the others complete, and the job would hang. So during a reply rank 0's
+    handler only raises a flag, the other ranks ignore SIGINT altogether, and after every piece
+    rank 0 broadcasts the flag (one 8-byte broadcast per piece; the decode step already costs two
+    allreduces per layer): all ranks stop after the same piece. Outside replies rank 0 keeps
+    Python's KeyboardInterrupt, so Ctrl+C at the prompt behaves as in one process."""
+
+    def __init__(self, world):
+        import signal
+        self.world = world
+        self.hit = False
+        if not world.is_root:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    @contextlib.contextmanager
+    def generating(self):
+        import signal
+        if not self.world.is_root:
+            yield
+            return
+        self.hit = False
+        previous = signal.signal(signal.SIGINT, self._flag)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _flag(self, signum, frame) -> None:
+        self.hit = True
+
+    def stop_now(self) -> bool:
+        import numpy as np
+        flag = np.array([1 if (self.world.is_root and self.hit) else 0], dtype=np.int64)
+        return bool(self.world.bcast_(flag, what="chat stop flag")[0])
+
+
 def _shared_lines(lines, world):
     """Tensor parallel: rank 0 reads the input and sends every line to the other ranks, so all of
     them run the same conversation (their output goes nowhere). None ends it on every rank."""
@@ -169,7 +215,7 @@ def run(args) -> int:
     if device == "cuda" and args.tp > 1:
         from ..errors import ConfigError
         raise ConfigError("--device cuda with --tp: tensor-parallel ranks run on the CPU only; drop one of them")
-    if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N` (Ctrl-C then ends the whole job)
+    if args.tp > 1:            # one rank of `mpiexec -n N ... --tp N` (Ctrl-C: see _SharedInterrupt)
         return run_tensor_parallel(args, chat_with)
     from ..infer import load_for_inference
     model, tok = load_for_inference(args.model)
@@ -183,7 +229,8 @@ def chat_with(args, model, tok, world=None) -> int:
     is_root = world is None or world.is_root
     engine = Engine(model, tok, max_batch_size=1, device=getattr(args, "device", "cpu"))
     quiet = None if is_root else io.StringIO()
-    session = ChatSession(engine, tok, args, args.model, out=quiet, err=quiet)
+    session = ChatSession(engine, tok, args, args.model, out=quiet, err=quiet,
+                          interrupts=_SharedInterrupt(world) if world is not None else None)
     if not is_root:
         session.save = lambda path: None     # rank 0 writes /save files; the others only compute
     tty = sys.stdin.isatty() and sys.stdout.isatty() and is_root

@@ -38,6 +38,8 @@ HYDRA_CODE = re.compile(r"^=\s+EXIT CODE: (\d+)")
 HYDRA_STRING = re.compile(r"^YOUR APPLICATION TERMINATED WITH THE EXIT STRING: .*\(signal (\d+)\)")
 HYDRA_NOISE = ("This typically refers to a problem with your application.",
                "Please see the FAQ page for debugging suggestions")
+HYDRA_BANNER = re.compile(r"^(={20,}|=   [A-Z].*)$")
+MPIEXEC_NOTICE = re.compile(r"^\[mpiexec@\S+\] (Sending Ctrl-C to processes as requested|Press Ctrl-C again to force abort)")
 MPICH_ABORT = re.compile(r"^Abort\(\d+\) on node \d+ \(rank (\d+) in comm \d+\): application called MPI_Abort")
 OMPI_NOTICED = re.compile(r"^mpirun noticed that process rank (\d+) with PID (\d+) on node (\S+) "
                           r"exited on signal (\d+)")
@@ -85,7 +87,9 @@ class MpiexecOutput:
             return None
         if MPICH_ABORT.match(bare):
             return None                   # the aborting rank said why on the line before
-        if bare.startswith("="):          # the banner: keep the first dead process it names
+        if MPIEXEC_NOTICE.match(bare):
+            return None                   # Ctrl+C handed to the ranks (chat stops its reply)
+        if HYDRA_BANNER.match(bare):      # the banner: keep the first dead process it names
             m = HYDRA_PID.match(bare)
             if m and self.dead_pid is None:
                 self.dead_pid, self.dead_host = int(m[1]), m[2]
@@ -126,7 +130,9 @@ class MpiexecOutput:
                 "(a training run resumes from its last complete checkpoint with --resume)")
 
 
-BANNER_STARTS = ("=", "YOUR APPLICATION TERMINATED", *HYDRA_NOISE, "Abort(", "mpirun noticed", "@scratchgpt ")
+BANNER_STARTS = ("=", "YOUR APPLICATION TERMINATED", *HYDRA_NOISE, "Abort(", "mpirun noticed", "@scratchgpt ",
+                 "[mpiexec@")
+NOTICE_START = "[mpiexec@"        # the one notice mpiexec writes into the middle of a line (chat's reply)
 
 
 class StreamFilter:
@@ -143,31 +149,37 @@ class StreamFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         text = self.partial + chunk.decode("utf-8", "replace")
-        *lines, self.partial = text.split("\n")
         shown = []
-        for ln in lines:
+        while "\n" in text:
+            ln, text = text.split("\n", 1)
             done, self.shown = self.shown, 0
             if done:                                  # began as a partial line: already on screen
+                rest = ln[done:]
+                if rest.startswith(NOTICE_START) and self.seen.feed(rest + "\n") is None:
+                    text = ln[:done] + text           # mpiexec's notice inside a streamed line: the line
+                    self.shown = done                 # goes on after it
+                    continue
                 self.seen.feed(ln + "\n")            # (read for what it says all the same)
-                shown.append(ln[done:] + "\n")
+                shown.append(rest + "\n")
                 continue
             if ln.strip() == "":
                 self.blank += 1
                 continue
             keep = self.seen.feed(ln + "\n")
-            if keep is None and ln.startswith("="):
+            if keep is None and HYDRA_BANNER.match(ln):
                 self.blank = 0                        # the banner's leading empty line goes with it
             shown.append("\n" * self.blank)
             self.blank = 0
             if keep is not None:
                 shown.append(keep)
+        self.partial = text
         shown.append("\n" * self.blank)
         self.blank = 0
-        p = self.partial
-        if len(p) > self.shown and not (self.shown == 0 and any(b.startswith(p) or p.startswith(b)
-                                                                  for b in BANNER_STARTS)):
-            shown.append(p[self.shown:])
-            self.shown = len(p)
+        rest = text[self.shown:]
+        starts = (NOTICE_START,) if self.shown else BANNER_STARTS
+        if rest and not any(b.startswith(rest) or rest.startswith(b) for b in starts):
+            shown.append(rest)
+            self.shown = len(text)
         return "".join(shown).encode("utf-8")
 
     def close(self) -> bytes:
