@@ -7,7 +7,9 @@ What chapter 9 (``ch9 --dist``) and benchmarks/dist.py launch. On every rank, in
 1. one process: rank 0 trains the model alone on the full global batch (the others wait,
    asleep in a barrier) — the reference, and the 1-rank throughput;
 2. data parallel: all ranks train the same model from the same start on their rows of the same
-   batches; rank 0 compares losses and weights with (1) and times the steps and the allreduce;
+   batches; rank 0 compares losses and weights with (1) and times the steps and the allreduce
+   (overlapped with backward on even steps, after it on odd ones); then the same with ZeRO-1
+   (optimizer state per rank, equality with plain data parallel);
 3. allreduce sweep: in-place allreduce times for messages from 4 KiB up, for the alpha-beta fit;
 4. tensor parallel: greedy decoding of the same model with each rank holding 1/N of every block;
    tokens and logits against one process, bytes of weights and KV cache per rank.
@@ -154,6 +156,13 @@ def measure(world, shape_name: str, sizes, repeats: int, bucket_mb: float = 1.0,
         world.barrier("one-process reference")
         dp = DataParallel(world, bucket_mb=bucket_mb)
         par = timed_training(shape, f"{tmp}/dp", dp)
+        zdp = DataParallel(world, bucket_mb=bucket_mb, zero=1)
+        zero = timed_training(shape, f"{tmp}/zero", zdp)
+        zero["optimizer_state_bytes_rank"] = zdp.optimizer.state_bytes
+        zero["optimizer_state_bytes_full"] = zdp.optimizer.full_state_bytes
+        zero["max_weight_diff_vs_dp"] = max(float(np.max(np.abs(zero["weights"][k] - par["weights"][k])))
+                                            for k in par["weights"])
+        zero.pop("weights")
     sweep = allreduce_sweep(world, sizes, repeats)
     tp = tensor_parallel_check(shape, world) if shape["n_head"] % world.size == 0 else None
     if not world.is_root:
@@ -163,7 +172,7 @@ def measure(world, shape_name: str, sizes, repeats: int, bucket_mb: float = 1.0,
     for r in (one, par):
         r.pop("weights")
     return {"ranks": world.size, "shape": shape_name, **{k: v for k, v in shape.items()},
-            "one": one, "dp": par, "max_weight_diff": diff, "max_weight": scale,
+            "one": one, "dp": par, "zero1": zero, "max_weight_diff": diff, "max_weight": scale,
             "max_loss_diff": max(abs(a - b) for a, b in zip(one["losses"], par["losses"])),
             "allreduce_sweep": sweep, "tp": tp}
 
@@ -251,6 +260,12 @@ def report_lines(res: dict, s: dict) -> list:
             f"step {o['step_s_overlap'] * 1e3:.1f} vs {o['step_s_after'] * 1e3:.1f} ms "
             f"({o['step_s_after'] / o['step_s_overlap']:.2f}x), waiting for the allreduce after backward "
             f"{o['wait_s_overlap'] * 1e3:.2f} vs {o['wait_s_after'] * 1e3:.2f} ms")
+    z = res.get("zero1")
+    if z:
+        lines.append(
+            f"ZeRO-1 (--zero 1): optimizer state {z['optimizer_state_bytes_rank'] / 1e6:.2f} MB per rank instead of "
+            f"{z['optimizer_state_bytes_full'] / 1e6:.2f} MB on every rank; step {z['step_s'] * 1e3:.1f} ms vs "
+            f"{dp['step_s'] * 1e3:.1f} ms plain; max |weight diff| vs plain data parallel {z['max_weight_diff_vs_dp']:.1e}")
     lines += [
         f"alpha-beta fit on this machine ({P} ranks, shared memory): alpha {s['alpha_here'] * 1e6:.1f} us, "
         f"beta {s['beta_here'] * 1e9:.3f} ns/byte ({1 / max(s['beta_here'], 1e-15) / 1e9:.2f} GB/s)",
