@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from scratchgpt.errors import ConfigError
 from scratchgpt.ops._numba import force_build
 from scratchgpt.ops.quantized_matmul import (
-    BLAS_MIN_ROWS, INT4_QMAX, INT8_QMAX, dequantize_int4_ref, dequantize_int8_ref, int4_linear,
+    BLAS_MIN_ROWS, ROWS_MAX_M, INT4_QMAX, INT8_QMAX, dequantize_int4_ref, dequantize_int8_ref, int4_linear,
     int4_linear_ref, int8_linear, int8_linear_ref, pack_int4_ref, quantize_int4, quantize_int8,
     unpack_int4_ref)
 
@@ -99,7 +99,7 @@ def kernel_tol(x, w_hat, k):
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@given(bits=st.sampled_from([8, 4]), m=st.sampled_from([1, 2, 3, BLAS_MIN_ROWS, 13]),
+@given(bits=st.sampled_from([8, 4]), m=st.sampled_from([1, 2, 3, ROWS_MAX_M, ROWS_MAX_M + 1, 13, BLAS_MIN_ROWS]),
        k=st.integers(1, 150), n=st.integers(1, 300), bias=st.booleans(),
        seed=st.integers(0, 2**31 - 1), data=st.data())
 def test_kernel_matches_ref(parallel, bits, m, k, n, bias, seed, data):

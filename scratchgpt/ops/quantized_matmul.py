@@ -32,11 +32,18 @@ the kernels never read x past column K-1 (the last partial block of 32 runs in a
 kernel; GPT shapes never need it).
 
 Fast path (why two of them):
-- ``M < BLAS_MIN_ROWS`` (decode: one row per live sequence): a Numba kernel, parallel over
+- ``M <= ROWS_MAX_M`` (decode: one row per live sequence): a Numba kernel, parallel over
   output features, that walks each packed row once and keeps x in cache. Decode is memory
   bound — float32 weights cost 4 bytes per multiply-add, int8 1.125, int4 0.625 — so reading
   fewer bytes is the whole speed-up (if the arithmetic keeps up: see the kernel comments).
-- ``M >= BLAS_MIN_ROWS`` (prefill): compute bound, where a hand loop loses to BLAS by ~5x. Each
+- ``ROWS_MAX_M < M < BLAS_MIN_ROWS`` (batched decode, short prefills): compute bound. Each
+  parallel job dequantizes its JOB (16) output features into a small float32 scratch (16 x Kp:
+  48-192 KiB, in L2) and multiplies it by all M rows in 4 x 4 register blocks — one parallel
+  region per call, no BLAS. It replaced tile + BLAS here: OpenBLAS threads every gemm and on
+  the shared machine each of the ~200 tile calls of a GPT-2 lm_head waited for its second
+  thread (measured under load: 11.4 s for the 32-token prefill of GPT-2 124M int8, float32
+  0.22 s).
+- ``M >= BLAS_MIN_ROWS`` (long prefills): a hand loop loses to BLAS by ~5x. Each
   block of ``TILE_N`` output features is dequantized by a Numba kernel into one reused
   (TILE_N, Kp) float32 buffer and multiplied by BLAS. No dequantized copy of the matrix exists
   at any time: the buffer is TILE_N rows (256 x 3072 x 4 B = 3 MiB at most for GPT-2 124M).
@@ -48,13 +55,14 @@ import numpy as np
 from numba import prange
 
 from ..errors import ConfigError
-from ._numba import STRICT, SUMS, njit_helper, njit_pair
+from ._numba import STRICT, SUMS, njit_helper, njit_inline, njit_pair
 
 INT8_QMAX = 127
 INT4_QMAX = 7
 INT4_OFFSET = 8
 DEFAULT_GROUP_SIZE = 32
-BLAS_MIN_ROWS = 8      # rows of x from which the tile-dequantize + BLAS path runs
+ROWS_MAX_M = 8         # up to this many rows: the row kernels (infer/forward.py's DECODE_CHUNK)
+BLAS_MIN_ROWS = 256    # rows of x from which the tile-dequantize + BLAS path runs (= DenseLinear's)
 TILE_N = 256           # output features dequantized per BLAS tile
 BLOCK = 32             # values per kernel block (and per int4 packing block)
 JOB = 16               # output features per parallel job
@@ -375,6 +383,125 @@ def _int4_tail(x, packed, scales, out):
             out[m, n] += acc * d
 
 
+@njit_inline(fastmath=SUMS)
+def _block_product(x, w, rows, n0, bias, out):
+    # out[:, n0:n0+rows] = x (M, K) @ w[:rows, :K]ᵀ + bias, in 4 x 4 register blocks: 16
+    # accumulator chains, each loaded weight meets 4 inputs. Missing rows / inputs at the edges
+    # repeat the last one (same values rewritten), so every element runs through the same code.
+    M, K = x.shape
+    zero = np.float32(0.0)
+    for rb in range(0, rows, 4):
+        r1 = min(rb + 1, rows - 1)
+        r2 = min(rb + 2, rows - 1)
+        r3 = min(rb + 3, rows - 1)
+        for m0 in range(0, M, 4):
+            m1 = min(m0 + 1, M - 1)
+            m2 = min(m0 + 2, M - 1)
+            m3 = min(m0 + 3, M - 1)
+            a00 = zero
+            a01 = zero
+            a02 = zero
+            a03 = zero
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
+            a20 = zero
+            a21 = zero
+            a22 = zero
+            a23 = zero
+            a30 = zero
+            a31 = zero
+            a32 = zero
+            a33 = zero
+            for k in range(K):
+                w0 = w[rb, k]
+                w1 = w[r1, k]
+                w2 = w[r2, k]
+                w3 = w[r3, k]
+                x0 = x[m0, k]
+                x1 = x[m1, k]
+                x2 = x[m2, k]
+                x3 = x[m3, k]
+                a00 += x0 * w0
+                a01 += x0 * w1
+                a02 += x0 * w2
+                a03 += x0 * w3
+                a10 += x1 * w0
+                a11 += x1 * w1
+                a12 += x1 * w2
+                a13 += x1 * w3
+                a20 += x2 * w0
+                a21 += x2 * w1
+                a22 += x2 * w2
+                a23 += x2 * w3
+                a30 += x3 * w0
+                a31 += x3 * w1
+                a32 += x3 * w2
+                a33 += x3 * w3
+            b0 = bias[n0 + rb]
+            b1 = bias[n0 + r1]
+            b2 = bias[n0 + r2]
+            b3 = bias[n0 + r3]
+            out[m0, n0 + rb] = a00 + b0
+            out[m0, n0 + r1] = a01 + b1
+            out[m0, n0 + r2] = a02 + b2
+            out[m0, n0 + r3] = a03 + b3
+            out[m1, n0 + rb] = a10 + b0
+            out[m1, n0 + r1] = a11 + b1
+            out[m1, n0 + r2] = a12 + b2
+            out[m1, n0 + r3] = a13 + b3
+            out[m2, n0 + rb] = a20 + b0
+            out[m2, n0 + r1] = a21 + b1
+            out[m2, n0 + r2] = a22 + b2
+            out[m2, n0 + r3] = a23 + b3
+            out[m3, n0 + rb] = a30 + b0
+            out[m3, n0 + r1] = a31 + b1
+            out[m3, n0 + r2] = a32 + b2
+            out[m3, n0 + r3] = a33 + b3
+
+
+@njit_pair(fastmath=SUMS)
+def _int8_block(x, q, scales, bias, out):
+    # 8 < M < 256 rows. Per job: dequantize JOB rows (w~ = q * d, one multiply: the same value
+    # as _int8_dequant_tile) into scratch, then the 4 x 4 block product (the tail of a partial
+    # last group is in the scratch too: padding is zero, and only K columns are read)
+    N, Kp = q.shape
+    ng = scales.shape[1]
+    G = Kp // ng
+    for j in prange((N + JOB - 1) // JOB):
+        n0 = j * JOB
+        rows = min(JOB, N - n0)
+        w = np.empty((JOB, Kp), dtype=np.float32)
+        for r in range(rows):
+            for g in range(ng):
+                d = scales[n0 + r, g]
+                for i in range(G):
+                    w[r, g * G + i] = np.float32(q[n0 + r, g * G + i]) * d
+        _block_product(x, w, rows, n0, bias, out)
+
+
+@njit_pair(fastmath=SUMS)
+def _int4_block(x, packed, scales, bias, out):
+    H = BLOCK // 2
+    N = packed.shape[0]
+    Kp = 2 * packed.shape[1]
+    G = Kp // scales.shape[1]
+    lo4 = np.uint8(15)
+    for j in prange((N + JOB - 1) // JOB):
+        n0 = j * JOB
+        rows = min(JOB, N - n0)
+        w = np.empty((JOB, Kp), dtype=np.float32)
+        for r in range(rows):
+            for b in range(Kp // BLOCK):
+                d = scales[n0 + r, b * BLOCK // G]
+                for i in range(H):
+                    byte = packed[n0 + r, b * H + i]
+                    w[r, b * BLOCK + i] = np.float32(np.int32(byte & lo4) - 8) * d
+                    w[r, b * BLOCK + H + i] = np.float32(np.int32(byte >> np.uint8(4)) - 8) * d
+        _block_product(x, w, rows, n0, bias, out)
+
+
 @njit_pair(fastmath=STRICT)
 def _int8_dequant_tile(q, scales, n0, n1, buf):
     # rows n0..n1-1 of W~ transposed: buf[r, k] = q[n0 + r, k] * scales[n0 + r, k // G]
@@ -424,7 +551,7 @@ class PackedMatmul:
     once here; ``__call__`` trusts x (M, in) float32 C-contiguous and out (M, out) float32."""
 
     def __init__(self, kernels, w, scales, bias, in_features: int):
-        rows32, rows, self._tail, self._tile = kernels
+        rows32, rows, self._tail, self._tile, self._block = kernels
         self.w, self.scales = w, scales
         self.in_features, self.out_features = int(in_features), w.shape[0]
         group = _group_of(w, scales, "PackedMatmul")
@@ -440,11 +567,14 @@ class PackedMatmul:
 
     def __call__(self, x, out):
         M = x.shape[0]
-        if M < BLAS_MIN_ROWS:
-            work = M * self.out_features * self.in_features
+        work = M * self.out_features * self.in_features
+        if M <= ROWS_MAX_M:
             self._rows.pick(work)(x, self.w, self.scales, self._b, out)
             if self._has_tail:
                 self._tail.pick(work)(x, self.w, self.scales, out)
+            return out
+        if M < BLAS_MIN_ROWS:
+            self._block.pick(work)(x, self.w, self.scales, self._b, out)
             return out
         N, K = self.out_features, self.in_features
         if self._buf is None:
@@ -467,8 +597,8 @@ def _run(kernels, x, w, scales, bias, out, name):
     return PackedMatmul(kernels, w, scales, bias, x.shape[1])(x, out)
 
 
-_INT8 = (_int8_rows32, _int8_rows, _int8_tail, _int8_dequant_tile)
-_INT4 = (_int4_rows32, _int4_rows, _int4_tail, _int4_dequant_tile)
+_INT8 = (_int8_rows32, _int8_rows, _int8_tail, _int8_dequant_tile, _int8_block)
+_INT4 = (_int4_rows32, _int4_rows, _int4_tail, _int4_dequant_tile, _int4_block)
 
 
 def int8_matmul(q, scales, bias, in_features: int) -> PackedMatmul:
