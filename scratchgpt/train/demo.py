@@ -50,6 +50,10 @@ class DemoConfig:
     pretrain_slot_copies: int = 8       # ... and per dialogue added to the pretraining text
     copy_drills: int = 4000             # synthetic copy texts added to the pretraining text (copy_drill.py)
     rare_slot_boost: int = 4            # up to this many times the copies for rare slot types (amounts, e-mails)
+    # varied conversations (datasets/customer_service/variety.py): other wordings, slot formats and
+    # positions, typos, chit-chat, mixed languages — added to SFT and to the pretraining text
+    varied_sft: int = 0
+    varied_pretrain: int = 0
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -118,11 +122,12 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 
 
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
-                                   max_boost: int = 1) -> dict:
+                                   max_boost: int = 1, varied: int = 0) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
-    dialogue appended (train split only), and ``drills`` synthetic copy drills
-    (``copy_drill.py``). Pretraining then already rewards copying values from earlier in the
-    text, the skill the SFT task needs most (``slot_augment.py``)."""
+    dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
+    and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
+    already rewards copying values from earlier in the text, the skill the SFT task needs most
+    (``slot_augment.py``)."""
     import random
 
     from ..data.pipeline import read_jsonl
@@ -138,9 +143,13 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
             for _ in range(n):
                 msgs, _ = resample_slots(c, pools, rng)
                 extra.append("\n".join(m["content"] for m in msgs))
+    if varied:
+        from ..datasets.customer_service.variety import varied_conversations
+        extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}")]
     if drills:
         from .copy_drill import copy_drills
         extra += copy_drills(drills, seed)
+    if drills or varied:
         rng.shuffle(extra)
     texts = corpus_texts(dirs["pretrain_dir"]) + extra
     return write_pretrain_shard(texts, tok, dirs["pretrain_dir"] / "shards", "pretrain_train")
@@ -187,9 +196,10 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     tok_path = out / "tokenizer.json"
     tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress, cfg.number_groups)
     metas = write_all_shards(dirs, tok, progress)
-    if cfg.pretrain_slot_copies or cfg.copy_drills:
+    if cfg.pretrain_slot_copies or cfg.copy_drills or cfg.varied_pretrain:
         metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,
-                                                                             cfg.copy_drills, cfg.rare_slot_boost)
+                                                                             cfg.copy_drills, cfg.rare_slot_boost,
+                                                                             cfg.varied_pretrain)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -203,8 +213,13 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     stage("pretrain")
 
     _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
+    varied = None
+    if cfg.varied_sft:
+        from ..datasets.customer_service.variety import varied_conversations
+        varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}")]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
-              slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device)
+              slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
+              extra_conversations=varied)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
     stage("sft")
 

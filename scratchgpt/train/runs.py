@@ -153,13 +153,15 @@ def sft_examples(data_dir, split: str, tok):
 
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
         resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
-        slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None, device: str = "cpu"):
+        slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None, device: str = "cpu",
+        extra_conversations: list | None = None):
     """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
 
     ``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run.
     ``slot_copies > 0`` adds that many slot-resampled variants of every training conversation
     with slot values (``slot_augment.py``), rendered from ``data_dir``/train.jsonl; conversations
-    with a rare slot type get up to ``rare_slot_boost`` times as many.
+    with a rare slot type get up to ``rare_slot_boost`` times as many. ``extra_conversations``
+    (message lists) are added to the training set as they are.
     """
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft, count_parameters, save_peft
@@ -173,12 +175,14 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
         raise ConfigError(f"seq_len={train_cfg.seq_len} is longer than the base model's block_size="
                           f"{model.config.block_size}")
     train_shard = sft_examples(data_dir, "train", tok)
-    if slot_copies:
+    if slot_copies or extra_conversations:
         from .slot_augment import augmented_sft_shard
         convs = load_test_conversations(data_dir, "train")
-        train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed, max_boost=rare_slot_boost)
+        train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed, max_boost=rare_slot_boost,
+                                          extra=extra_conversations)
         log(f"slot resampling: {len(convs)} training conversations -> {len(train_shard)} with {slot_copies} "
-            "slot-resampled copies of each one that has slot values")
+            "slot-resampled copies of each one that has slot values"
+            + (f" and {len(extra_conversations)} extra ones" if extra_conversations else ""))
     try:
         val_shard = sft_examples(data_dir, "val", tok)
     except (DataError, FileNotFoundError):

@@ -126,9 +126,12 @@ class ListShard:
         return self.examples[i]
 
 
-def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, max_boost: int = 1) -> ListShard:
+def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, max_boost: int = 1,
+                        extra: list | None = None) -> ListShard:
     """The rendered originals plus ``copies`` slot-resampled variants of each conversation with
-    slots (more for rare slot types with ``max_boost`` > 1: ``copies_per_conversation``)."""
+    slots (more for rare slot types with ``max_boost`` > 1: ``copies_per_conversation``), plus
+    ``extra`` message lists rendered as they are (e.g. varied conversations,
+    ``datasets/customer_service/variety.py``)."""
     from ..tokenizer.chat_template import render_chat
     if copies < 0:
         raise DataError(f"slot copies must be >= 0, got {copies}")
@@ -142,5 +145,6 @@ def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, ma
             for _ in range(n):
                 new_msgs, _ = resample_slots(c, pools, rng)
                 examples.append(render_chat(tok, new_msgs))
+    examples += [render_chat(tok, msgs) for msgs in (extra or [])]
     pad = tok.special_tokens.get("<|pad|>", 0)
     return ListShard(examples, pad)

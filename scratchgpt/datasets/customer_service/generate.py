@@ -85,17 +85,25 @@ def join_prefix(prefix: str, text: str, lang: str) -> str:
     return prefix + text
 
 
-def make_turn(lang, intent, slots, known, rng, polite=True):
-    """(user, reply, row slots) for one exchange; ``known`` = slot names already mentioned."""
+def make_turn(lang, intent, slots, known, rng, polite=True, style=None):
+    """(user, reply, row slots) for one exchange; ``known`` = slot names already mentioned.
+    ``style`` (``variety.Style``): other user wordings and surface noise; None = the templates as
+    they are (what train.csv / test.csv are made with)."""
     T = LANGS[lang]
     topic, users, replies = T.INTENTS[intent]
+    if style is not None:
+        users, replies = style.templates(lang, intent, users, replies, rng)
     choices = [(u, compatible_replies(u, replies, known)) for u in users]
     choices = [(u, rs) for u, rs in choices if rs]
     user_t, rs = rng.choice(choices)
+    if style is not None:
+        rs = style.best_replies(user_t, rs)
     reply_t = rng.choice(rs)
-    user = fill(user_t, slots)
-    if polite and topic != "small_talk":
-        user = join_prefix(rng.choice(T.GREETING_PREFIXES), user, lang) + rng.choice(T.USER_SUFFIXES)
+    polite = polite and topic != "small_talk"
+    user = fill(user_t, slots) if style is None else style.render(user_t, slots, lang, rng, polite)
+    if polite:
+        if style is None:
+            user = join_prefix(rng.choice(T.GREETING_PREFIXES), user, lang) + rng.choice(T.USER_SUFFIXES)
         reply = rng.choice(T.REPLY_PREFIXES) + fill(reply_t, slots)
     else:
         reply = fill(reply_t, slots)
@@ -103,11 +111,15 @@ def make_turn(lang, intent, slots, known, rng, polite=True):
     return user, reply, {k: slots[k] for k in used}, slots_in(user_t)
 
 
-def make_conversation(lang, rng, maker: SlotMaker):
+def make_conversation(lang, rng, maker: SlotMaker, style=None):
     T = LANGS[lang]
-    topic = rng.choices(list(TOPIC_WEIGHTS), weights=list(TOPIC_WEIGHTS.values()))[0]
-    slots = {"order_id": maker.order_id(), "product": rng.choice(T.PRODUCTS),
-             "amount": maker.amount(T.CURRENCY_FMT), "email": maker.email(templates_en.EMAIL_USERS)}
+    weights = TOPIC_WEIGHTS if style is None else style.topic_weights
+    topic = rng.choices(list(weights), weights=list(weights.values()))[0]
+    if style is None:
+        slots = {"order_id": maker.order_id(), "product": rng.choice(T.PRODUCTS),
+                 "amount": maker.amount(T.CURRENCY_FMT), "email": maker.email(templates_en.EMAIL_USERS)}
+    else:
+        slots = style.slots(lang, rng)
     rows = []  # (user, reply, turn_topic, intent, row_slots)
     known: set = set()
     if topic == "small_talk":
@@ -116,16 +128,16 @@ def make_conversation(lang, rng, maker: SlotMaker):
         if rng.random() < 0.5:
             plan = plan[:1]
         for intent in plan:
-            u, r, s, _ = make_turn(lang, intent, slots, known, rng)
+            u, r, s, _ = make_turn(lang, intent, slots, known, rng, style=style)
             rows.append((u, r, "small_talk", intent, s))
         return topic, rows
     intents = [name for name, (t, _, _) in T.INTENTS.items() if t == topic]
     main = rng.choice(intents)
     shape = rng.random()
     if shape < 0.35:
-        u, r, s, _ = make_turn(lang, "greeting", slots, known, rng)
+        u, r, s, _ = make_turn(lang, "greeting", slots, known, rng, style=style)
         rows.append((u, r, "small_talk", "greeting", s))
-    u, r, s, mentioned = make_turn(lang, main, slots, known, rng, polite=not rows)
+    u, r, s, mentioned = make_turn(lang, main, slots, known, rng, polite=not rows, style=style)
     known |= mentioned
     rows.append((u, r, topic, main, s))
     tail = rng.random()
@@ -133,11 +145,13 @@ def make_conversation(lang, rng, maker: SlotMaker):
     if tail < 0.3 and fu and all(compatible_replies(q, fu[2], known) for q in fu[1]):
         name, questions, replies = fu
         q = rng.choice(questions)
+        if style is not None:
+            q = style.render(q, slots, lang, rng, False)
         reply_t = rng.choice(compatible_replies(q, replies, known))
         rows.append((q, fill(reply_t, slots), topic, name, {k: slots[k] for k in sorted(slots_in(reply_t))}))
     elif tail < 0.55:
         intent = rng.choice(["thanks", "goodbye"])
-        u, r, s, _ = make_turn(lang, intent, slots, known, rng)
+        u, r, s, _ = make_turn(lang, intent, slots, known, rng, style=style)
         rows.append((u, r, "small_talk", intent, s))
     return topic, rows
 

@@ -1,0 +1,62 @@
+"""Varied training conversations (datasets/customer_service/variety.py): deterministic, every
+reply's slot values were given by the user earlier in the same conversation and are echoed
+exactly, replies are on topic, and the surface really varies (formats, positions, noise)."""
+import re
+
+from scratchgpt.data.annotate import mentions_topic
+from scratchgpt.datasets.customer_service.generate import LANGS, make_turn
+from scratchgpt.datasets.customer_service.variety import Style, varied_conversations
+
+
+def test_varied_conversations_are_deterministic_and_echo_user_values():
+    a, b = varied_conversations(300, seed=5), varied_conversations(300, seed=5)
+    assert a == b and varied_conversations(300, seed=6) != a
+    assert {c["language"] for c in a} == {"en", "zh"}
+    for c in a:
+        msgs = c["messages"]
+        for name, value in c["slots"].items():
+            said = " ".join(m["content"] for m in msgs if m["role"] == "user")
+            replies = " ".join(m["content"] for m in msgs if m["role"] == "assistant")
+            assert value in said and value in replies, (name, value, msgs)
+
+
+def test_varied_surface_covers_formats_positions_and_noise():
+    convs = varied_conversations(2000, seed=1)
+    users = [m["content"] for c in convs for m in c["messages"] if m["role"] == "user"]
+    ids = [c["slots"]["order_id"] for c in convs if "order_id" in c["slots"]]
+    assert any(re.fullmatch(r"\d{5,8}", v) for v in ids)              # bare digits
+    assert any(re.fullmatch(r"[a-z]+-?\d+", v) for v in ids)          # lower case
+    assert any(re.fullmatch(r"[A-Z]{2}-?\d+", v) for v in ids)        # two-letter prefixes
+    starts = sum(any(u.startswith(v) for u in users) for v in ids)
+    assert starts > 20                                               # the number as the first word
+    assert any(u == u.lower() and re.search(r"[a-z]", u) for u in users)   # all lower case
+    assert any(re.search(r"\b(pls|plz|thx|u)\b", u) for u in users)        # casual spellings
+    zh_mixed = [u for c in convs if c["language"] == "zh" for m in c["messages"] if m["role"] == "user"
+                for u in [m["content"]] if re.search(r"[\u4e00-\u9fff]", u) and re.search(r"\b[a-z]{4,}\b", u)]
+    assert zh_mixed                                                  # English words in Chinese messages
+    emails = {c["slots"]["email"].split("@")[0] for c in convs if "email" in c["slots"]}
+    assert len(emails) > 50                                          # not a short list of users
+
+
+def test_style_replies_are_on_topic():
+    import random
+    style = Style()
+    for lang, T in LANGS.items():
+        for intent, (topic, _, _) in T.INTENTS.items():
+            for i in range(5):
+                r = random.Random(f"{lang}{intent}{i}")
+                slots = style.slots(lang, r)
+                user, reply, used, _ = make_turn(lang, intent, slots, set(), r, style=style)
+                assert mentions_topic(reply, topic), (intent, reply)
+                for v in used.values():
+                    assert v in reply and v in user, (intent, user, reply)
+
+
+def test_no_paraphrase_user_turn_is_generated():
+    # the paraphrase set is for evaluation only: the varied training data must not contain its requests
+    from scratchgpt.train.evaluate import paraphrase_set
+    generated = {m["content"] for c in varied_conversations(3000, seed=0) for m in c["messages"] if m["role"] == "user"}
+    for c in paraphrase_set():
+        for m in c.messages:
+            if m.role == "user" and len(m.content) > 12:
+                assert m.content not in generated, m.content
