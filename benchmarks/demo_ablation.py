@@ -32,6 +32,7 @@ def variants() -> dict:
     the table stays reproducible when DemoConfig's defaults move."""
     d = DemoConfig()
     base = replace(d, model=replace(d.model, smear=False), copy_drills=0, rare_slot_boost=1,
+                   slot_copies=12, pretrain_slot_copies=8, varied_sft=0, varied_pretrain=0, drill_made_up_names=False,
                    pretrain=replace(d.pretrain, max_steps=400), sft=replace(d.sft, max_steps=1400))
     out = {"base": base}
     out["smear"] = smear = replace(base, model=replace(base.model, smear=True))
@@ -43,8 +44,13 @@ def variants() -> dict:
     out["smear+steps1.4"] = longer(smear, 1.4)
     # + e-mail users redrawn in slot resampling (slot_augment._reshape; not switchable: it is how
     # resampling works now) and 4x copies for conversations with rare slot types
-    out["smear+drills+boost4+steps1.4"] = longer(replace(drills, rare_slot_boost=4), 1.4)
+    out["smear+drills+boost4+steps1.4"] = prev = longer(replace(drills, rare_slot_boost=4), 1.4)
     out["smear+boost4+steps1.4"] = longer(replace(smear, rare_slot_boost=4), 1.4)
+    # + varied conversations (datasets/customer_service/variety.py) in SFT and pretraining, with
+    # fewer slot-resampled copies so the template data is not drowned; same steps, same time
+    out["varied6k"] = replace(prev, varied_sft=6000, varied_pretrain=3000, slot_copies=6, pretrain_slot_copies=4)
+    out["varied12k"] = replace(prev, varied_sft=12000, varied_pretrain=4000, slot_copies=4, pretrain_slot_copies=4)
+    out["varied6k+names"] = replace(out["varied6k"], drill_made_up_names=True)
     return out
 
 
@@ -67,6 +73,8 @@ def main(argv=None) -> int:
            "by_slot_type": {k: v["echoed"] for k, v in ev["by_slot_type"].items()},
            "paraphrase_task_accuracy": ev["paraphrase"]["task_accuracy"],
            "paraphrase_slot_accuracy": ev["paraphrase"]["slot_accuracy"],
+           "paraphrase_topic_accuracy": ev["paraphrase"]["topic_accuracy"],
+           "paraphrase_by_slot_type": {k: v["echoed"] for k, v in ev["paraphrase"]["by_slot_type"].items()},
            "val_loss": ev["val_loss"], "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
            "wall_s": round(time.perf_counter() - t0, 1), "timings_s": ev["timings_s"]}
     print("RESULT " + json.dumps(row))

@@ -46,8 +46,12 @@ def _amount(r: random.Random, zh: bool) -> str:
     return f"{v:.2f}元" if zh else f"${v:.2f}"
 
 
-def _email(r: random.Random) -> str:
-    user = r.choice(_USERS) + r.choice(["", ".", "_"]) + r.choice([r.choice(_USERS), ""])
+def _email(r: random.Random, made_up_names: bool = False) -> str:
+    if made_up_names:   # users from no list: the model must copy them letter piece by letter piece
+        from ..datasets.customer_service.variety import made_up_name
+        user = made_up_name(r) + r.choice(["", ".", "_"]) + r.choice([made_up_name(r), ""])
+    else:
+        user = r.choice(_USERS) + r.choice(["", ".", "_"]) + r.choice([r.choice(_USERS), ""])
     user += str(r.randrange(1, 1000)) if r.random() < 0.7 else r.choice(string.ascii_lowercase)
     return f"{user}@{r.choice(['example.com', 'example.com', 'mail.example.com', 'example.org'])}"
 
@@ -64,11 +68,13 @@ _ZH_FIELD = {"order": ["订单{v}", "订单号{v}", "单号{v}", "{v}"],
 _ZH_TAIL = ["确认：", "复述：", "总结：", "回复："]
 
 
-def copy_drill(r: random.Random) -> str:
-    """One drill text: a record of random values, then the same values again."""
+def copy_drill(r: random.Random, made_up_names: bool = False) -> str:
+    """One drill text: a record of random values, then the same values again. ``made_up_names``:
+    e-mail users are made-up names (``variety.made_up_name``) instead of pairs from a list of 26."""
     zh = r.random() < 0.4
     kinds = r.sample(["order", "order", "amount", "email"], r.randrange(2, 5))
-    vals = [(k, _order_id(r) if k == "order" else _amount(r, zh) if k == "amount" else _email(r)) for k in kinds]
+    vals = [(k, _order_id(r) if k == "order" else _amount(r, zh) if k == "amount" else _email(r, made_up_names))
+            for k in kinds]
     fields, head, tail, sep, end = ((_ZH_FIELD, _ZH_HEAD, _ZH_TAIL, "，", "。") if zh else
                                     (_EN_FIELD, _EN_HEAD, _EN_TAIL, ", ", "."))
     first = sep.join(r.choice(fields[k]).format(v=v) for k, v in vals)
@@ -80,6 +86,6 @@ def copy_drill(r: random.Random) -> str:
     return f"{r.choice(head).format(n=r.randrange(1, 100))}{gap}{first}{end}\n{r.choice(tail)}{gap}{second}{end}"
 
 
-def copy_drills(n: int, seed: int = 0) -> list[str]:
+def copy_drills(n: int, seed: int = 0, made_up_names: bool = False) -> list[str]:
     r = random.Random(f"copy-drill:{seed}")
-    return [copy_drill(r) for _ in range(n)]
+    return [copy_drill(r, made_up_names) for _ in range(n)]

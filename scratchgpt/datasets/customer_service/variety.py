@@ -43,7 +43,9 @@ _MARK = re.compile(r"\x00(\w+)\x00")
 _EN_TO_ZH = {en: zh for zh, ens in ZH_TO_EN.items() for en in ens if " " not in en}
 
 
-def _name(r: random.Random) -> str:
+def made_up_name(r: random.Random) -> str:
+    """A pronounceable lower-case name of 1-3 syllables ("mira", "tokshan"): e-mail users that
+    look like names but come from no list a model could learn."""
     return "".join(r.choice(_ONSETS) + r.choice(_VOWELS) for _ in range(r.choice([1, 2, 2, 3])))
 
 
@@ -92,10 +94,10 @@ class Style:
         return r.choice([f"${v:.2f}", f"${v:.2f}", f"${int(v)}", f"{v:.2f} USD"])
 
     def email(self, r: random.Random) -> str:
-        user = _name(r)
+        user = made_up_name(r)
         k = r.random()
         if k < 0.4:
-            user += r.choice([".", "_", ""]) + (_name(r) if r.random() < 0.5 else r.choice(string.ascii_lowercase))
+            user += r.choice([".", "_", ""]) + (made_up_name(r) if r.random() < 0.5 else r.choice(string.ascii_lowercase))
         if r.random() < 0.6:
             user += str(r.randrange(1, 1000))
         dom = r.choice(["example.com"] * 6 + ["example.org", "mail.example.com", "example.net"])
