@@ -53,10 +53,13 @@ def test_style_replies_are_on_topic():
 
 
 def test_no_paraphrase_user_turn_is_generated():
-    # the paraphrase set is for evaluation only: the varied training data must not contain its requests
-    from scratchgpt.train.evaluate import paraphrase_set
+    # both paraphrase sets are for evaluation only: the varied training data must not contain their
+    # requests (the blind set's text is not printed on failure: whoever tunes training must not read it)
+    from scratchgpt.train.evaluate import paraphrase_blind_set, paraphrase_set
     generated = {m["content"] for c in varied_conversations(3000, seed=0) for m in c["messages"] if m["role"] == "user"}
     for c in paraphrase_set():
         for m in c.messages:
             if m.role == "user" and len(m.content) > 12:
                 assert m.content not in generated, m.content
+    blind = [m.content for c in paraphrase_blind_set() for m in c.messages if m.role == "user" and len(m.content) > 12]
+    assert blind and sum(u in generated for u in blind) == 0, "a blind-set request was generated"
