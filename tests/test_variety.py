@@ -66,3 +66,15 @@ def test_no_paraphrase_user_turn_is_generated():
     blind = [m.content for c in paraphrase_blind_set() for m in c.messages if m.role == "user" and len(m.content) > 20]
     hits = sum(u in generated for u in blind)
     assert len(blind) > 50 and hits == 0, f"{hits} blind-set requests were generated"
+
+
+def test_open_products_are_made_up_and_copied():
+    from scratchgpt.datasets.customer_service import templates_en, templates_zh
+    convs = varied_conversations(400, seed=2, open_products=0.5)
+    known = set(templates_en.PRODUCTS) | set(templates_zh.PRODUCTS)
+    made_up = [c for c in convs if "product" in c["slots"] and c["slots"]["product"] not in known]
+    assert len(made_up) > 20 and {c["language"] for c in made_up} == {"en", "zh"}
+    for c in made_up:
+        value = c["slots"]["product"]
+        assert any(value in m["content"] for m in c["messages"] if m["role"] == "user")
+        assert any(value in m["content"] for m in c["messages"] if m["role"] == "assistant")

@@ -58,6 +58,7 @@ class DemoConfig:
     varied_sft: int = 6000
     varied_pretrain: int = 3000
     drill_made_up_names: bool = False   # copy drills' e-mail users: made-up names instead of a list of 26
+    varied_open_products: float = 0.0   # share of varied conversations naming a made-up product (variety.py)
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -127,7 +128,8 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 
 
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
-                                   max_boost: int = 1, varied: int = 0, made_up_names: bool = False) -> dict:
+                                   max_boost: int = 1, varied: int = 0, made_up_names: bool = False,
+                                   open_products: float = 0.0) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
     and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
@@ -150,7 +152,8 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
                 extra.append("\n".join(m["content"] for m in msgs))
     if varied:
         from ..datasets.customer_service.variety import varied_conversations
-        extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}")]
+        extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}",
+                                                                                          open_products=open_products)]
     if drills:
         from .copy_drill import copy_drills
         extra += copy_drills(drills, seed, made_up_names)
@@ -204,7 +207,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     if cfg.pretrain_slot_copies or cfg.copy_drills or cfg.varied_pretrain:
         metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,
                                                                              cfg.copy_drills, cfg.rare_slot_boost,
-                                                                             cfg.varied_pretrain, cfg.drill_made_up_names)
+                                                                             cfg.varied_pretrain, cfg.drill_made_up_names,
+                                                                             cfg.varied_open_products)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -221,7 +225,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     varied = None
     if cfg.varied_sft:
         from ..datasets.customer_service.variety import varied_conversations
-        varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}")]
+        varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}",
+                                                              open_products=cfg.varied_open_products)]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
               extra_conversations=varied)

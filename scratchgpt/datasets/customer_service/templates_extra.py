@@ -369,3 +369,18 @@ ZH_TO_EN = {"订单": ["order"], "退款": ["refund"], "快递": ["delivery", "e
             "退货": ["return"], "包裹": ["package", "parcel"], "取消": ["cancel"], "投诉": ["complain"],
             "地址": ["address"], "保修": ["warranty"], "有货": ["in stock"], "付款": ["payment"]}
 EN_EXTRAS_ZH = {"head": ["你好，", "您好 ", "Hi 你好，", "在吗 "], "tail": [" 谢谢", " 谢谢！", "，麻烦了", " 急"]}
+
+# open-ended product names (modifier + thing): the bundled data names 30 products per language and
+# every test product occurs in training, so a model can pick a product from the list instead of
+# copying it; these make the product a value to copy like the others
+PRODUCT_PARTS = {
+    "en": (["bamboo", "steel", "glass", "leather", "folding", "travel", "mini", "smart", "wooden", "ceramic",
+            "waterproof", "cordless", "kids'", "vintage", "solar", "magnetic", "silicone", "digital", "linen", "heated"],
+           ["cutting board", "lunch box", "alarm clock", "picture frame", "umbrella", "thermometer", "toothbrush",
+            "tea kettle", "plant pot", "wallet", "shelf", "drone", "tripod", "doormat", "pillow", "camera bag",
+            "bike light", "blanket", "scale", "jump rope", "frying pan", "hair dryer", "desk chair", "lantern"]),
+    "zh": (["竹制", "不锈钢", "玻璃", "真皮", "折叠", "便携", "迷你", "智能", "实木", "陶瓷", "防水", "无线",
+            "儿童", "复古", "太阳能", "磁吸", "硅胶", "数码", "亚麻", "加热"],
+           ["砧板", "饭盒", "闹钟", "相框", "雨伞", "体温计", "牙刷", "茶壶", "花盆", "钱包", "置物架", "无人机",
+            "三脚架", "地垫", "枕头", "相机包", "车灯", "毛毯", "体重秤", "跳绳", "平底锅", "吹风机", "办公椅", "露营灯"]),
+}

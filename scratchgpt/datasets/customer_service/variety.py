@@ -32,7 +32,7 @@ import string
 from ...data.textnorm import normalize_turn
 from . import generate, templates_en, templates_zh
 from .templates_extra import (ABBREVIATIONS, CHITCHAT, EN_EXTRAS_ZH, EXTRA_REPLIES, EXTRA_USERS, ID_FIRST,
-                              ID_INLINE, ID_LAST, ORDER_WORDS, ZH_TO_EN)
+                              ID_INLINE, ID_LAST, ORDER_WORDS, PRODUCT_PARTS, ZH_TO_EN)
 
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 _ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z",
@@ -58,8 +58,9 @@ class Style:
     # account and payment conversations carry the rare slot types (e-mails, amounts): more of them
     topic_weights = {**generate.TOPIC_WEIGHTS, "account": 3, "payment": 3}
 
-    def __init__(self, p: float = 1.0):
+    def __init__(self, p: float = 1.0, open_products: float = 0.0):
         self.p = p
+        self.open_products = open_products   # share of made-up product names (PRODUCT_PARTS)
 
     # ---- slot values
     def order_id(self, r: random.Random) -> str:
@@ -106,7 +107,11 @@ class Style:
     def slots(self, lang: str, r: random.Random) -> dict:
         T = generate.LANGS[lang]
         products = T.PRODUCTS if lang == "en" or r.random() > 0.15 else templates_en.PRODUCTS
-        return {"order_id": self.order_id(r), "product": r.choice(products), "amount": self.amount(r, lang),
+        product = r.choice(products)
+        if self.open_products and r.random() < self.open_products:
+            mods, things = PRODUCT_PARTS[lang if product in T.PRODUCTS else "en"]
+            product = r.choice(mods) + (" " if product not in templates_zh.PRODUCTS else "") + r.choice(things)
+        return {"order_id": self.order_id(r), "product": product, "amount": self.amount(r, lang),
                 "email": self.email(r)}
 
     # ---- templates
@@ -219,11 +224,11 @@ class Style:
         return " ".join(words)
 
 
-def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0) -> list[dict]:
+def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0, open_products: float = 0.0) -> list[dict]:
     """``n`` varied conversations, half English and half Chinese, as
     ``{"messages": [{"role", "content"}...], "slots": {...}, "language": ...}`` (turns normalised
     like the data pipeline's). Deterministic for ``seed``."""
-    style = Style(p)
+    style = Style(p, open_products)
     out = []
     for i in range(n):
         lang = "en" if i % 2 == 0 else "zh"
