@@ -307,8 +307,9 @@ def long_context_twin(model_dir, block_size, out_dir):
 
 def engine_step_profile(model_dir, sizes=(1, 8, 32), steps=40, prompt_tokens=20):
     """In-process engine decode step at 1/8/32 live sequences: median ms per step, split into
-    decode attention, linears, the rest of the forward, and sampling + text (the engine's Python;
-    the split is of medians, so the parts need not add up exactly).
+    decode attention, linears, the rest of the forward, and sampling + text (the engine's Python
+    around the forward); each part is the median of its per-step values, so on a busy machine
+    the parts need not add up exactly to the median step.
     Run in a child process (``--engine-profile``) so the thread settings apply as in the server."""
     from scratchgpt.infer import Engine, GenerationRequest, SamplingParams, load_for_inference
     from scratchgpt.infer import forward as fwd
@@ -344,14 +345,14 @@ def engine_step_profile(model_dir, sizes=(1, 8, 32), steps=40, prompt_tokens=20)
                 per_step.append({"step": time.perf_counter() - t0, **spent})
             for rid in list(eng._seqs):
                 eng.cancel(rid)
+        for d in per_step:                    # each step's own split, then medians of each part
+            d["other"] = d.get("forward", 0.0) - d.get("attention", 0.0) - d.get("linears", 0.0)
+            d["python"] = d["step"] - d.get("forward", 0.0)
         ms = {k: float(np.median([d.get(k, 0.0) for d in per_step])) * 1000
-              for k in ("step", "forward", "attention", "linears")}
-        total = ms["step"]
-        out[B] = {"step_ms": round(total, 3), "attention_ms": round(ms["attention"], 3),
-                  "linears_ms": round(ms["linears"], 3),
-                  "other_forward_ms": round(ms["forward"] - ms["attention"] - ms["linears"], 3),
-                  "sampling_text_ms": round(total - ms["forward"], 3),
-                  "ms_per_token": round(total / B, 3)}
+              for k in ("step", "attention", "linears", "other", "python")}
+        out[B] = {"step_ms": round(ms["step"], 3), "attention_ms": round(ms["attention"], 3),
+                  "linears_ms": round(ms["linears"], 3), "other_forward_ms": round(ms["other"], 3),
+                  "sampling_text_ms": round(ms["python"], 3), "ms_per_token": round(ms["step"] / B, 3)}
     return out
 
 
