@@ -14,9 +14,11 @@ the matmul and layernorm outputs are also launched into buffers poisoned with Na
 element a kernel forgets to write shows up. Times: median of a few launches, with CUDA events on
 a GPU (perf_counter + synchronize on the simulator, where times mean nothing). When torch sees
 the GPU, the same work in torch (cuBLAS SGEMM, SDPA, ...) is timed beside it. Then one whole
-GPT training step (forward, backward, AdamW) on the GPU vs our CPU path, and vs PyTorch eager
-when available. Batch-1 decode on the GPU is not measured: the CUDA decode kernels are not
-written yet (the engine runs on the CPU).
+GPT training step (forward, backward, AdamW) on the GPU vs our CPU path. Then batch-1 greedy
+decoding: the engine on the GPU (infer/cuda_forward.py) vs PyTorch eager with a KV cache on the
+same GPU and vs our CPU engine, tokens compared (under --sim torch runs on the CPU: the tokens
+are still compared, the times mean nothing). The JSON's "kernels_validated" names every kernel
+checked.
 """
 from __future__ import annotations
 
@@ -41,6 +43,20 @@ SIZES = {
     "cross_entropy": ((2048, 50257), (5, 33)),
     "embedding": ((8, 1024, 50257, 768), (2, 5, 11, 8)),   # B, T, V, C
     "adamw": ((124_000_000 // 4,), (200,)),
+    "attention_bwd": ((4, 1024, 12, 64), (1, 35, 1, 2)),   # B, T, NH, HS (sim: two query tiles, one partial)
+    "cross_attention": ((4, 256, 512, 12, 64), (1, 3, 4, 2, 2)),   # B, Tq, Tk, NH, HS
+    "broadcast_add": ((8, 1024, 768), (2, 3, 5)),          # (B, T, C) + (C,)
+    "transpose4d": ((4, 1024, 12, 64), (2, 3, 2, 2)),      # (B, T, NH, HS) -> (B, NH, T, HS)
+    "smear": ((8, 1024, 768), (2, 3, 5)),
+    "dense_rows": ((1, 768, 3072), (2, 40, 5)),            # M, K, N (decode matvec)
+    "int8_rows": ((1, 768, 3072), (2, 40, 5)),
+    "int4_rows": ((1, 768, 3072), (2, 40, 5)),
+    "layernorm_rows": ((4, 768), (3, 10)),
+    "decode_attention": ((4, 12, 1024, 64), (2, 2, 6, 3)),  # rows (one per slot), NH, Tmax, HS
+}
+DECODE_SHAPES = {
+    "real": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, prompt=16, new_tokens=64),
+    "sim": dict(n_layer=1, n_head=2, n_embd=8, block_size=16, vocab_size=11, prompt=3, new_tokens=3),
 }
 GPT_SHAPES = {
     "real": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, batch_size=4, seq_len=256),
@@ -226,7 +242,200 @@ def kernel_checks(sim, repeats, use_torch):
     err = rel(to_host(dp), rp)
     ms = timer(lambda: adamw_update_cuda(dp, dg, dm, dv, 3, 1e-3, 0.9, 0.999, 1e-8, 0.1), sim, repeats)
     add("adamw", (n,), err, ms)
+    more_kernel_checks(sim, torch, rng, simple)
     return rows
+
+
+def more_kernel_checks(sim, torch, rng, simple):
+    """The kernels added with the GPU engine and the remaining training ops (rows through ``simple``)."""
+    import numpy as np
+
+    from scratchgpt.backend import to_device
+    from scratchgpt.ops import attention, cross_attention_op, decode_attention, decode_layernorm, decode_matmul
+    from scratchgpt.ops import elementwise, quantized_matmul as qm, smear_op
+    from scratchgpt.ops.attention_cuda import (causal_self_attention_backward_cuda,
+                                               causal_self_attention_forward_cuda)
+    from scratchgpt.ops.cross_attention_cuda import cross_attention_forward_cuda
+    from scratchgpt.ops.decode_attention_cuda import cached_attention_cuda
+    from scratchgpt.ops.decode_layernorm_cuda import add_layernorm_rows_cuda
+    from scratchgpt.ops.decode_matmul_cuda import dense_rows_cuda
+    from scratchgpt.ops.elementwise_cuda import ADD, binary_cuda
+    from scratchgpt.ops.quantized_matmul_cuda import int4_linear_cuda, int8_linear_cuda
+    from scratchgpt.ops.smear_cuda import smear_forward_cuda
+    from scratchgpt.ops.views_cuda import transpose_nd_cuda
+    which = 1 if sim else 0
+    f32 = np.float32
+    dev = lambda a: to_device(np.ascontiguousarray(a), "cuda")      # noqa: E731
+    tt = (lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()) if torch is not None else None
+
+    def r(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(f32)
+
+    # attention backward: tiled (default) and simple, against the float64 reference
+    B, T, NH, HS = SIZES["attention_bwd"][which]
+    qkv, g = r(B, T, 3 * NH * HS), r(B, T, NH * HS)
+    _, cache = causal_self_attention_forward_cuda(dev(qkv), NH, "tiled")
+    dg = dev(g)
+    ref = attention.causal_self_attention_backward_ref(g, attention.causal_self_attention_forward_ref(qkv, NH)[1])
+    simple("attention_bwd", (B, T, NH, HS), lambda: causal_self_attention_backward_cuda(dg, cache, "tiled"), ref)
+    simple("attention_bwd_simple", (B, T, NH, HS), lambda: causal_self_attention_backward_cuda(dg, cache, "simple"), ref)
+
+    B, Tq, Tk, NH, HS = SIZES["cross_attention"][which]
+    C = NH * HS
+    q, kv = r(B, Tq, C), r(B, Tk, 2 * C)
+    mask = np.ones((B, Tk), dtype=bool)
+    mask[0, Tk // 2:] = False
+    dq_, dkv, dmask = dev(q), dev(kv), dev(mask)
+    simple("cross_attention", (B, Tq, Tk, NH, HS), lambda: cross_attention_forward_cuda(dq_, dkv, NH, dmask)[0],
+           cross_attention_op.cross_attention_forward_ref(q, kv, NH, kv_mask=mask)[0])
+
+    B, T, C = SIZES["broadcast_add"][which]
+    x, bias = r(B, T, C), r(C)
+    dx, dbias = dev(x), dev(bias)
+    simple("broadcast_add", (B, T, C), lambda: binary_cuda(dx, dbias, ADD), elementwise.add_forward_ref(x, bias)[0],
+           (lambda tx=tt(x), tb=tt(bias): tx + tb) if torch is not None else None)
+
+    shape = SIZES["transpose4d"][which]
+    x = r(*shape)
+    dx = dev(x)
+    simple("transpose4d", shape, lambda: transpose_nd_cuda(dx, (0, 2, 1, 3)), x.transpose(0, 2, 1, 3),
+           (lambda tx=tt(x): tx.permute(0, 2, 1, 3).contiguous()) if torch is not None else None)
+
+    B, T, C = SIZES["smear"][which]
+    x, w, b = r(B, T, C), r(C, scale=0.1), r(1)
+    dx, dw, db = dev(x), dev(w), dev(b)
+    simple("smear", (B, T, C), lambda: smear_forward_cuda(dx, dw, db)[0], smear_op.smear_forward_ref(x, w, b)[0])
+
+    # decode: matrix-vector products from float32 / int8 / int4 weights, LayerNorm rows, KV-cache attention
+    M, K, N = SIZES["dense_rows"][which]
+    x, wt, bias = r(M, K), r(N, K), r(N)
+    dx, dwt, dbias = dev(x), dev(wt), dev(bias)
+    simple("dense_rows", (M, K, N), lambda: dense_rows_cuda(dx, dwt, dbias), decode_matmul.small_matmul_ref(x, wt, bias),
+           (lambda tx=tt(x), tw=tt(wt), tb=tt(bias): torch.addmm(tb, tx, tw.T)) if torch is not None else None)
+    q8, s8 = qm.quantize_int8(wt.T.copy(), 32)
+    dq8, ds8 = dev(q8), dev(s8)
+    simple("int8_rows", (M, K, N), lambda: int8_linear_cuda(dx, dq8, ds8, dbias), qm.int8_linear_ref(x, q8, s8, bias))
+    p4, s4 = qm.quantize_int4(wt.T.copy(), 32)
+    dp4, ds4 = dev(p4), dev(s4)
+    simple("int4_rows", (M, K, N), lambda: int4_linear_cuda(dx, dp4, ds4, dbias), qm.int4_linear_ref(x, p4, s4, bias))
+
+    R, C = SIZES["layernorm_rows"][which]
+    x, d, w, b = r(R, C), r(R, C), r(C), r(C)
+    dx, dd, dw, db = dev(x), dev(d), dev(w), dev(b)
+    simple("layernorm_rows", (R, C), lambda: add_layernorm_rows_cuda(dev(x), dd, dw, db),
+           decode_layernorm.add_layernorm_rows_ref(x, d, w, b)[1])
+
+    S, NH, Tmax, HS = SIZES["decode_attention"][which]
+    C = NH * HS
+    Kc, Vc = r(S, NH, Tmax, HS), r(S, NH, Tmax, HS)
+    slots, positions = np.arange(S), np.full(S, Tmax - 1)
+    qkv = r(S, 3 * C)
+    dK, dV, dqkv, dsl, dpos = dev(Kc), dev(Vc), dev(qkv), dev(slots), dev(positions)
+    ref = decode_attention.cached_attention_ref(qkv, Kc, Vc, slots, positions, NH)[0]
+    simple("decode_attention", (S, NH, Tmax, HS), lambda: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH), ref)
+
+
+def torch_decode(model, prompt, n, device):
+    """Greedy batch-1 decoding of ``model``'s weights in PyTorch eager with a KV cache (the loop
+    the issue's target compares against): prefill the prompt, then one token per forward.
+    Returns (tokens, seconds per decoded token)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from scratchgpt.backend import to_host
+    cfg = model.config
+    P = {name: torch.from_numpy(np.ascontiguousarray(to_host(p.data))).to(device) for name, p in model.named_parameters()}
+    C, NH, L = cfg.n_embd, cfg.n_head, cfg.n_layer
+    HS = C // NH
+    Tmax = len(prompt) + n
+    K = torch.zeros(L, 1, NH, Tmax, HS, device=device)
+    V = torch.zeros(L, 1, NH, Tmax, HS, device=device)
+
+    def lin(x, name):
+        y = x @ P[name + ".weight"]
+        return y + P[name + ".bias"] if name + ".bias" in P else y
+
+    def ln(x, name):
+        return F.layer_norm(x, (C,), P[name + ".weight"], P.get(name + ".bias"), cfg.layer_norm_eps)
+
+    def forward(ids, pos0):                                   # ids (1, t) -> logits of the last position
+        t = ids.shape[1]
+        x = P["transformer.wte.weight"][ids] + P["transformer.wpe.weight"][pos0:pos0 + t]
+        for li in range(L):
+            p = f"transformer.h.{li}"
+            q, k, v = lin(ln(x, p + ".ln_1"), p + ".attn.c_attn").split(C, dim=2)
+            q, k, v = (z.view(1, t, NH, HS).transpose(1, 2) for z in (q, k, v))
+            K[li, :, :, pos0:pos0 + t] = k
+            V[li, :, :, pos0:pos0 + t] = v
+            y = F.scaled_dot_product_attention(q, K[li, :, :, :pos0 + t], V[li, :, :, :pos0 + t], is_causal=t > 1)
+            x = x + lin(y.transpose(1, 2).reshape(1, t, C), p + ".attn.c_proj")
+            h = F.gelu(lin(ln(x, p + ".ln_2"), p + ".mlp.c_fc"), approximate="tanh")
+            x = x + lin(h, p + ".mlp.c_proj")
+        return ln(x[:, -1], "transformer.ln_f") @ P["transformer.wte.weight"].T
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        ids = torch.tensor([prompt], device=device)
+        tok = int(forward(ids, 0).argmax())
+        out = [tok]
+        sync()
+        t0 = time.perf_counter()
+        for i in range(n - 1):
+            tok = int(forward(torch.tensor([[tok]], device=device), len(prompt) + i).argmax())   # .item(): synchronizes
+            out.append(tok)
+        sync()
+    return out, (time.perf_counter() - t0) / max(n - 1, 1)
+
+
+def decode_check(sim, cpu_too, use_torch):
+    """Batch-1 greedy decoding: our engine on the GPU (weights, activations, KV cache on the
+    device) vs PyTorch eager with a KV cache on the same GPU (on the CPU under --sim: then it
+    only checks that both produce the same tokens) and vs our CPU engine. Random weights scaled
+    up so greedy decoding does not repeat one token."""
+    import numpy as np
+
+    from scratchgpt.infer import Engine, SamplingParams
+    from scratchgpt.models import GPT, GPTConfig
+    shape = dict(DECODE_SHAPES["sim" if sim else "real"])
+    P, n = shape.pop("prompt"), shape.pop("new_tokens")
+    model = GPT(GPTConfig(dropout=0.0, **shape), seed=0)
+    for name, p in model.named_parameters():
+        if p.data.ndim == 2:
+            p.data *= np.float32(4.0 if sim else 2.0)
+    prompt = [int(t) for t in np.random.default_rng(1).integers(0, shape["vocab_size"], P)]
+    params = SamplingParams(max_new_tokens=n, ignore_eos=True)
+    result = {"shape": {**shape, "prompt": P, "new_tokens": n}}
+    for device in (("cuda", "cpu") if cpu_too else ("cuda",)):
+        engine = Engine(model, None, max_batch_size=1, device=device)
+        engine.generate(prompt, SamplingParams(max_new_tokens=2, ignore_eos=True))     # compile / warm up
+        engine.stats.__init__()
+        toks = engine.generate(prompt, params).token_ids
+        st = engine.stats
+        result[device] = {"ms_per_token": round(st.decode_seconds / max(st.decode_tokens, 1) * 1e3, 3),
+                          "prefill_ms": round(st.prefill_seconds * 1e3, 3), "tokens": toks}
+        print(f"  decode on {device} (our engine): {result[device]['ms_per_token']:.3f} ms/token, "
+              f"prefill {result[device]['prefill_ms']:.1f} ms", flush=True)
+    try:
+        import torch
+        tdev = "cuda" if (use_torch and not sim) else "cpu"
+        toks, sec = torch_decode(model, prompt, n, tdev)
+        result["torch_eager"] = {"device": tdev, "ms_per_token": round(sec * 1e3, 3), "tokens": toks,
+                                 "version": torch.__version__}
+        result["tokens_equal_torch"] = toks == result["cuda"]["tokens"]
+        print(f"  decode in torch eager on {tdev} (KV cache): {sec * 1e3:.3f} ms/token; same tokens: "
+              f"{result['tokens_equal_torch']}", flush=True)
+        if tdev == "cuda":
+            result["ours_over_torch_time"] = round(result["cuda"]["ms_per_token"] / (sec * 1e3), 2)
+    except ImportError:
+        result["torch_eager"] = None
+    if cpu_too:
+        result["tokens_equal_cpu"] = result["cpu"]["tokens"] == result["cuda"]["tokens"]
+        result["cuda_speedup_over_cpu"] = round(result["cpu"]["ms_per_token"] / result["cuda"]["ms_per_token"], 2)
+    return result
 
 
 def train_step(sim, steps, cpu_too):
@@ -269,12 +478,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sim", action="store_true", help="run on numba.cuda's simulator with tiny sizes")
     ap.add_argument("--repeats", type=int, default=None, help="timed launches per kernel (default 10; 1 with --sim)")
     ap.add_argument("--steps", type=int, default=None, help="timed GPT training steps (default 5; 1 with --sim)")
-    ap.add_argument("--no-cpu-step", action="store_true", help="skip timing our CPU path on the GPT shape")
+    ap.add_argument("--no-cpu-step", action="store_true",
+                    help="skip timing our CPU path on the GPT shapes (training step and decode)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     from scratchgpt import backend
     if args.sim:
         backend.enable_simulator()
+        # the simulator runs each CUDA thread as a Python thread that waits at barriers: a short
+        # switch interval makes those waits much shorter (as tests/cuda_sim.py does)
+        sys.setswitchinterval(1e-4)
     kind = backend.cuda_kind()
     if kind is None:
         print("gpu_check: no CUDA GPU found by numba.cuda (use --sim to run on the simulator)", file=sys.stderr)
@@ -304,9 +517,13 @@ def main(argv=None) -> int:
     kernels = kernel_checks(args.sim, repeats, use_torch)
     print("GPT training step:", flush=True)
     step = train_step(args.sim, steps, not args.no_cpu_step)
+    print("batch-1 decode:", flush=True)
+    decode = decode_check(args.sim, not args.no_cpu_step, use_torch)
     bad = [k["kernel"] for k in kernels if not (k["rel_err"] < 1e-4)]
-    report = {"device": kind, "versions": info, "kernels": kernels, "train_step": step,
-              "decode": "not measured: the CUDA decode kernels are not written yet", "failed": bad}
+    if decode.get("tokens_equal_torch") is False or decode.get("tokens_equal_cpu") is False:
+        bad.append("decode tokens")
+    report = {"device": kind, "versions": info, "kernels_validated": [k["kernel"] for k in kernels],
+              "kernels": kernels, "train_step": step, "decode": decode, "failed": bad}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=float)

@@ -42,6 +42,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fast_thread_switching_for_cuda_tests(request):
+    """The CUDA simulator runs every CUDA thread as a Python thread that waits at barriers: a short
+    switch interval makes those waits several times shorter. Only for the tests/test_cuda_*.py
+    modules (a fixture defined in tests/cuda_sim.py would not be collected: it lives here)."""
+    import sys
+    if not request.module.__name__.rpartition(".")[2].startswith("test_cuda_"):
+        yield
+        return
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -1,11 +1,10 @@
 """Shared set-up of the CUDA tests: the simulator (or a real GPU), device copies, tolerances.
 
 conftest.py switches numba.cuda to its simulator (NUMBA_ENABLE_CUDASIM=1) unless the variable
-is already set, so these tests run in CI without a GPU. On a GPU machine,
+is already set, so these tests run in CI without a GPU, and shortens the thread switch interval
+for the test_cuda_* modules (the simulator's threads wait at barriers). On a GPU machine,
 ``NUMBA_ENABLE_CUDASIM=0 python -m pytest -m gpu`` runs the real-hardware tests instead.
 """
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,16 +13,6 @@ from scratchgpt import backend
 if not backend.cuda_available():
     pytest.skip("numba.cuda has neither a GPU nor its simulator here", allow_module_level=True)
 backend.check_device("cuda")     # imports the CUDA op implementations
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_thread_switching():
-    # the simulator runs every CUDA thread as a Python thread that waits at barriers: a short
-    # switch interval makes those waits ~3x shorter
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    yield
-    sys.setswitchinterval(old)
 
 
 def dev(a):

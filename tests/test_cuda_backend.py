@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cuda_sim import dev, host  # noqa: F401 - also switches the simulator's threads to fast switching
+from cuda_sim import dev, host  # noqa: F401
 from scratchgpt import backend
 from scratchgpt.autograd import Tensor
 from scratchgpt.errors import ConfigError, DeviceError

@@ -56,7 +56,14 @@ def test_packed_product_refuses_host_weights():
 def test_gpu_check_kernels_run_on_the_simulator():
     # benchmarks/gpu_check.py's kernel part at its --sim sizes: the script stays runnable for the day a GPU comes
     from benchmark_modules import load_benchmark
-    rows = load_benchmark("gpu_check").kernel_checks(sim=True, repeats=1, use_torch=False)
+    gpu_check = load_benchmark("gpu_check")
+    rows = gpu_check.kernel_checks(sim=True, repeats=1, use_torch=False)
     assert {r["kernel"] for r in rows} == {"matmul", "layernorm", "gelu", "softmax", "attention", "attention_simple",
-                                          "cross_entropy", "embedding", "adamw"}
+                                          "cross_entropy", "embedding", "adamw", "attention_bwd",
+                                          "attention_bwd_simple", "cross_attention", "broadcast_add", "transpose4d",
+                                          "smear", "dense_rows", "int8_rows", "int4_rows", "layernorm_rows",
+                                          "decode_attention"}
     assert all(r["rel_err"] < 1e-5 for r in rows), rows
+    # its batch-1 decode part: the GPU engine, the CPU engine and the torch eager KV-cache loop agree
+    dec = gpu_check.decode_check(sim=True, cpu_too=True, use_torch=False)
+    assert dec["tokens_equal_cpu"] and dec["tokens_equal_torch"] is not False, dec

@@ -165,3 +165,14 @@ def test_device_cuda_without_a_gpu_is_one_line_exit_2(tmp_path, capsys, monkeypa
         assert main(cmd + ["--device", "cuda"]) == 2, cmd
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and "no CUDA GPU" in err, (cmd, err)
+
+
+@pytest.mark.gpu
+def test_row_products_with_warp_shuffles_on_a_real_gpu():
+    from scratchgpt.ops import decode_matmul_cuda as dm
+    assert dm.WARP_SHUFFLE                     # a real GPU: the 32-lane sums go register to register
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 1000)).astype(np.float32)
+    wt = rng.standard_normal((777, 1000)).astype(np.float32)
+    assert_close(dense_rows_cuda(dev(x), dev(wt), geometry=GPU_GEOMETRY), small_matmul_ref(x, wt),
+                 atol=1e-3, rtol=1e-4)

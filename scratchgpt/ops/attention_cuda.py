@@ -12,8 +12,9 @@ never stores the (T, T) matrix P: it caches only lse (B, NH, T) and recomputes P
 Each thread owns its dq row; dk and dv rows are shared by every later query, so those adds are
 ``cuda.atomic.add``. This is the readable baseline; ``_attn_forward_tiled`` below is the faster forward (K/V
 tiles through shared memory, flash-attention style) and runs by default for head sizes <= 128;
-both are tested against the reference. The backward is the simple version for both. (Neither
-has been timed on a real GPU yet.)
+both are tested against the reference. The backward likewise: the simple one below and a tiled
+one (``_tiled_backward_kernels``: no atomics) that runs by default. (None has been timed on a
+real GPU yet.)
 """
 from __future__ import annotations
 
@@ -172,6 +173,132 @@ def _tiled_kernel(dt):
     return _attn_forward_tiled
 
 
+# ---- the tiled backward: two kernels shaped like the tiled forward, no atomics. With
+# D_t = dy_t·y_t (a small first kernel) and P_tj = exp(s q_t·k_j - lse_t) recomputed:
+#   _dq_tiled:  a block per (query tile, b, h), thread = query t (q_t, dy_t and its dq in local
+#               memory); key/value tiles pass through shared memory; dq_t = s Σ_j dS_tj k_j.
+#   _dkv_tiled: a block per (key tile, b, h), thread = key j (k_j, v_j, dk_j, dv_j local); the
+#               query tiles t >= j0 (causal) pass through shared memory with their dy, lse, D;
+#               dk_j = s Σ_t dS_tj q_t,  dv_j = Σ_t P_tj dy_t.
+# Every output has one writer (the simple backward adds dk/dv with atomics from every query),
+# so the result is the same every run; the price is computing P twice, once per kernel.
+@functools.cache
+def _tiled_backward_kernels(dt):
+    @cuda.jit
+    def _rowdot(dout, out, NH, D):                    # D (B, NH, T) = Σ_d dy·y per head
+        i = cuda.grid(1)
+        B, T, C = out.shape
+        HS = C // NH
+        if i < B * NH * T:
+            t = i % T
+            h = (i // T) % NH
+            b = i // (T * NH)
+            acc = dt(0.0)
+            for d in range(HS):
+                acc += dout[b, t, h * HS + d] * out[b, t, h * HS + d]
+            D[b, h, t] = acc
+
+    @cuda.jit
+    def _dq_tiled(qkv, dout, lse, D, NH, scale, dqkv):
+        sk = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        sv = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        q = cuda.local.array(HS_MAX, dtype=dt)
+        dy = cuda.local.array(HS_MAX, dtype=dt)
+        dq = cuda.local.array(HS_MAX, dtype=dt)
+        tid = cuda.threadIdx.x
+        b = cuda.blockIdx.y // NH
+        h = cuda.blockIdx.y % NH
+        B, T, C3 = qkv.shape
+        C = C3 // 3
+        HS = C // NH
+        qo = h * HS
+        t0 = cuda.blockIdx.x * QT
+        t = t0 + tid
+        live = t < T
+        L = lse[b, h, t] if live else dt(0.0)
+        Dt = D[b, h, t] if live else dt(0.0)
+        for d in range(HS):
+            q[d] = qkv[b, t, qo + d] if live else dt(0.0)
+            dy[d] = dout[b, t, qo + d] if live else dt(0.0)
+            dq[d] = dt(0.0)
+        last = min(t0 + QT, T)
+        for j0 in range(0, last, QT):
+            j = j0 + tid
+            for d in range(HS):
+                sk[tid, d] = qkv[b, j, C + qo + d] if j < T else dt(0.0)
+                sv[tid, d] = qkv[b, j, 2 * C + qo + d] if j < T else dt(0.0)
+            cuda.syncthreads()
+            if live:
+                for jj in range(QT):
+                    if j0 + jj <= t:
+                        sc = dt(0.0)
+                        dp = dt(0.0)
+                        for d in range(HS):
+                            sc += q[d] * sk[jj, d]
+                            dp += dy[d] * sv[jj, d]
+                        ds = math.exp(sc * scale - L) * (dp - Dt) * scale
+                        for d in range(HS):
+                            dq[d] += ds * sk[jj, d]
+            cuda.syncthreads()
+        if live:
+            for d in range(HS):
+                dqkv[b, t, qo + d] = dq[d]
+
+    @cuda.jit
+    def _dkv_tiled(qkv, dout, lse, D, NH, scale, dqkv):
+        sq = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        sdy = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        sl = cuda.shared.array(QT, dtype=dt)
+        sd = cuda.shared.array(QT, dtype=dt)
+        k = cuda.local.array(HS_MAX, dtype=dt)
+        v = cuda.local.array(HS_MAX, dtype=dt)
+        dk = cuda.local.array(HS_MAX, dtype=dt)
+        dv = cuda.local.array(HS_MAX, dtype=dt)
+        tid = cuda.threadIdx.x
+        b = cuda.blockIdx.y // NH
+        h = cuda.blockIdx.y % NH
+        B, T, C3 = qkv.shape
+        C = C3 // 3
+        HS = C // NH
+        qo = h * HS
+        j0 = cuda.blockIdx.x * QT
+        j = j0 + tid
+        live = j < T
+        for d in range(HS):
+            k[d] = qkv[b, j, C + qo + d] if live else dt(0.0)
+            v[d] = qkv[b, j, 2 * C + qo + d] if live else dt(0.0)
+            dk[d] = dt(0.0)
+            dv[d] = dt(0.0)
+        for t0 in range(j0, T, QT):                   # causal: queries before j0 never see these keys
+            t = t0 + tid
+            for d in range(HS):
+                sq[tid, d] = qkv[b, t, qo + d] if t < T else dt(0.0)
+                sdy[tid, d] = dout[b, t, qo + d] if t < T else dt(0.0)
+            sl[tid] = lse[b, h, t] if t < T else dt(0.0)
+            sd[tid] = D[b, h, t] if t < T else dt(0.0)
+            cuda.syncthreads()
+            if live:
+                for tt in range(QT):
+                    if t0 + tt < T and t0 + tt >= j:
+                        sc = dt(0.0)
+                        dp = dt(0.0)
+                        for d in range(HS):
+                            sc += sq[tt, d] * k[d]
+                            dp += sdy[tt, d] * v[d]
+                        p = math.exp(sc * scale - sl[tt])
+                        ds = p * (dp - sd[tt]) * scale
+                        for d in range(HS):
+                            dk[d] += ds * sq[tt, d]
+                            dv[d] += p * sdy[tt, d]
+            cuda.syncthreads()
+        if live:
+            for d in range(HS):
+                dqkv[b, j, C + qo + d] = dk[d]
+                dqkv[b, j, 2 * C + qo + d] = dv[d]
+
+    return _rowdot, _dq_tiled, _dkv_tiled
+
+
 def causal_self_attention_forward_cuda(qkv, n_head, version="auto"):
     """version: "simple" (one thread per query, every key from global memory), "tiled" (shared
     K/V tiles; head size <= HS_MAX) or "auto" (tiled when it fits). Both cache lse for the same
@@ -193,13 +320,29 @@ def causal_self_attention_forward_cuda(qkv, n_head, version="auto"):
     return out, (qkv, out, lse, NH)
 
 
-def causal_self_attention_backward_cuda(dout, cache):
+def causal_self_attention_backward_cuda(dout, cache, version="auto"):
+    """version: "simple" (a thread per query, atomics for dk/dv), "tiled" (shared tiles, no
+    atomics; head size <= HS_MAX) or "auto" (tiled when it fits)."""
     qkv, out, lse, NH = cache
     B, T, C3 = qkv.shape
     HS = C3 // 3 // NH
+    scale = qkv.dtype.type(1.0 / math.sqrt(HS))
+    if version == "auto":
+        version = "tiled" if HS <= HS_MAX else "simple"
+    if version == "tiled":
+        if HS > HS_MAX:
+            raise ValueError(f"the tiled attention kernels take head sizes <= {HS_MAX}, got {HS}")
+        rowdot, dq_k, dkv_k = _tiled_backward_kernels(qkv.dtype.type)
+        D = cuda.device_array((B, NH, T), dtype=qkv.dtype)
+        launch1(rowdot, B * NH * T, dout, out, NH, D)
+        dqkv = cuda.device_array(tuple(qkv.shape), dtype=qkv.dtype)      # every element written once
+        grid = ((T + QT - 1) // QT, B * NH)
+        launch(dq_k, grid, QT, qkv, dout, lse, D, NH, scale, dqkv)
+        launch(dkv_k, grid, QT, qkv, dout, lse, D, NH, scale, dqkv)
+        return dqkv
     dqkv = zeros(tuple(qkv.shape), qkv.dtype)
     _, bwd = _kernels(qkv.dtype.type)
-    launch1(bwd, B * NH * T, qkv, out, dout, lse, NH, qkv.dtype.type(1.0 / math.sqrt(HS)), dqkv)
+    launch1(bwd, B * NH * T, qkv, out, dout, lse, NH, scale, dqkv)
     return dqkv
 
 

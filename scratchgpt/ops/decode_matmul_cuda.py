@@ -19,6 +19,8 @@ The int8/int4 products (quantized_matmul_cuda.py) use the same geometry and ``su
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..backend import simulator_enabled
@@ -40,12 +42,28 @@ def row_geometry(geometry=None) -> tuple:
     return SIM_GEOMETRY if simulator_enabled() else GPU_GEOMETRY
 
 
+# Warp shuffles: with 32 lanes (one warp per output row, the GPU geometry) the lanes can add
+# their partial sums register to register (``shfl_down_sync``: 5 steps, no shared memory, no
+# barrier). The simulator has no shuffles, so there the flag is off and the shared-memory tree
+# below runs — the path CI tests; the shuffle path is checked on a real GPU (tests marked gpu,
+# benchmarks/gpu_check.py). SCRATCHGPT_CUDA_SHUFFLE=0 turns it off on a GPU too (read when the
+# kernels compile).
+WARP_SHUFFLE = not simulator_enabled() and os.environ.get("SCRATCHGPT_CUDA_SHUFFLE", "1") != "0"
+FULL_MASK = 0xFFFFFFFF
+
+
 @cuda.jit(device=True)
 def sum_lanes(buf, v):
     """Sum of ``v`` over the threadIdx.x lanes of this thread's threadIdx.y row, returned to lane 0
     (other lanes get a partial sum). ``buf``: shared, >= blockDim.x * blockDim.y entries. Every
     thread of the block must call it (it holds barriers); blockDim.x must be a power of 2."""
     lanes = cuda.blockDim.x
+    if WARP_SHUFFLE and lanes == 32:        # the same branch for the whole block: no divergent barrier
+        off = 16
+        while off > 0:
+            v += cuda.shfl_down_sync(FULL_MASK, v, off)
+            off //= 2
+        return v
     tx = cuda.threadIdx.x
     base = cuda.threadIdx.y * lanes
     buf[base + tx] = v
