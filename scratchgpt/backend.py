@@ -54,7 +54,50 @@ def cuda_module():
         # numba's built-in numba.cuda warns that it is deprecated in favour of numba-cuda
         warnings.simplefilter("ignore", DeprecationWarning)
         from numba import cuda
+    if simulator_enabled():
+        _lock_simulator_shared_arrays()
     return cuda
+
+
+def _lock_simulator_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` thread-safe.
+
+    numba-cuda 0.30's simulator gives the threads of a block one shared array per source line by
+    "look it up; if missing, create and store it" — without a lock. Two threads that reach the
+    line together can both miss and each get a private array: the block then computes with two
+    "shared" arrays and the kernel's result is wrong (seen: whole gradients wrong in 1 of ~3 runs
+    with a 0.1 ms thread switch interval on a loaded machine). Same lookup key (the caller's file
+    and line), under a lock."""
+    import sys
+    import threading
+    try:
+        from numba.cuda.simulator import kernelapi
+    except ImportError:
+        return
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared, "_scratchgpt_locked", False):
+        return
+    lock = threading.Lock()
+    unlocked = shared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:        # dynamic shared memory / alignment: as before
+            return unlocked(self, shape, dtype, alignment)
+        from numba.core import types
+        from numba.np import numpy_support
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)                       # the kernel line that asked for the array
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    shared.array = array
+    shared._scratchgpt_locked = True
 
 
 @functools.lru_cache(maxsize=1)
