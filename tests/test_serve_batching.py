@@ -228,3 +228,37 @@ def test_engine_failure_is_an_error_not_a_hang(model_dir):
         assert r.json()["error"]["type"] == "server_error"
         r = httpx.post(url + "/v1/chat/completions", json=body("hi", 5, stream=False), timeout=30)
         assert r.status_code == 200                       # the loop survived
+
+
+def test_engine_thread_wakes_a_busy_event_loop_once():
+    """Outputs delivered while the event loop has not yet drained the last delivery join that
+    delivery (one wake-up, not one per step) and still reach each queue in order."""
+    from types import SimpleNamespace
+
+    from scratchgpt.serve.engine_loop import EngineLoop, Handle
+
+    loop = asyncio.new_event_loop()
+    try:
+        wakeups = []
+        real = loop.call_soon_threadsafe
+
+        def counting(cb, *args):
+            wakeups.append(cb)
+            return real(cb, *args)
+        loop.call_soon_threadsafe = counting
+        el = EngineLoop(SimpleNamespace(max_batch_size=2), max_queue=4)
+        a = Handle([1], None, loop, queue=asyncio.Queue(), id="a")
+        b = Handle([2], None, loop, queue=asyncio.Queue(), id="b")
+        el._deliver_many([(a, 1), (b, 1)])          # step 1
+        el._deliver_many([(a, 2), (b, 2)])          # step 2, before the loop ran
+        el._deliver(a, 3)
+        assert len(wakeups) == 1
+        loop.run_until_complete(asyncio.sleep(0))   # the loop drains its mailbox
+        assert [a.queue.get_nowait() for _ in range(3)] == [1, 2, 3]
+        assert [b.queue.get_nowait() for _ in range(2)] == [1, 2]
+        el._deliver_many([(b, 3)])                   # drained: the next delivery wakes it again
+        assert len(wakeups) == 2
+        loop.run_until_complete(asyncio.sleep(0))
+        assert b.queue.get_nowait() == 3
+    finally:
+        loop.close()
