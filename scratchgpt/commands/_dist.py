@@ -30,6 +30,15 @@ def mpi_ranks_from_env() -> int:
     return 1
 
 
+def note_once(message: str) -> None:
+    """``print`` on rank 0 of an MPI launch only (notes made before the MPI world exists: every rank
+    runs the same command line, and the user should read each note once)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(var, "0") not in ("", "0"):
+            return
+    print(message)
+
+
 def run_training(args, body) -> int:
     """Call ``body(parallel, log, is_root)`` — parallel None for one process — under the rules above."""
     if args.dist == "none":

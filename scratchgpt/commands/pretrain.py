@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..train.config import ModelConfig, TrainConfig, add_config_arguments, config_from_args
-from ._dist import add_dist, run_training
+from ._dist import add_dist, note_once, run_training
 from ._flags import add_device, add_progress, add_threads, add_tokenizer, apply_device
 
 
@@ -32,7 +32,7 @@ def run(args) -> int:
     from ..train.runs import check_run_dir, pretrain
     device = apply_device(args)
     model_cfg = config_from_args(ModelConfig, args)
-    train_cfg = config_from_args(TrainConfig, args)
+    train_cfg = config_from_args(TrainConfig, args, note=note_once)
 
     def body(parallel, log, is_root) -> int:
         if is_root:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..train.config import PeftConfig, TrainConfig, add_config_arguments, config_from_args, with_overrides
-from ._dist import add_dist, run_training
+from ._dist import add_dist, note_once, run_training
 from ._flags import add_device, add_progress, add_threads, apply_device
 
 # SFT defaults differ from pretraining: a smaller learning rate (tutorial §9 Q2) and short runs
@@ -44,7 +44,7 @@ def run(args) -> int:
     from ..train.plot import plot_run
     from ..train.runs import check_run_dir, sft
     device = apply_device(args)
-    train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS)
+    train_cfg = config_from_args(TrainConfig, args, base=SFT_DEFAULTS, note=note_once)
     peft_cfg = with_overrides(config_from_args(PeftConfig, args), {"method": args.peft})
 
     def body(parallel, log, is_root) -> int:
