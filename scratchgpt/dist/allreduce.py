@@ -16,8 +16,8 @@ waits for the ones before it): MPI requires every rank to start its collectives 
 order, and a rank whose loss was not finite skips backward and starts them all in ``sync()``.
 Each hook also tests the requests in flight: MPICH advances a non-blocking collective only
 inside MPI calls (no progress thread by default), so without those polls a started bucket would
-simply wait for ``sync()``. Whether overlap pays is measured (benchmarks/dist.py --overlap):
-on a 2-core machine the two ranks already fill both cores, so there is little idle time to hide.
+simply wait for ``sync()``. Whether overlap pays is measured (benchmarks/dist.py; chapters/ch9.md Q3):
+1.00x with both cores busy, 1.15x with some slack, on this 2-core machine.
 
 ``allreduce_per_tensor_ref`` is the plain twin: one blocking Allreduce per gradient. With two
 ranks every element is ``a + b`` either way, so the two agree bit for bit (tests/test_dist.py).
