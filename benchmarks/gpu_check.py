@@ -278,7 +278,8 @@ def more_kernel_checks(sim, torch, rng, simple):
     dg = dev(g)
     ref = attention.causal_self_attention_backward_ref(g, attention.causal_self_attention_forward_ref(qkv, NH)[1])
     simple("attention_bwd", (B, T, NH, HS), lambda: causal_self_attention_backward_cuda(dg, cache, "tiled"), ref)
-    simple("attention_bwd_simple", (B, T, NH, HS), lambda: causal_self_attention_backward_cuda(dg, cache, "simple"), ref)
+    simple("attention_bwd_simple", (B, T, NH, HS),
+           lambda: causal_self_attention_backward_cuda(dg, cache, "simple"), ref)
 
     B, Tq, Tk, NH, HS = SIZES["cross_attention"][which]
     C = NH * HS
@@ -310,7 +311,8 @@ def more_kernel_checks(sim, torch, rng, simple):
     M, K, N = SIZES["dense_rows"][which]
     x, wt, bias = r(M, K), r(N, K), r(N)
     dx, dwt, dbias = dev(x), dev(wt), dev(bias)
-    simple("dense_rows", (M, K, N), lambda: dense_rows_cuda(dx, dwt, dbias), decode_matmul.small_matmul_ref(x, wt, bias),
+    simple("dense_rows", (M, K, N), lambda: dense_rows_cuda(dx, dwt, dbias),
+           decode_matmul.small_matmul_ref(x, wt, bias),
            (lambda tx=tt(x), tw=tt(wt), tb=tt(bias): torch.addmm(tb, tx, tw.T)) if torch is not None else None)
     q8, s8 = qm.quantize_int8(wt.T.copy(), 32)
     dq8, ds8 = dev(q8), dev(s8)
@@ -345,7 +347,8 @@ def torch_decode(model, prompt, n, device):
 
     from scratchgpt.backend import to_host
     cfg = model.config
-    P = {name: torch.from_numpy(np.ascontiguousarray(to_host(p.data))).to(device) for name, p in model.named_parameters()}
+    P = {name: torch.from_numpy(np.ascontiguousarray(to_host(p.data))).to(device)
+         for name, p in model.named_parameters()}
     C, NH, L = cfg.n_embd, cfg.n_head, cfg.n_layer
     HS = C // NH
     Tmax = len(prompt) + n
