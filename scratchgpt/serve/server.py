@@ -33,7 +33,27 @@ def default_model_name(model_dir) -> str:
 def build_engine(model_dir, max_batch_size: int, device: str = "cpu"):
     from ..infer import Engine, load_for_inference
     model, tok = load_for_inference(model_dir)
-    return Engine(model, tok, max_batch_size=max_batch_size, device=device), tok
+    engine = Engine(model, tok, max_batch_size=max_batch_size, device=device)
+    _serial_builds_on_one_thread(engine)
+    return engine, tok
+
+
+def _serial_builds_on_one_thread(engine) -> None:
+    """With one Numba thread (``--threads 1``) pin the decode steps to the serial kernel builds.
+
+    A parallel build on one thread runs the same code plus a parallel region's setup per kernel
+    call, so it cannot win; but the engine's BuildChooser (infer/build_choice.py) starts every
+    row count R in parallel mode and probes serial per R, and continuous batching visits every
+    R from 1 to the batch size. Measured in-process, one thread, busy machine (load ~8): a
+    32-sequence decode step 2.69-2.71 ms pinned serial vs 3.9-10.9 ms under the chooser (median
+    of the first 40 steps). Same bits either way (the chooser's own guarantee)."""
+    runner = getattr(engine, "runner", None)
+    if runner is None or not hasattr(runner, "chooser"):
+        return                                   # e.g. the CUDA engine: no CPU kernel builds
+    import numba
+    if numba.get_num_threads() == 1:
+        from ..infer.build_choice import BuildChooser
+        runner.chooser = BuildChooser("serial")
 
 
 def warm_up(engine) -> None:
