@@ -313,6 +313,7 @@ def engine_step_profile(model_dir, sizes=(1, 8, 32), steps=40, prompt_tokens=20)
     Run in a child process (``--engine-profile``) so the thread settings apply as in the server."""
     from scratchgpt.infer import Engine, GenerationRequest, SamplingParams, load_for_inference
     from scratchgpt.infer import forward as fwd
+    from scratchgpt.serve.server import _serial_builds_on_one_thread
     model, tok = load_for_inference(model_dir)
     spent = {}
 
@@ -330,6 +331,7 @@ def engine_step_profile(model_dir, sizes=(1, 8, 32), steps=40, prompt_tokens=20)
     rng = np.random.default_rng(0)
     for B in sizes:
         eng = Engine(model, tok, max_batch_size=B)
+        _serial_builds_on_one_thread(eng)    # the kernel builds the server runs (serve/server.py)
         eng.runner.forward = timed(eng.runner.forward, "forward")
         params = SamplingParams(max_new_tokens=steps + 8, ignore_eos=True)
         for _ in range(2):                   # the first round compiles / loads kernel builds
