@@ -182,10 +182,10 @@ def int4_linear_ref(x, packed, scales, bias=None):
 #   uint8(15)``, ``byte >> uint8(4)``) and the two halves accumulated into lanes [0, 16) and
 #   [16, 32) of the block's partial sums (zero-extend, convert, scale, FMA on 16-wide vectors).
 # * 4 output rows per pass (4 x 32 partial sums, ``acc``): each x element loaded once per 4
-#   rows, 4 independent FMA chains. int8 12-16 ms -> 10-16 ms, int4 -> 12-15 ms (float32's
-#   row kernel: 22-23 ms). Rows past the job's end repeat its last row (results rewritten
-#   with the same value), so every row runs through the same code: a row's result does not
-#   depend on N, M or the thread.
+#   rows, 4 independent FMA chains. int8 12-19 ms -> 10-16 ms, int4 (vectorised) 15-20 ->
+#   12-15 ms (float32's row kernel: 22-23 ms). Rows past the job's end repeat its last row
+#   (results rewritten with the same value), so every row runs through the same code: a row's
+#   result does not depend on N, M or the thread.
 # * tried and dropped: folding int4's "-8" into a per-group sum of x (5 % faster, but the
 #   subtraction cancels digits: 4x the error against the float64 reference); unpacking a block
 #   once into a scratch row shared by all M inputs (the (M, 4, 32) accumulator with a run-time
