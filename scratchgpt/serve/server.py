@@ -69,6 +69,21 @@ def warm_up(engine) -> None:
         engine.add(GenerationRequest(prompt_ids=prompt, params=params, id=f"warm-up-{i}"))
     while engine.has_work():
         engine.step()
+    # The biggest step a busy server runs: every other slot decoding while long prompts fill a
+    # whole prefill step (engine.max_prefill_rows rows). Kernels pick their serial or parallel
+    # build by size (ops/_numba.py), and the tiny batch above never crosses into the large
+    # builds; without this the first burst of long prompts stalled ~1.2 s compiling them
+    # (measured: benchmarks/serve.py with a fresh NUMBA_CACHE_DIR, p99 TTFT 1.4-1.7 s -> see ch6).
+    full = [t % engine.weights.vocab_size for t in range(engine.block_size - 1)]
+    n_long = min(engine.max_batch_size, -(-engine.max_prefill_rows // len(full)))
+    decoding = SamplingParams(max_new_tokens=4, temperature=0.0, ignore_eos=True)
+    for i in range(engine.max_batch_size - n_long):
+        engine.add(GenerationRequest(prompt_ids=[0, 1], params=decoding, id=f"warm-up-decode-{i}"))
+    engine.step()                                # their prefill; they decode in the next step
+    for i in range(n_long):
+        engine.add(GenerationRequest(prompt_ids=full, params=params, id=f"warm-up-long-{i}"))
+    while engine.has_work():
+        engine.step()
 
 
 def serve(model_dir, host="127.0.0.1", port=8000, settings=None, max_batch_size=32,
