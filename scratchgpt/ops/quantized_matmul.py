@@ -55,7 +55,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import ConfigError
-from ._numba import STRICT, SUMS, njit_helper, njit_inline, njit_pair
+from ._numba import STRICT, SUMS, njit_helper, njit_pair
+from .decode_matmul import block_product
 
 INT8_QMAX = 127
 INT4_QMAX = 7
@@ -383,84 +384,6 @@ def _int4_tail(x, packed, scales, out):
             out[m, n] += acc * d
 
 
-@njit_inline(fastmath=SUMS)
-def _block_product(x, w, rows, n0, bias, out):
-    # out[:, n0:n0+rows] = x (M, K) @ w[:rows, :K]ᵀ + bias, in 4 x 4 register blocks: 16
-    # accumulator chains, each loaded weight meets 4 inputs. Missing rows / inputs at the edges
-    # repeat the last one (same values rewritten), so every element runs through the same code.
-    M, K = x.shape
-    zero = np.float32(0.0)
-    for rb in range(0, rows, 4):
-        r1 = min(rb + 1, rows - 1)
-        r2 = min(rb + 2, rows - 1)
-        r3 = min(rb + 3, rows - 1)
-        for m0 in range(0, M, 4):
-            m1 = min(m0 + 1, M - 1)
-            m2 = min(m0 + 2, M - 1)
-            m3 = min(m0 + 3, M - 1)
-            a00 = zero
-            a01 = zero
-            a02 = zero
-            a03 = zero
-            a10 = zero
-            a11 = zero
-            a12 = zero
-            a13 = zero
-            a20 = zero
-            a21 = zero
-            a22 = zero
-            a23 = zero
-            a30 = zero
-            a31 = zero
-            a32 = zero
-            a33 = zero
-            for k in range(K):
-                w0 = w[rb, k]
-                w1 = w[r1, k]
-                w2 = w[r2, k]
-                w3 = w[r3, k]
-                x0 = x[m0, k]
-                x1 = x[m1, k]
-                x2 = x[m2, k]
-                x3 = x[m3, k]
-                a00 += x0 * w0
-                a01 += x0 * w1
-                a02 += x0 * w2
-                a03 += x0 * w3
-                a10 += x1 * w0
-                a11 += x1 * w1
-                a12 += x1 * w2
-                a13 += x1 * w3
-                a20 += x2 * w0
-                a21 += x2 * w1
-                a22 += x2 * w2
-                a23 += x2 * w3
-                a30 += x3 * w0
-                a31 += x3 * w1
-                a32 += x3 * w2
-                a33 += x3 * w3
-            b0 = bias[n0 + rb]
-            b1 = bias[n0 + r1]
-            b2 = bias[n0 + r2]
-            b3 = bias[n0 + r3]
-            out[m0, n0 + rb] = a00 + b0
-            out[m0, n0 + r1] = a01 + b1
-            out[m0, n0 + r2] = a02 + b2
-            out[m0, n0 + r3] = a03 + b3
-            out[m1, n0 + rb] = a10 + b0
-            out[m1, n0 + r1] = a11 + b1
-            out[m1, n0 + r2] = a12 + b2
-            out[m1, n0 + r3] = a13 + b3
-            out[m2, n0 + rb] = a20 + b0
-            out[m2, n0 + r1] = a21 + b1
-            out[m2, n0 + r2] = a22 + b2
-            out[m2, n0 + r3] = a23 + b3
-            out[m3, n0 + rb] = a30 + b0
-            out[m3, n0 + r1] = a31 + b1
-            out[m3, n0 + r2] = a32 + b2
-            out[m3, n0 + r3] = a33 + b3
-
-
 @njit_pair(fastmath=SUMS)
 def _int8_block(x, q, scales, bias, out):
     # 8 < M < 256 rows. Per job: dequantize JOB rows (w~ = q * d, one multiply: the same value
@@ -478,7 +401,7 @@ def _int8_block(x, q, scales, bias, out):
                 d = scales[n0 + r, g]
                 for i in range(G):
                     w[r, g * G + i] = np.float32(q[n0 + r, g * G + i]) * d
-        _block_product(x, w, rows, n0, bias, out)
+        block_product(x, w, rows, n0, bias, True, out)
 
 
 @njit_pair(fastmath=SUMS)
@@ -499,7 +422,7 @@ def _int4_block(x, packed, scales, bias, out):
                     byte = packed[n0 + r, b * H + i]
                     w[r, b * BLOCK + i] = np.float32(np.int32(byte & lo4) - 8) * d
                     w[r, b * BLOCK + H + i] = np.float32(np.int32(byte >> np.uint8(4)) - 8) * d
-        _block_product(x, w, rows, n0, bias, out)
+        block_product(x, w, rows, n0, bias, True, out)
 
 
 @njit_pair(fastmath=STRICT)
