@@ -51,6 +51,9 @@ def variants() -> dict:
     out["varied6k"] = replace(prev, varied_sft=6000, varied_pretrain=3000, slot_copies=6, pretrain_slot_copies=4)
     out["varied12k"] = replace(prev, varied_sft=12000, varied_pretrain=4000, slot_copies=4, pretrain_slot_copies=4)
     out["varied6k+names"] = replace(out["varied6k"], drill_made_up_names=True)
+    # the defaults (smear, drills, varied data, made-up e-mail users) with the "scratchgpt-values"
+    # pre-tokenizer: one token per digit, no leading space on value-like words (issue 9, copy9)
+    out["values-pretok"] = replace(d, pretokenizer="scratchgpt-values")
     return out
 
 
@@ -75,6 +78,8 @@ def main(argv=None) -> int:
            "paraphrase_slot_accuracy": ev["paraphrase"]["slot_accuracy"],
            "paraphrase_topic_accuracy": ev["paraphrase"]["topic_accuracy"],
            "paraphrase_by_slot_type": {k: v["echoed"] for k, v in ev["paraphrase"]["by_slot_type"].items()},
+           "values_dev_task_accuracy": ev.get("values_dev", {}).get("task_accuracy"),
+           "values_dev_by_slot_type": {k: v["echoed"] for k, v in ev.get("values_dev", {}).get("by_slot_type", {}).items()},
            "val_loss": ev["val_loss"], "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
            "wall_s": round(time.perf_counter() - t0, 1), "timings_s": ev["timings_s"]}
     print("RESULT " + json.dumps(row))

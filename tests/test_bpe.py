@@ -16,7 +16,7 @@ SPECIALS = ["<|endoftext|>", "<|user|>", "<|end|>"]
 PIECES = ["a", "b", "ab", " ", "  ", "\n", "\t", "'", "'s", "'T", "'re", "'LL", "1", "23", "٣",
           "中", "文", "中文", "你好", "カタ", "한", "!", ",", ".", "😀", "e\u0301", "\u3000",
           "\x00", "\x1c", "\u2028", "\u00a0", "Hello", " world", "don't", "ǅ", "\U00020000"]
-MODES = ["scratchgpt", "gpt2"]
+MODES = ["scratchgpt", "gpt2", "scratchgpt-values"]
 
 any_char = st.characters(blacklist_categories=("Cs",))  # every plane, no lone surrogates
 mixed_text = st.lists(st.one_of(st.sampled_from(PIECES), any_char), max_size=30).map("".join)
@@ -68,6 +68,40 @@ def test_scratchgpt_mode_rules():
     assert split_ref("DON'T 1234567 我们是中国人", "gpt2") == [
         "DON", "'", "T", " 1234567", " 我们是中国人"]
     assert split_ref("a  \n\n  b", "gpt2") == ["a", "  \n\n ", " b"]
+
+
+VALUE_PIECES = PIECES + ["@", "#", "-", ".", "SG", "7", " 42", "x9", " ben", "元", "$"]
+
+
+def test_scratchgpt_values_mode_rules():
+    mode = "scratchgpt-values"
+    assert split_ref("Order SG-145978 is ok, mail ben.t42@x.com", mode) == [
+        "Order", " ", "SG", "-", "1", "4", "5", "9", "7", "8", " is", " ok", ",", " mail", " ",
+        "ben", ".", "t", "4", "2", "@", "x", ".", "com"]
+    assert split_ref("订单SG-145978 邮箱ben@x.com", mode) == [
+        "订单", "SG", "-", "1", "4", "5", "9", "7", "8", " ", "邮箱", "ben", "@", "x", ".", "com"]
+    assert split_ref("  paid $3 x", mode) == [" ", " paid", " ", "$", "3", " x"]
+
+
+@given(before=st.sampled_from(["", " ", "订单", "Order ", "order: ", "(", "\n", "号码"]),
+       value=st.lists(st.sampled_from(["SG", "-", "#", "ben", ".", "_", "7", "42", "@", "x", "$"]),
+                      min_size=1, max_size=8).map("".join),
+       after=st.sampled_from(["", " ok", "。", " is", "\n"]))
+def test_values_mode_cuts_a_value_the_same_way_in_any_context(before, value, after):
+    """A value-like word (digit or "@" inside) is the same pieces wherever it stands."""
+    if not any(ch.isdigit() or ch == "@" for ch in value) or (before.endswith(("(", ": ")) and value[0] in "#-._$@"):
+        return  # not a value, or the value's own punctuation runs on from the punctuation before it
+    alone = split_ref(value + after, "scratchgpt-values")
+    pieces = split_ref(before + value + after, "scratchgpt-values")
+    assert pieces[len(pieces) - len(alone):] == alone
+    assert "".join(pieces) == before + value + after
+
+
+@given(text=st.lists(st.one_of(st.sampled_from(VALUE_PIECES), any_char), max_size=30).map("".join))
+def test_values_mode_cython_equals_reference(tok, text):
+    fast = tok.with_backend("cython")
+    fast.pretokenizer = "scratchgpt-values"
+    assert fast.pretokenize(text) == split_ref(text, "scratchgpt-values")
 
 
 # ------------------------------------------------------------------ training
@@ -278,3 +312,14 @@ def test_bad_merges_in_file(tok, tmp_path):
         BPETokenizer.load(path)
     with pytest.raises(CheckpointError, match="missing.json"):
         BPETokenizer.load(tmp_path / "missing.json")
+
+
+def test_values_mode_saves_and_refuses_hf_export(tmp_path):
+    from scratchgpt.errors import ConfigError
+    from scratchgpt.tokenizer.bpe_formats import to_huggingface
+    t = BPETokenizer.train(["Order SG-145978 for ben@x.com, order SG-2"] * 3, 256 + 20, pretokenizer="scratchgpt-values")
+    t.save(str(tmp_path / "t.json"))
+    back = BPETokenizer.load(str(tmp_path / "t.json"))
+    assert back.pretokenizer == "scratchgpt-values" and back.encode("订单SG-1") == t.encode("订单SG-1")
+    with pytest.raises(ConfigError, match="scratchgpt-values"):
+        to_huggingface(t, tmp_path / "hf.json")

@@ -48,6 +48,8 @@ def test_demo_quick_writes_eval_json(demo_run):
     assert ev["paraphrase"]["n_conversations"] > 0 and 0.0 <= ev["paraphrase"]["task_accuracy"] <= 1.0
     blind = ev["paraphrase_blind"]
     assert blind["n_conversations"] > 0 and 0.0 <= blind["task_accuracy"] <= 1.0 and blind["by_language"]
+    assert ev["values_dev"]["n_conversations"] > 0 and set(ev["values_dev"]["by_slot_type"]) == {
+        "order_id", "amount", "email"}
     for run in ("pretrain", "sft"):
         assert (out / run / "curves.svg").is_file() and (out / run / "metrics.jsonl").is_file()
     assert (out / "sft" / "model" / "tokenizer.json").is_file()

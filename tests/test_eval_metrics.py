@@ -113,6 +113,20 @@ def test_paraphrase_set_is_well_formed_and_not_in_the_training_data():
                     assert m.content not in text, m.content
 
 
+def test_values_dev_set_requires_every_value_and_scores_its_own_references():
+    """values_dev.csv: every conversation requires all its (unusual-format) values, the reference
+    carries its labelled topic, and a reply equal to the reference scores 100 %."""
+    from scratchgpt.data.annotate import classify_topic
+    from scratchgpt.train.evaluate import values_dev_set
+    convs = values_dev_set()
+    assert len(convs) == 40 and {c.language for c in convs} == {"en", "zh"}
+    for c in convs:
+        prompt, ref, need = eval_turn(c)
+        assert sorted(need) == sorted(c.meta["slots"].values()), c.conversation_id
+        assert classify_topic(ref) == c.meta["exchanges"][0]["turn_topic"], ref
+        assert task_scores(ref, ref, need)["ok"]
+
+
 def test_blind_paraphrase_set_scores_its_own_references_and_declares_its_slots():
     """paraphrase_blind.csv: ids unique, languages as declared, every declared slot value said by
     the user and repeated in its reply, the evaluated turn requires exactly the first declared

@@ -77,6 +77,7 @@ cdef struct Cfg:
     bint ci            # case-insensitive contractions
     Py_ssize_t max_digits
     Py_ssize_t cjk_chunk
+    bint values_apart  # no leading space on value-like words (pretokenize._value_like)
 
 
 cdef inline uint8_t cls_at(const Cfg* c, int kind, const void* data, Py_ssize_t i) noexcept nogil:
@@ -100,6 +101,20 @@ cdef inline Py_ssize_t run_end(const Cfg* c, int kind, const void* data, Py_ssiz
     return j
 
 
+cdef inline bint value_like(const Cfg* c, int kind, const void* data, Py_ssize_t n,
+                            Py_ssize_t k) noexcept nogil:
+    """Does the run of non-space, non-CJK characters from k hold a digit or "@"?"""
+    cdef uint8_t cl
+    while k < n:
+        cl = cls_at(c, kind, data, k)
+        if cl == C_SPACE or cl == C_CJK:
+            return False
+        if cl == C_NUMBER or PyUnicode_READ(kind, data, k) == 64:
+            return True
+        k += 1
+    return False
+
+
 cdef Py_ssize_t match_at(const Cfg* c, int kind, const void* data, Py_ssize_t n,
                          Py_ssize_t i) noexcept nogil:
     """End of the pre-token starting at i (see pretokenize._match_at, the same rules)."""
@@ -119,7 +134,8 @@ cdef Py_ssize_t match_at(const Cfg* c, int kind, const void* data, Py_ssize_t n,
     cls = cls_at(c, kind, data, i)
     if ch == 32 and i + 1 < n:
         nxt = cls_at(c, kind, data, i + 1)
-        if nxt == C_LETTER or nxt == C_NUMBER or nxt == C_OTHER:
+        if ((nxt == C_LETTER or nxt == C_NUMBER or nxt == C_OTHER)
+                and not (c.values_apart and value_like(c, kind, data, n, i + 1))):
             start = i + 1
             cls = nxt
     if cls == C_LETTER or cls == C_OTHER:
@@ -140,7 +156,7 @@ cdef class Splitter:
     cdef Cfg cfg
 
     def __cinit__(self, bytes table, bint case_insensitive_contractions, Py_ssize_t max_digits,
-                  Py_ssize_t cjk_chunk):
+                  Py_ssize_t cjk_chunk, bint values_apart=False):
         if len(table) != 0x110000:
             raise ValueError("class table must have one byte per code point (0x110000)")
         self.table_obj = table
@@ -148,6 +164,7 @@ cdef class Splitter:
         self.cfg.ci = case_insensitive_contractions
         self.cfg.max_digits = max_digits
         self.cfg.cjk_chunk = cjk_chunk
+        self.cfg.values_apart = values_apart
 
     def split(self, str text):
         cdef list out = []

@@ -412,7 +412,8 @@ def fast_class_table() -> bytes:
 def _splitter(mode):
     if mode.name not in _SPLITTERS:
         _SPLITTERS[mode.name] = _load_cython().Splitter(
-            fast_class_table(), mode.case_insensitive_contractions, mode.max_digits, mode.cjk_chunk)
+            fast_class_table(), mode.case_insensitive_contractions, mode.max_digits, mode.cjk_chunk,
+            mode.values_apart)
     return _SPLITTERS[mode.name]
 
 

@@ -138,6 +138,10 @@ def from_huggingface(cls, tokenizer_json, backend="cython"):
 
 
 def to_huggingface(tok, path):
+    if tok.pretokenizer not in ("gpt2", "scratchgpt"):
+        raise ConfigError(
+            f"a Hugging Face tokenizer.json cannot record the {tok.pretokenizer!r} pre-tokenizer (its "
+            "value rule needs a look-ahead over the whole word); use save(), or train with 'scratchgpt'")
     special_ids = set(tok.special_tokens.values())
     vocab = {bytes_to_token(data): i for i, data in enumerate(tok.id_to_bytes) if i not in special_ids}
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,

@@ -21,6 +21,17 @@ Two modes (the mode name is saved with every tokenizer):
               every piece unique, nothing for the word counter to share, and the encode cache
               would miss. Most Chinese words are 1-4 characters, so merges still learn words.
               (Rejected: one piece per character — then BPE can never learn a word.)
+``"scratchgpt-values"`` "scratchgpt" with two more changes, so that a value the user typed
+            (an order number, an amount, an e-mail) is the same token sequence wherever it
+            stands — after a space, after a Chinese character, at the start of a turn, after
+            "#" or ":" — and a model can copy it token for token (issue 9):
+            * every digit is its own piece (" 145978" -> " ", "1", "4", "5", "9", "7", "8"),
+              so no digit group is a token the model must learn to split or rebuild;
+            * a space is NOT glued onto a *value-like word*: the run of non-space, non-CJK
+              characters after it contains a digit or "@" ("SG-145978", "$35.49",
+              "ben.t42@example.com", "42"). " SG-145978" -> " ", "SG", "-", "1", ...; the same
+              value after "订单" or at the start is "SG", "-", "1", ... too. Ordinary words
+              keep their leading space (" refund"), so plain text grows by only a few tokens.
 
 Character classes. ``\\p{L}`` = Unicode categories Lu Ll Lt Lm Lo, ``\\p{N}`` = Nd Nl No (from
 Python's ``unicodedata``), ``\\s`` = the Unicode White_Space property — the set Oniguruma (HF's
@@ -82,11 +93,13 @@ class Mode:
     case_insensitive_contractions: bool
     max_digits: int   # 0 = a digit run of any length is one piece
     cjk_chunk: int    # 0 = CJK letters are ordinary letters; else max CJK chars per piece
+    values_apart: bool = False  # no leading space on value-like words (digit or "@" inside)
 
 
 MODES = {
     "gpt2": Mode("gpt2", False, 0, 0),
     "scratchgpt": Mode("scratchgpt", True, 3, 4),
+    "scratchgpt-values": Mode("scratchgpt-values", True, 1, 4, values_apart=True),
 }
 DEFAULT_MODE = "scratchgpt"
 
@@ -124,6 +137,15 @@ def _run_end(classes, start, cls, limit):
     return j
 
 
+def _value_like(text, classes, k):
+    """Does the run of non-space, non-CJK characters starting at ``k`` hold a digit or "@"?"""
+    while k < len(text) and classes[k] not in (SPACE, CJK):
+        if classes[k] == NUMBER or text[k] == "@":
+            return True
+        k += 1
+    return False
+
+
 def _match_at(text, classes, i, cfg):
     """End of the piece starting at ``i``: the regex alternatives above, tried in order."""
     n = len(text)
@@ -136,7 +158,8 @@ def _match_at(text, classes, i, cfg):
                 return i + 1 + len(suffix)
     # 2-4. an optional single U+0020 space, then a run of letters / numbers / other
     start, cls = i, classes[i]
-    if text[i] == " " and i + 1 < n and classes[i + 1] in (LETTER, NUMBER, OTHER):
+    if (text[i] == " " and i + 1 < n and classes[i + 1] in (LETTER, NUMBER, OTHER)
+            and not (cfg.values_apart and _value_like(text, classes, i + 1))):
         start, cls = i + 1, classes[i + 1]
     if cls == LETTER or cls == OTHER:
         return _run_end(classes, start, cls, 0)

@@ -48,6 +48,10 @@ DEMO_RESULT_LINE = ("A full run takes about 8.5 minutes (one thread; 495-518 s C
 class DemoConfig:
     vocab_size: int = 2048
     number_groups: bool = True          # every 3-digit group one token (see number_group_texts)
+    # pre-tokenizer mode (tokenizer/pretokenize.py). "scratchgpt-values": one token per digit and no
+    # leading space on words with a digit or "@", so a value is the same tokens in the user's turn
+    # and in the reply wherever it stands (number_groups then has nothing to do)
+    pretokenizer: str = "scratchgpt"
     # smear: the previous-token gate that lets copy heads form (chapters/ch5.md, issue 9 ablation)
     model: ModelConfig = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, smear=True)
     pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=560, batch_size=16,
@@ -119,11 +123,14 @@ def number_group_texts(weight: int = NUMBER_GROUP_WEIGHT) -> list[str]:
 
 
 def train_tokenizer(pre_dir: Path, vocab_size: int, out_path: Path, progress: bool = True,
-                    number_groups: bool = False):
+                    number_groups: bool = False, pretokenizer: str = "scratchgpt"):
     from ..tokenizer import BPETokenizer
+    from ..tokenizer.pretokenize import get_mode
     from ..tokenizer.special import CHAT_SPECIAL_TOKENS
+    number_groups = number_groups and get_mode(pretokenizer).max_digits != 1   # single digits: no groups to add
     texts = corpus_texts(pre_dir) + (number_group_texts() if number_groups else [])
-    tok = BPETokenizer.train(texts, vocab_size, special_tokens=CHAT_SPECIAL_TOKENS, progress=progress)
+    tok = BPETokenizer.train(texts, vocab_size, special_tokens=CHAT_SPECIAL_TOKENS, progress=progress,
+                             pretokenizer=pretokenizer)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_path))
     return tok
@@ -210,7 +217,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     stage("prepare")
     _say(f"[2/6] training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on the pretraining corpus ...")
     tok_path = out / "tokenizer.json"
-    tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress, cfg.number_groups)
+    tok = train_tokenizer(dirs["pretrain_dir"], cfg.vocab_size, tok_path, progress, cfg.number_groups,
+                          cfg.pretokenizer)
     metas = write_all_shards(dirs, tok, progress)
     if cfg.pretrain_slot_copies or cfg.copy_drills or cfg.varied_pretrain:
         metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,

@@ -23,6 +23,10 @@
 * ``paraphrase_blind_set()``: a second hand-written set (``paraphrase_blind.csv``) written by
   someone who never read the generator's templates or the training data, and kept away from
   whoever tunes training — the check that the model did not learn only the templates.
+* ``values_dev_set()``: 40 requests with value formats no template uses (``values_dev.csv``:
+  lowercase ids, ids with slashes, underscores or spaces, leading zeros, "€1,299.00", e-mails
+  with "+", capitals, apostrophes; values glued to Chinese text), never trained on — the
+  development set for copying (issue 9), scored the same way.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from .text_metrics import corpus_bleu, distinct_n, rouge_l
 
 PARAPHRASE_CSV = Path(__file__).resolve().parents[1] / "datasets" / "customer_service" / "paraphrase.csv"
 PARAPHRASE_BLIND_CSV = PARAPHRASE_CSV.with_name("paraphrase_blind.csv")
+VALUES_DEV_CSV = PARAPHRASE_CSV.with_name("values_dev.csv")
 
 
 # ------------------------------------------------------------------ generation
@@ -277,6 +282,11 @@ def paraphrase_blind_set(limit: int | None = None) -> list:
     without reading the templates, ``train.csv``/``test.csv`` or the first paraphrase set, by
     someone not working on training, so nobody tuned training against it."""
     return paraphrase_set(limit, PARAPHRASE_BLIND_CSV)
+
+
+def values_dev_set(limit: int | None = None) -> list:
+    """The value-format development set (``values_dev.csv``, see the module docstring)."""
+    return paraphrase_set(limit, VALUES_DEV_CSV)
 
 
 def perplexity(val_loss: float) -> float:

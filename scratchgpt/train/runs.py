@@ -250,8 +250,9 @@ def evaluate_model(model, tok, data_dir, seq_len: int = 128, batch_size: int = 1
                    max_new_tokens: int = 48, progress: bool = True, paraphrase: bool = False) -> dict:
     """val_loss/perplexity on sft_val (assistant tokens), and dialogue metrics on test.jsonl;
     ``paraphrase=True`` adds the same dialogue metrics on the two hand-written paraphrase sets
-    under "paraphrase" and "paraphrase_blind" (``limit`` caps them too)."""
-    from .evaluate import evaluate_dialogues, paraphrase_blind_set, paraphrase_set, perplexity
+    and the value-format set under "paraphrase", "paraphrase_blind" and "values_dev" (``limit``
+    caps them too)."""
+    from .evaluate import evaluate_dialogues, paraphrase_blind_set, paraphrase_set, perplexity, values_dev_set
     pad = tok.special_tokens.get("<|pad|>", 0)
     val_shard = sft_examples(data_dir, "val", tok)
     seq_len = min(seq_len, model.config.block_size)
@@ -261,7 +262,8 @@ def evaluate_model(model, tok, data_dir, seq_len: int = 128, batch_size: int = 1
     convs = load_test_conversations(data_dir, "test", limit)
     dia = evaluate_dialogues(model, tok, convs, max_new_tokens=max_new_tokens, progress=progress)
     if paraphrase:
-        for name, sub in (("paraphrase", paraphrase_set(limit)), ("paraphrase_blind", paraphrase_blind_set(limit))):
+        for name, sub in (("paraphrase", paraphrase_set(limit)), ("paraphrase_blind", paraphrase_blind_set(limit)),
+                          ("values_dev", values_dev_set(limit))):
             dia[name] = evaluate_dialogues(model, tok, sub, max_new_tokens=max_new_tokens, progress=progress)
     return {"val_loss": vl, "perplexity": perplexity(vl), **dia, "eval_seconds": round(time.perf_counter() - t0, 2)}
 
