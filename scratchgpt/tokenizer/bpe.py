@@ -413,7 +413,7 @@ def _splitter(mode):
     if mode.name not in _SPLITTERS:
         _SPLITTERS[mode.name] = _load_cython().Splitter(
             fast_class_table(), mode.case_insensitive_contractions, mode.max_digits, mode.cjk_chunk,
-            mode.values_apart)
+            *((True,) if mode.values_apart else ()))   # an extension built before the option still loads the others
     return _SPLITTERS[mode.name]
 
 
