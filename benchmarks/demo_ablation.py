@@ -54,6 +54,10 @@ def variants() -> dict:
     # the defaults (smear, drills, varied data, made-up e-mail users) with the "scratchgpt-values"
     # pre-tokenizer: one token per digit, no leading space on value-like words (issue 9, copy9)
     out["values-pretok"] = replace(d, pretokenizer="scratchgpt-values")
+    # + half of the copy drills' values in wide formats (copy_drill.py: lower-case/mixed ids with
+    # dashes, slashes, underscores, spaces; € / EUR amounts with commas; e-mails with "+", capitals)
+    out["values-pretok+wide-drills"] = replace(out["values-pretok"], drill_wide_formats=True)
+    out["wide-drills"] = replace(d, drill_wide_formats=True)
     return out
 
 

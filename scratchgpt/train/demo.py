@@ -70,6 +70,7 @@ class DemoConfig:
     varied_sft: int = 6000
     varied_pretrain: int = 3000
     drill_made_up_names: bool = True    # copy drills' e-mail users: made-up names instead of a list of 26
+    drill_wide_formats: bool = False    # half the drills' values in formats nothing else uses (copy_drill.py)
     varied_open_products: float = 0.0   # share of varied conversations naming a made-up product (variety.py)
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
@@ -144,7 +145,7 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
                                    max_boost: int = 1, varied: int = 0, made_up_names: bool = False,
-                                   open_products: float = 0.0) -> dict:
+                                   open_products: float = 0.0, wide_formats: bool = False) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
     and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
@@ -171,7 +172,7 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
                                                                                           open_products=open_products)]
     if drills:
         from .copy_drill import copy_drills
-        extra += copy_drills(drills, seed, made_up_names)
+        extra += copy_drills(drills, seed, made_up_names, wide_formats)
     if drills or varied:
         rng.shuffle(extra)
     texts = corpus_texts(dirs["pretrain_dir"]) + extra
@@ -224,7 +225,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
         metas["pretrain"]["pretrain_train"] = add_slot_copies_to_pretraining(dirs, tok, cfg.pretrain_slot_copies, seed,
                                                                              cfg.copy_drills, cfg.rare_slot_boost,
                                                                              cfg.varied_pretrain, cfg.drill_made_up_names,
-                                                                             cfg.varied_open_products)
+                                                                             cfg.varied_open_products,
+                                                                             cfg.drill_wide_formats)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
