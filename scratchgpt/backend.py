@@ -56,6 +56,8 @@ def cuda_module():
         from numba import cuda
     if simulator_enabled():
         _lock_simulator_shared_arrays()
+        from .cuda_simulator import install
+        install()                 # pooled threads and a real barrier: several times faster blocks
     return cuda
 
 

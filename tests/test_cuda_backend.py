@@ -104,3 +104,54 @@ def test_clip_grad_norm_on_gpu_gradients_matches_cpu():
     assert abs(n_cpu - n_gpu) < 1e-5 * n_cpu and n_cpu > 1.0
     for a, b in zip(cpu, gpu):
         np.testing.assert_allclose(host(b.grad), a.grad, rtol=1e-6, atol=1e-7)
+
+
+cuda = backend.cuda_module()      # kernels below: the simulator swaps the global named `cuda`
+
+
+@cuda.jit
+def reverse_sum(x, out):                  # each block: reverse its 8 values through shared memory, then sum
+    buf = cuda.shared.array(8, dtype=np.float64)
+    t = cuda.threadIdx.x
+    i = cuda.blockIdx.x * 8 + t
+    buf[t] = x[i]
+    cuda.syncthreads()
+    v = buf[7 - t]
+    cuda.syncthreads()
+    buf[t] = v * (t + 1)
+    cuda.syncthreads()
+    if t == 0:
+        s = 0.0
+        for k in range(8):
+            s += buf[k]
+        out[cuda.blockIdx.x] = s
+
+
+@cuda.jit
+def fails(out):
+    t = cuda.threadIdx.x
+    cuda.syncthreads()
+    if t == 5:
+        out[100] = 1.0                    # out of bounds: the launch raises, naming the thread
+    cuda.syncthreads()
+
+
+def test_simulator_blocks_run_on_pooled_threads_with_a_real_barrier():
+    # backend installs scratchgpt/cuda_simulator.py's block runner: barriers, shared memory and
+    # errors behave as in numba's own simulator (which started a thread per CUDA thread and polled them)
+    if not backend.simulator_enabled():
+        pytest.skip("simulator only")
+    from numba.cuda.simulator import kernel as simkernel
+
+    from scratchgpt.cuda_simulator import PooledBlockManager
+    assert simkernel.BlockManager is PooledBlockManager
+    x = np.arange(24, dtype=np.float64)
+    out = dev(np.zeros(3))
+    reverse_sum[3, 8](dev(x), out)
+    want = [sum(x[b * 8 + 7 - t] * (t + 1) for t in range(8)) for b in range(3)]
+    np.testing.assert_array_equal(host(out), want)
+
+    with pytest.raises(IndexError, match=r"tid=\[5, 0, 0\] ctaid=\[0, 0, 0\]"):
+        fails[2, 8](dev(np.zeros(4)))
+    reverse_sum[3, 8](dev(x), out)            # the pool still works after an aborted block
+    np.testing.assert_array_equal(host(out), want)
