@@ -127,6 +127,32 @@ def test_values_dev_set_requires_every_value_and_scores_its_own_references():
         assert task_scores(ref, ref, need)["ok"]
 
 
+def test_dev_set_is_well_formed_and_not_in_the_training_data():
+    """dev.csv (data9's development set): English, Chinese and mixed, every topic, references
+    carry their labelled topic and the values they must echo, no user turn is a training turn or
+    a paraphrase-set turn."""
+    import re
+
+    from scratchgpt.data.annotate import TOPICS, classify_topic
+    from scratchgpt.train.evaluate import DEV_CSV, dev_set, paraphrase_set
+    convs = dev_set()
+    assert len(convs) >= 60 and {c.language for c in convs} == {"en", "zh"}
+    assert {c.topic for c in convs} == set(TOPICS[:-1])
+    users = [m.content for c in convs for m in c.messages if m.role == "user"]
+    mixed = [u for u in users if re.search(r"[\u4e00-\u9fff]", u) and re.search(r"[A-Za-z]{4,}", u)]
+    assert len(mixed) >= 5
+    n_slots = 0
+    for c in convs:
+        prompt, ref, need = eval_turn(c)
+        n_slots += bool(need)
+        assert classify_topic(ref) == c.meta["exchanges"][len(prompt) // 2]["turn_topic"], ref
+    assert n_slots >= 0.75 * len(convs)
+    para = {m.content for c in paraphrase_set() for m in c.messages if m.role == "user"}
+    train = (DEV_CSV.parent / "train.csv").read_text(encoding="utf-8")
+    for u in users:
+        assert u not in para and (len(u) <= 12 or u not in train), u
+
+
 def test_blind_paraphrase_set_scores_its_own_references_and_declares_its_slots():
     """paraphrase_blind.csv: ids unique, languages as declared, every declared slot value said by
     the user and repeated in its reply, the evaluated turn requires exactly the first declared

@@ -55,9 +55,11 @@ def test_style_replies_are_on_topic():
 def test_no_paraphrase_user_turn_is_generated():
     # both paraphrase sets are for evaluation only: the varied training data must not contain their
     # requests (the blind set's text is not printed on failure: whoever tunes training must not read it)
-    from scratchgpt.train.evaluate import paraphrase_blind_set, paraphrase_set
+    from scratchgpt.train.evaluate import dev_set, paraphrase_blind_set, paraphrase_set
     generated = {m["content"] for c in varied_conversations(3000, seed=0) for m in c["messages"] if m["role"] == "user"}
-    for c in paraphrase_set():
+    generated |= {m["content"] for c in varied_conversations(3000, seed=0, more_wordings=True)
+                  for m in c["messages"] if m["role"] == "user"}
+    for c in paraphrase_set() + dev_set():
         for m in c.messages:
             if m.role == "user" and len(m.content) > 12:
                 assert m.content not in generated, m.content
@@ -78,3 +80,25 @@ def test_open_products_are_made_up_and_copied():
         value = c["slots"]["product"]
         assert any(value in m["content"] for m in c["messages"] if m["role"] == "user")
         assert any(value in m["content"] for m in c["messages"] if m["role"] == "assistant")
+
+
+def test_more_wordings_all_have_replies_and_are_used():
+    # every wording of templates_more.py keeps the slots its intent's replies echo (else it would be
+    # dropped silently), and more_wordings=True really draws them
+    from scratchgpt.datasets.customer_service.generate import compatible_replies
+    from scratchgpt.datasets.customer_service.templates_extra import EXTRA_REPLIES
+    from scratchgpt.datasets.customer_service.templates_more import MORE_USERS
+    for lang, intents in MORE_USERS.items():
+        for intent, users in intents.items():
+            replies = list(LANGS[lang].INTENTS[intent][2]) + EXTRA_REPLIES[lang].get(intent, [])
+            for u in users:
+                assert compatible_replies(u, replies, set()), (lang, intent, u)
+    plain = varied_conversations(400, seed=4)
+    more = varied_conversations(400, seed=4, more_wordings=True)
+    assert plain == varied_conversations(400, seed=4, more_wordings=False) and more != plain
+    import random
+    r = random.Random(0)
+    pools = [Style(more_wordings=True).templates("en", "cancel_order", ["x"], [], r)[0] for _ in range(50)]
+    assert any(set(MORE_USERS["en"]["cancel_order"]) <= set(p) for p in pools)
+    assert not any(set(MORE_USERS["en"]["cancel_order"]) & set(Style().templates("en", "cancel_order", ["x"], [], r)[0])
+                   for _ in range(50))

@@ -49,7 +49,7 @@ def test_wheel_runs_the_demo_from_an_empty_directory(tmp_path):
     (wheel,) = wheels.glob("scratchgpt-*.whl")
     with zipfile.ZipFile(wheel) as z:                 # the evaluation sets ship with the package
         names = set(z.namelist())
-    for f in ("train.csv", "test.csv", "paraphrase.csv", "paraphrase_blind.csv", "values_dev.csv"):
+    for f in ("train.csv", "test.csv", "paraphrase.csv", "dev.csv", "paraphrase_blind.csv", "values_dev.csv"):
         assert f"scratchgpt/datasets/customer_service/{f}" in names, f
 
     venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(tmp_path / "venv")

@@ -11,7 +11,7 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model directory on a prepared dialogue dataset",
                        description="Measure val loss and perplexity on sft_val, then greedy replies on "
                                    "test.jsonl: task accuracy (slot echo + topic), ROUGE-L, BLEU, distinct-1/2, per "
-                                   "language and slot type; then the same on the two bundled paraphrase sets and the value-format set.")
+                                   "language and slot type; then the same on the bundled hand-written sets (paraphrase, dev, blind paraphrase, value formats).")
     p.add_argument("model", help="model directory (or a PEFT directory written by `scratchgpt sft --peft`)")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="prepared dialogue directory (shards/sft_val, test.jsonl)")
@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most this many test conversations")
     p.add_argument("--max-new-tokens", type=int, default=48, metavar="N", help="reply length limit (default 48)")
     p.add_argument("--no-paraphrase", action="store_true",
-                   help="skip the paraphrase evaluation sets (scratchgpt/datasets/customer_service/"
-                        "paraphrase.csv, paraphrase_blind.csv, values_dev.csv)")
+                   help="skip the hand-written evaluation sets (scratchgpt/datasets/customer_service/"
+                        "paraphrase.csv, dev.csv, paraphrase_blind.csv, values_dev.csv)")
     add_progress(p)
     add_threads(p)
     add_device(p)
@@ -65,6 +65,8 @@ def format_eval(res: dict) -> str:
              f"distinct-2 {res['distinct_2']:.3f}"]
     if res.get("paraphrase"):
         lines.append(_task_line(res["paraphrase"], "paraphrase-set conversations (never trained on)"))
+    if res.get("dev"):
+        lines.append(_task_line(res["dev"], "dev-set conversations (never trained on)"))
     if res.get("paraphrase_blind"):
         lines.append(_task_line(res["paraphrase_blind"], "blind paraphrase-set conversations (never trained on)"))
     if res.get("values_dev"):

@@ -72,6 +72,9 @@ class DemoConfig:
     drill_made_up_names: bool = True    # copy drills' e-mail users: made-up names instead of a list of 26
     drill_wide_formats: bool = False    # half the drills' values in formats nothing else uses (copy_drill.py)
     varied_open_products: float = 0.0   # share of varied conversations naming a made-up product (variety.py)
+    # many more hand-written request wordings in the varied conversations (templates_more.py):
+    # other verbs, indirect/terse/angry requests, several requests in one message, mixed EN/ZH
+    varied_more_wordings: bool = False
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -145,7 +148,8 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
                                    max_boost: int = 1, varied: int = 0, made_up_names: bool = False,
-                                   open_products: float = 0.0, wide_formats: bool = False) -> dict:
+                                   open_products: float = 0.0, wide_formats: bool = False,
+                                   more_wordings: bool = False) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
     and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
@@ -169,7 +173,8 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
     if varied:
         from ..datasets.customer_service.variety import varied_conversations
         extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}",
-                                                                                          open_products=open_products)]
+                                                                                          open_products=open_products,
+                                                                                          more_wordings=more_wordings)]
     if drills:
         from .copy_drill import copy_drills
         extra += copy_drills(drills, seed, made_up_names, wide_formats)
@@ -226,7 +231,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
                                                                              cfg.copy_drills, cfg.rare_slot_boost,
                                                                              cfg.varied_pretrain, cfg.drill_made_up_names,
                                                                              cfg.varied_open_products,
-                                                                             cfg.drill_wide_formats)
+                                                                             cfg.drill_wide_formats,
+                                                                             cfg.varied_more_wordings)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -244,7 +250,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     if cfg.varied_sft:
         from ..datasets.customer_service.variety import varied_conversations
         varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}",
-                                                              open_products=cfg.varied_open_products)]
+                                                              open_products=cfg.varied_open_products,
+                                                              more_wordings=cfg.varied_more_wordings)]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
               extra_conversations=varied)

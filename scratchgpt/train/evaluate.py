@@ -20,6 +20,9 @@
   (order_id, product, amount, email), the share of required values of that type the reply echoed.
 * ``paraphrase_set()``: the hand-written paraphrase evaluation set
   (``scratchgpt/datasets/customer_service/paraphrase.csv``, never trained on), scored the same way.
+* ``dev_set()``: a third hand-written set (``dev.csv``, 66 conversations in English, Chinese and
+  mixed) that whoever tunes the varied training data chooses variants by, next to the test split
+  and the paraphrase set; never trained on either.
 * ``paraphrase_blind_set()``: a second hand-written set (``paraphrase_blind.csv``) written by
   someone who never read the generator's templates or the training data, and kept away from
   whoever tunes training — the check that the model did not learn only the templates.
@@ -42,6 +45,7 @@ from .text_metrics import corpus_bleu, distinct_n, rouge_l
 PARAPHRASE_CSV = Path(__file__).resolve().parents[1] / "datasets" / "customer_service" / "paraphrase.csv"
 PARAPHRASE_BLIND_CSV = PARAPHRASE_CSV.with_name("paraphrase_blind.csv")
 VALUES_DEV_CSV = PARAPHRASE_CSV.with_name("values_dev.csv")
+DEV_CSV = PARAPHRASE_CSV.with_name("dev.csv")
 
 
 # ------------------------------------------------------------------ generation
@@ -287,6 +291,15 @@ def paraphrase_blind_set(limit: int | None = None) -> list:
 def values_dev_set(limit: int | None = None) -> list:
     """The value-format development set (``values_dev.csv``, see the module docstring)."""
     return paraphrase_set(limit, VALUES_DEV_CSV)
+
+
+def dev_set(limit: int | None = None) -> list:
+    """The development set (``dev.csv``): requests written by hand in new words (indirect,
+    terse, angry, several sentences, typos, mixed English/Chinese, slot values in new formats),
+    separately from the wordings of ``templates_extra.py`` / ``templates_more.py``. Never
+    trained on; used to choose between training variants so the paraphrase set is not the only
+    thing they are tuned by."""
+    return paraphrase_set(limit, DEV_CSV)
 
 
 def perplexity(val_loss: float) -> float:

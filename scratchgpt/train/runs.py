@@ -249,10 +249,11 @@ def load_test_conversations(data_dir, split: str = "test", limit: int | None = N
 def evaluate_model(model, tok, data_dir, seq_len: int = 128, batch_size: int = 16, limit: int | None = None,
                    max_new_tokens: int = 48, progress: bool = True, paraphrase: bool = False) -> dict:
     """val_loss/perplexity on sft_val (assistant tokens), and dialogue metrics on test.jsonl;
-    ``paraphrase=True`` adds the same dialogue metrics on the two hand-written paraphrase sets
-    and the value-format set under "paraphrase", "paraphrase_blind" and "values_dev" (``limit``
-    caps them too)."""
-    from .evaluate import evaluate_dialogues, paraphrase_blind_set, paraphrase_set, perplexity, values_dev_set
+    ``paraphrase=True`` adds the same dialogue metrics on the hand-written sets never trained on:
+    the paraphrase set, the dev set, the blind paraphrase set and the value-format set, under
+    "paraphrase", "dev", "paraphrase_blind" and "values_dev" (``limit`` caps them too)."""
+    from .evaluate import (dev_set, evaluate_dialogues, paraphrase_blind_set, paraphrase_set, perplexity,
+                           values_dev_set)
     pad = tok.special_tokens.get("<|pad|>", 0)
     val_shard = sft_examples(data_dir, "val", tok)
     seq_len = min(seq_len, model.config.block_size)
@@ -262,8 +263,8 @@ def evaluate_model(model, tok, data_dir, seq_len: int = 128, batch_size: int = 1
     convs = load_test_conversations(data_dir, "test", limit)
     dia = evaluate_dialogues(model, tok, convs, max_new_tokens=max_new_tokens, progress=progress)
     if paraphrase:
-        for name, sub in (("paraphrase", paraphrase_set(limit)), ("paraphrase_blind", paraphrase_blind_set(limit)),
-                          ("values_dev", values_dev_set(limit))):
+        for name, sub in (("paraphrase", paraphrase_set(limit)), ("dev", dev_set(limit)),
+                          ("paraphrase_blind", paraphrase_blind_set(limit)), ("values_dev", values_dev_set(limit))):
             dia[name] = evaluate_dialogues(model, tok, sub, max_new_tokens=max_new_tokens, progress=progress)
     return {"val_loss": vl, "perplexity": perplexity(vl), **dia, "eval_seconds": round(time.perf_counter() - t0, 2)}
 

@@ -7,7 +7,8 @@ third of that on hand-written paraphrases). ``varied_conversations`` makes extra
 conversations from the same intents and reply templates, but every user message goes through
 ``Style``:
 
-* wording: the original user templates plus others written separately (``templates_extra.py``);
+* wording: the original user templates plus others written separately (``templates_extra.py``,
+  and with ``more_wordings`` the many more of ``templates_more.py``);
 * order numbers in many formats (letter + digits, ``#`` + digits, ``SG-`` + digits, bare digits,
   two-letter prefixes, lower case) and places: inline ("order number K3041", "单号K3041"), as the
   first words ("K3041 - ..."), or after the request ("... The order number is K3041.");
@@ -31,6 +32,7 @@ import string
 
 from ...data.textnorm import normalize_turn
 from . import generate, templates_en, templates_zh
+from .templates_more import MORE_USERS
 from .templates_extra import (ABBREVIATIONS, CHITCHAT, EN_EXTRAS_ZH, EXTRA_REPLIES, EXTRA_USERS, ID_FIRST,
                               ID_INLINE, ID_LAST, ORDER_WORDS, PRODUCT_PARTS, ZH_TO_EN)
 
@@ -58,9 +60,10 @@ class Style:
     # account and payment conversations carry the rare slot types (e-mails, amounts): more of them
     topic_weights = {**generate.TOPIC_WEIGHTS, "account": 3, "payment": 3}
 
-    def __init__(self, p: float = 1.0, open_products: float = 0.0):
+    def __init__(self, p: float = 1.0, open_products: float = 0.0, more_wordings: bool = False):
         self.p = p
         self.open_products = open_products   # share of made-up product names (PRODUCT_PARTS)
+        self.more_wordings = more_wordings   # draw other wordings from templates_more.py too
 
     # ---- slot values
     def order_id(self, r: random.Random) -> str:
@@ -117,6 +120,8 @@ class Style:
     # ---- templates
     def templates(self, lang, intent, users, replies, r: random.Random):
         extra = EXTRA_USERS[lang].get(intent, [])
+        if self.more_wordings:
+            extra = extra + MORE_USERS[lang].get(intent, [])
         if extra and r.random() < 0.6 * self.p:
             users = extra
         return users, list(replies) + EXTRA_REPLIES[lang].get(intent, [])
@@ -224,11 +229,13 @@ class Style:
         return " ".join(words)
 
 
-def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0, open_products: float = 0.0) -> list[dict]:
+def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0, open_products: float = 0.0,
+                         more_wordings: bool = False) -> list[dict]:
     """``n`` varied conversations, half English and half Chinese, as
     ``{"messages": [{"role", "content"}...], "slots": {...}, "language": ...}`` (turns normalised
-    like the data pipeline's). Deterministic for ``seed``."""
-    style = Style(p, open_products)
+    like the data pipeline's). Deterministic for ``seed``. ``more_wordings`` adds the wordings
+    of ``templates_more.py`` to the other wordings a message may use."""
+    style = Style(p, open_products, more_wordings)
     out = []
     for i in range(n):
         lang = "en" if i % 2 == 0 else "zh"
