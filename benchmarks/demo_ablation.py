@@ -58,6 +58,8 @@ def variants() -> dict:
     # dashes, slashes, underscores, spaces; € / EUR amounts with commas; e-mails with "+", capitals)
     out["values-pretok+wide-drills"] = replace(out["values-pretok"], drill_wide_formats=True)
     out["wide-drills"] = replace(d, drill_wide_formats=True)
+    # + many more hand-written request wordings in the varied conversations (templates_more.py, data9)
+    out["varied6k+names+more"] = replace(out["varied6k+names"], varied_more_wordings=True)
     return out
 
 
@@ -84,6 +86,7 @@ def main(argv=None) -> int:
            "paraphrase_by_slot_type": {k: v["echoed"] for k, v in ev["paraphrase"]["by_slot_type"].items()},
            "values_dev_task_accuracy": ev.get("values_dev", {}).get("task_accuracy"),
            "values_dev_by_slot_type": {k: v["echoed"] for k, v in ev.get("values_dev", {}).get("by_slot_type", {}).items()},
+           **{f"{k}_{m}": ev[k][m] for k in ("dev", "paraphrase_blind") for m in ("task_accuracy", "topic_accuracy")},
            "val_loss": ev["val_loss"], "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
            "wall_s": round(time.perf_counter() - t0, 1), "timings_s": ev["timings_s"]}
     print("RESULT " + json.dumps(row))
