@@ -60,6 +60,9 @@ def variants() -> dict:
     out["wide-drills"] = replace(d, drill_wide_formats=True)
     # + many more hand-written request wordings in the varied conversations (templates_more.py, data9)
     out["varied6k+names+more"] = replace(out["varied6k+names"], varied_more_wordings=True)
+    # + SFT loss weight 3 on reply tokens that copy a value from the user (slot_augment.weight_copied_tokens)
+    out["varied6k+names+w3"] = replace(out["varied6k+names"], sft_slot_weight=3)
+    out["varied6k+names+more+w3"] = replace(out["varied6k+names+more"], sft_slot_weight=3)
     return out
 
 

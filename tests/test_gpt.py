@@ -84,6 +84,32 @@ def test_loss_mask_matches_reference_with_ignored_targets():
         np.testing.assert_allclose(p.grad, ref[n], rtol=1e-9, atol=1e-12, err_msg=n)
 
 
+def test_weighted_loss_mask_is_a_weighted_mean():
+    # a mask with values > 1 (SFT slot-token weighting, slot_augment.weight_copied_tokens): the loss
+    # is sum(w * nll) / sum(w) over the targets, and its gradient matches central differences
+    model = random_model(np.float64, seed=5)
+    idx, tgt = batch(5)
+    w = np.ones((B, T))
+    w[0, :3] = 0
+    w[1, 4:7] = 3
+    logits, loss = model(idx, tgt, loss_mask=w)
+    z = logits.data - logits.data.max(-1, keepdims=True)
+    nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(B)[:, None], np.arange(T)[None], tgt]
+    np.testing.assert_allclose(float(loss.data), (w * nll).sum() / w.sum(), rtol=1e-12)
+    loss.backward()
+    p = dict(model.named_parameters())["transformer.ln_f.bias"]
+    eps, g = 1e-6, np.zeros(4)
+    for k in range(4):
+        old = p.data[k]
+        p.data[k] = old + eps
+        hi = float(model(idx, tgt, loss_mask=w)[1].data)
+        p.data[k] = old - eps
+        lo = float(model(idx, tgt, loss_mask=w)[1].data)
+        p.data[k] = old
+        g[k] = (hi - lo) / (2 * eps)
+    np.testing.assert_allclose(p.grad[:4], g, rtol=1e-6, atol=1e-9)
+
+
 def test_full_loss_gradcheck_float64():
     model = random_model(np.float64, seed=3)
     idx, tgt = batch(3)

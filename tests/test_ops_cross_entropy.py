@@ -96,6 +96,68 @@ def test_ignored_rows_have_no_effect(case):
     np.testing.assert_allclose(g.sum(axis=-1), 0.0, atol=1e-12)
 
 
+# ---------------------------------------------------------------- per-target weights (weighted loss mask)
+def _weights_for(targets, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.choice([0.0, 1.0, 1.0, 3.0, 0.5], size=targets.shape)
+    return w
+
+
+@given(ce_case())
+def test_weighted_fast_path_matches_reference(case):
+    logits, targets, reduction = case
+    w = _weights_for(targets, logits.size)
+    ref, cache_ref = cross_entropy_forward_ref(logits, targets, IGNORE, reduction, weights=w)
+    loss, cache = cross_entropy_forward(logits.astype(np.float32), targets, IGNORE, reduction, weights=w)
+    np.testing.assert_allclose(loss, ref, atol=F32_ATOL, rtol=F32_RTOL)
+    np.testing.assert_allclose(cross_entropy_backward(np.float32(0.5), cache), cross_entropy_backward_ref(0.5, cache_ref),
+                               atol=1e-6, rtol=1e-5)
+    # the definition: a weighted mean (sum) of the per-row losses of the unweighted op
+    per_row, _ = cross_entropy_forward_ref(logits, targets, IGNORE, "sum", weights=None)
+    rows = [cross_entropy_forward_ref(logits.reshape(-1, logits.shape[-1])[i:i + 1], targets.reshape(-1)[i:i + 1],
+                                      IGNORE, "sum")[0] for i in range(targets.size)]
+    om = np.where(targets.reshape(-1) != IGNORE, w.reshape(-1), 0.0)
+    want = float(np.dot(om, rows))
+    if reduction == "mean":
+        want = want / om.sum() if om.sum() else 0.0
+    np.testing.assert_allclose(ref, want, atol=1e-12, rtol=1e-10)
+    np.testing.assert_allclose(per_row, float(np.sum(rows)), atol=1e-12, rtol=1e-10)
+
+
+@given(ce_case())
+def test_unit_weights_are_the_plain_loss_bit_for_bit(case):
+    logits, targets, reduction = case
+    z = logits.astype(np.float32)
+    a, ca = cross_entropy_forward(z, targets, IGNORE, reduction)
+    b, cb = cross_entropy_forward(z, targets, IGNORE, reduction, weights=np.ones(targets.shape))
+    assert a == b and np.array_equal(cross_entropy_backward(1.0, ca), cross_entropy_backward(1.0, cb))
+
+
+@settings(max_examples=10)
+@given(ce_case(max_rows=4, max_v=12))
+def test_weighted_gradcheck(case):
+    logits, targets, reduction = case
+    w = _weights_for(targets, 7)
+    report = gradcheck(lambda z: cross_entropy(z, targets, IGNORE, reduction, weights=w), [logits],
+                       atol=GRAD_ATOL, rtol=GRAD_RTOL)
+    assert report["ok"]
+
+
+def test_weights_scale_rows_and_are_checked():
+    z = np.log(np.array([[1.0, 1.0, 2.0], [3.0, 1.0, 1e-300]]))
+    t = np.array([2, 0])
+    loss, cache = cross_entropy_forward(z, t, weights=np.array([3.0, 1.0]))
+    np.testing.assert_allclose(loss, (3 * np.log(2.0) + np.log(4 / 3)) / 4, rtol=1e-12)
+    g = cross_entropy_backward(1.0, cache)
+    np.testing.assert_allclose(g[0], 3 / 4 * np.array([0.25, 0.25, -0.5]), atol=1e-12)
+    zero, _ = cross_entropy_forward(z, t, weights=np.zeros(2))
+    assert zero == 0.0
+    with pytest.raises(DataError, match="weights shape"):
+        cross_entropy_forward(z, t, weights=np.ones(3))
+    with pytest.raises(DataError, match=">= 0"):
+        cross_entropy_forward(z, t, weights=np.array([1.0, -1.0]))
+
+
 def test_all_ignored_gives_zero_loss_and_zero_grad():
     logits = Tensor(np.random.default_rng(1).standard_normal((2, 3, 5)).astype(np.float32), requires_grad=True)
     targets = np.full((2, 3), IGNORE)

@@ -58,3 +58,18 @@ def test_rare_slot_types_get_more_copies():
     assert copies_per_conversation(convs, 3) == [3] * 10 + [0]
     assert copies_per_conversation(convs, 3, max_boost=4) == [3] * 9 + [12, 0]   # 9 / 1 capped at 4
     assert copies_per_conversation(convs, 3, max_boost=20) == [3] * 9 + [27, 0]
+
+
+def test_copied_reply_tokens_get_the_weight():
+    from scratchgpt.train.slot_augment import weight_copied_tokens
+    # ids: user turn (mask 0) then the reply (mask 1); 7 and 9 are "values" the user gave,
+    # 5 is a word every reply says (common: in > max_share of the examples' replies)
+    common = [([1, 5, 2], [0, 1, 1])] * 30
+    ex = [([3, 7, 9, 5, 4, 5, 7, 9, 8, 6], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1])] + common
+    out = weight_copied_tokens(ex, 3, max_share=0.1)
+    assert out[0][1] == [0, 0, 0, 0, 1, 1, 3, 3, 1, 1]
+    assert out[1:] == common and ex[0][1] == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]   # input unchanged
+    import pytest
+    from scratchgpt.errors import DataError
+    with pytest.raises(DataError):
+        weight_copied_tokens(ex, 0)

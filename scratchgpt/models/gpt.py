@@ -121,6 +121,9 @@ class GPT(Module):
         """(logits (B, T, V) Tensor, loss scalar Tensor or None).
 
         ``loss_mask`` (B, T) of 0/1 marks which targets count (e.g. only assistant tokens in SFT).
+        A mask with other values is a *weighted* mask: targets with mask 0 do not count, the others
+        count with their mask value as weight (the loss is the weighted mean, ``ops.cross_entropy``
+        with ``weights``; e.g. 3 on the tokens of slot values a reply must copy).
         """
         x = self.hidden_states(idx)
         # tied output layer: logits = x @ wte^T; the transpose is a view, BLAS reads it as is
@@ -135,7 +138,12 @@ class GPT(Module):
             bad = tgt[(tgt != IGNORE_INDEX) & ((tgt < 0) | (tgt >= V))]
             if bad.size:
                 raise DataError(f"targets hold id {int(bad[0])} outside [0, {V})")
-        return logits, ops.cross_entropy(logits, self._on_device(tgt), ignore_index=IGNORE_INDEX)
+        weights = None
+        if loss_mask is not None:
+            m = np.asarray(loss_mask)
+            if ((m != 0) & (m != 1)).any():
+                weights = m
+        return logits, ops.cross_entropy(logits, self._on_device(tgt), ignore_index=IGNORE_INDEX, weights=weights)
 
     def _on_device(self, ids: np.ndarray):
         """The edge where a batch enters the model: token ids are copied to the GPU here, once."""

@@ -135,7 +135,11 @@ def _scale_by(x, s):
 @register(CrossEntropyFunction, "cuda")
 class CrossEntropyCuda:
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
+    def forward(ctx, logits, targets, ignore_index=-100, reduction="mean", weights=None):
+        if weights is not None:
+            from ..errors import ConfigError
+            raise ConfigError("per-token loss weights (a weighted loss mask) run on the CPU only; "
+                              "the CUDA cross-entropy kernel takes 0/1 masks")
         return cross_entropy_forward_cuda(logits, targets, ignore_index, reduction, compute_grad=ctx.grad_enabled)
 
     @staticmethod

@@ -75,6 +75,9 @@ class DemoConfig:
     # many more hand-written request wordings in the varied conversations (templates_more.py):
     # other verbs, indirect/terse/angry requests, several requests in one message, mixed EN/ZH
     varied_more_wordings: bool = False
+    # SFT loss weight of reply tokens that copy a value from the user (slot_augment.weight_copied_tokens);
+    # 1 = the plain loss
+    sft_slot_weight: int = 1
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -254,7 +257,7 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
                                                               more_wordings=cfg.varied_more_wordings)]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
-              extra_conversations=varied)
+              extra_conversations=varied, slot_weight=cfg.sft_slot_weight)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
     stage("sft")
 

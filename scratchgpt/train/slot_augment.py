@@ -126,12 +126,46 @@ class ListShard:
         return self.examples[i]
 
 
+def weight_copied_tokens(examples: list, weight: int, max_share: float = 0.05) -> list:
+    """A weighted loss mask: every reply token that *copies* a value gets ``weight`` instead of 1.
+
+    ``examples`` are rendered ``(ids, mask)`` pairs (mask 1 on the assistant's tokens). A reply
+    token counts as copied when (a) the same token id occurs earlier in the example outside the
+    assistant's tokens (the user said it) and (b) the id is rare among replies: it occurs in the
+    replies of at most ``max_share`` of the examples. (b) leaves out the words every reply repeats
+    ("order", "the", punctuation) and keeps the tokens of order numbers, amounts, e-mails and
+    product names, which vary from conversation to conversation. No slot annotations are needed,
+    so slot-resampled copies and varied conversations are weighted the same way. The SFT loss is
+    then the weighted mean of ``ops.cross_entropy`` (``GPT.forward`` passes a mask with values > 1
+    as weights). Returns new ``(ids, mask)`` pairs; the input is not changed.
+    """
+    if weight < 1:
+        raise DataError(f"slot token weight must be >= 1, got {weight}")
+    df: dict = defaultdict(int)
+    for ids, mask in examples:
+        for t in {i for i, m in zip(ids, mask) if m}:
+            df[t] += 1
+    limit = max_share * len(examples)
+    out = []
+    for ids, mask in examples:
+        seen: set = set()
+        new = list(mask)
+        for k, (t, m) in enumerate(zip(ids, mask)):
+            if not m:
+                seen.add(t)
+            elif t in seen and df[t] <= limit:
+                new[k] = weight
+        out.append((ids, new))
+    return out
+
+
 def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, max_boost: int = 1,
-                        extra: list | None = None) -> ListShard:
+                        extra: list | None = None, slot_weight: int = 1) -> ListShard:
     """The rendered originals plus ``copies`` slot-resampled variants of each conversation with
     slots (more for rare slot types with ``max_boost`` > 1: ``copies_per_conversation``), plus
     ``extra`` message lists rendered as they are (e.g. varied conversations,
-    ``datasets/customer_service/variety.py``)."""
+    ``datasets/customer_service/variety.py``). ``slot_weight > 1`` weighs the reply tokens that
+    copy a value from the user that much more in the loss (``weight_copied_tokens``)."""
     from ..tokenizer.chat_template import render_chat
     if copies < 0:
         raise DataError(f"slot copies must be >= 0, got {copies}")
@@ -146,5 +180,7 @@ def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, ma
                 new_msgs, _ = resample_slots(c, pools, rng)
                 examples.append(render_chat(tok, new_msgs))
     examples += [render_chat(tok, msgs) for msgs in (extra or [])]
+    if slot_weight != 1:
+        examples = weight_copied_tokens(examples, slot_weight)
     pad = tok.special_tokens.get("<|pad|>", 0)
     return ListShard(examples, pad)
