@@ -55,11 +55,11 @@ def test_style_replies_are_on_topic():
 def test_no_paraphrase_user_turn_is_generated():
     # both paraphrase sets are for evaluation only: the varied training data must not contain their
     # requests (the blind set's text is not printed on failure: whoever tunes training must not read it)
-    from scratchgpt.train.evaluate import dev_set, paraphrase_blind_set, paraphrase_set
+    from scratchgpt.train.evaluate import dev_set, paraphrase_blind_set, paraphrase_set, values_dev_set
     generated = {m["content"] for c in varied_conversations(3000, seed=0) for m in c["messages"] if m["role"] == "user"}
     generated |= {m["content"] for c in varied_conversations(3000, seed=0, more_wordings=True)
                   for m in c["messages"] if m["role"] == "user"}
-    for c in paraphrase_set() + dev_set():
+    for c in paraphrase_set() + dev_set() + values_dev_set():
         for m in c.messages:
             if m.role == "user" and len(m.content) > 12:
                 assert m.content not in generated, m.content
