@@ -1,4 +1,4 @@
-"""A faster way for numba.cuda's simulator to run a thread block (``install``; backend.py calls it).
+"""Faster ways for numba.cuda's simulator to run a thread block (``install``; backend.py calls it).
 
 The simulator (NUMBA_ENABLE_CUDASIM=1) runs every CUDA thread of a block as a Python thread.
 numba-cuda 0.30 starts a new ``threading.Thread`` for every thread of every block and finds out
@@ -7,15 +7,15 @@ that all of a block's threads reached ``syncthreads()`` by polling them in a bus
 vocab 300; 122 blocks, 10,176 threads): 15 s, of which 7.7 s were the polling and 3.1 s the
 thread starts — the kernels' own Python was a fraction.
 
-Here the same semantics with less waste:
-  - a pool of worker threads that persists between launches: a block's thread ``i`` runs on
-    worker ``i`` (no thread start per CUDA thread);
-  - ``syncthreads()`` is a barrier on a condition variable: the last thread to arrive releases
-    the others, and threads that have returned no longer count (what the polling loop did: it
-    released the barrier when every *live* thread was blocked);
-  - blocks still run one after another, and an exception in any thread aborts the block and is
-    raised from the launch with the thread and block named, as before.
-
+Two replacements with the same semantics (blocks one after another; ``syncthreads()`` releases
+when every thread still running has reached it; an exception aborts the block and is raised
+from the launch naming the thread and block):
+  - ``GreenletBlockManager`` (used when the greenlet package is installed, the ``test`` extra):
+    the threads are greenlets in the launching thread, run phase by phase between barriers —
+    a switch costs about a microsecond. Tiny GPT forward: 13.2 s -> 1.8 s (pooled threads) ->
+    ~0.9 s; one tiny training step 6.4 s (pooled threads) -> 3.1 s;
+  - ``PooledBlockManager``: a pool of worker threads that persists between launches, and a
+    barrier on a condition variable instead of the polling.
 What a kernel sees is unchanged: ``cuda.threadIdx`` / ``blockIdx`` / ``laneid`` come from the
 current thread's attributes, shared arrays from the simulator (with backend.py's lock).
 """
@@ -151,10 +151,104 @@ class PooledBlockManager:
             self._cond.notify_all()
 
 
+class _Barrier(Exception):
+    pass
+
+
+class GreenletBlockManager:
+    """The block's threads as greenlets in the launching thread, run phase by phase.
+
+    A phase runs every live thread, one after another, until it reaches ``syncthreads()`` (the
+    greenlet switches back here) or returns; when all have, the next phase resumes them. That is
+    barrier semantics with a switch that costs about a microsecond instead of a thread wake-up.
+    Inside a phase the threads run in order — 0, 1, 2 ... in even-numbered blocks and the
+    reverse in odd ones — so a missing barrier shows up whichever direction the data flows.
+    ``cuda.threadIdx`` & co. read attributes of ``threading.current_thread()``: they are set
+    before each switch into a thread's greenlet and removed after the launch."""
+
+    _ATTRS = ("threadIdx", "blockIdx", "thread_id", "syncthreads", "syncthreads_count", "syncthreads_and",
+              "syncthreads_or", "_manager")
+
+    def __init__(self, f, grid_dim, block_dim, debug):
+        self._f = f
+        self._grid_dim = grid_dim
+        self._block_dim = block_dim
+        self.debug = debug
+        self.block_state = np.zeros(block_dim, dtype=np.bool_)
+
+    def run(self, grid_point, *args):
+        import greenlet
+        from numba.cuda.simulator.kernelapi import Dim3
+        me = threading.current_thread()
+        saved = {a: me.__dict__[a] for a in self._ATTRS if a in me.__dict__}
+        scheduler = greenlet.getcurrent()
+        bx, by = self._block_dim[0], self._block_dim[1]
+        block_idx = Dim3(*grid_point)
+        fn, debug = self._f, self.debug
+
+        def body():
+            if debug:
+                with np.errstate(divide="raise"):
+                    fn(*args)
+            else:
+                fn(*args)
+
+        def barrier():
+            scheduler.switch(_Barrier)
+
+        def vote(value):
+            st = self.block_state
+            st[me.threadIdx.x, me.threadIdx.y, me.threadIdx.z] = value
+            barrier()
+            res = st.copy()
+            barrier()
+            return res
+
+        threads = []
+        for p in np.ndindex(*self._block_dim):
+            threads.append((greenlet.greenlet(body), Dim3(*p), p[0] + bx * (p[1] + by * p[2])))
+        linear = grid_point[0] + self._grid_dim[0] * (grid_point[1] + self._grid_dim[1] * grid_point[2])
+        if linear % 2:
+            threads.reverse()
+        me.blockIdx, me._manager = block_idx, self
+        me.syncthreads = barrier
+        me.syncthreads_count = lambda v: int(np.count_nonzero(vote(v)))
+        me.syncthreads_and = lambda v: 1 if np.all(vote(v)) else 0
+        me.syncthreads_or = lambda v: 1 if np.any(vote(v)) else 0
+        try:
+            live = threads
+            while live:
+                for g, tidx, tid in live:
+                    me.threadIdx, me.thread_id = tidx, tid
+                    try:
+                        g.switch()
+                    except BaseException as e:    # noqa: BLE001 - re-raised naming the thread
+                        msg = f"tid={list(tidx)} ctaid={list(block_idx)}" + (f": {e}" if str(e) else "")
+                        for other, _, _ in live:
+                            if other is not g and other:
+                                other.throw(greenlet.GreenletExit)
+                        try:
+                            err = type(e)(msg)
+                        except Exception:
+                            raise e from None
+                        raise err.with_traceback(e.__traceback__) from None
+                live = [t for t in live if not t[0].dead]
+        finally:
+            for a in self._ATTRS:
+                me.__dict__.pop(a, None)
+            me.__dict__.update(saved)
+
+
 def install() -> None:
-    """Make the simulator run blocks with ``PooledBlockManager`` (idempotent)."""
+    """Make the simulator run blocks as greenlets (``GreenletBlockManager``) when the greenlet
+    package is there (the ``test`` extra), else on pooled threads (``PooledBlockManager``).
+    Idempotent."""
     try:
         from numba.cuda.simulator import kernel
     except ImportError:
         return
-    kernel.BlockManager = PooledBlockManager
+    try:
+        import greenlet  # noqa: F401
+        kernel.BlockManager = GreenletBlockManager
+    except ImportError:
+        kernel.BlockManager = PooledBlockManager

@@ -136,15 +136,18 @@ def fails(out):
     cuda.syncthreads()
 
 
-def test_simulator_blocks_run_on_pooled_threads_with_a_real_barrier():
-    # backend installs scratchgpt/cuda_simulator.py's block runner: barriers, shared memory and
-    # errors behave as in numba's own simulator (which started a thread per CUDA thread and polled them)
+@pytest.mark.parametrize("runner", ["GreenletBlockManager", "PooledBlockManager"])
+def test_simulator_block_runners_keep_barriers_shared_memory_and_errors(runner, monkeypatch):
+    # backend installs scratchgpt/cuda_simulator.py's block runner (greenlets when the package is
+    # there, else pooled threads): barriers, shared memory and errors behave as in numba's own
+    # simulator (which started a thread per CUDA thread and polled them)
     if not backend.simulator_enabled():
         pytest.skip("simulator only")
     from numba.cuda.simulator import kernel as simkernel
 
-    from scratchgpt.cuda_simulator import PooledBlockManager
-    assert simkernel.BlockManager is PooledBlockManager
+    from scratchgpt import cuda_simulator
+    assert simkernel.BlockManager in (cuda_simulator.PooledBlockManager, cuda_simulator.GreenletBlockManager)
+    monkeypatch.setattr(simkernel, "BlockManager", getattr(cuda_simulator, runner))
     x = np.arange(24, dtype=np.float64)
     out = dev(np.zeros(3))
     reverse_sum[3, 8](dev(x), out)
@@ -153,5 +156,5 @@ def test_simulator_blocks_run_on_pooled_threads_with_a_real_barrier():
 
     with pytest.raises(IndexError, match=r"tid=\[5, 0, 0\] ctaid=\[0, 0, 0\]"):
         fails[2, 8](dev(np.zeros(4)))
-    reverse_sum[3, 8](dev(x), out)            # the pool still works after an aborted block
+    reverse_sum[3, 8](dev(x), out)            # the runner still works after an aborted block
     np.testing.assert_array_equal(host(out), want)

@@ -17,9 +17,11 @@ Prefix-tuning (Li & Liang, 2021). Each layer gets P learned key and value vector
     every query may attend to, prepended to the sequence's own keys/values:
         K' = [Pk ; K], V' = [Pv ; V],  att = softmax(q K'^T / sqrt(HS) + mask),  y = att V'
     The mask lets query t see all P prefix slots and sequence positions <= t. Our fused
-    ``causal_self_attention`` op has no prefix input, so ``PrefixSelfAttention`` computes
-    attention from the composable ops (matmul, concat, softmax) — slower, but every piece has
-    a tested backward, and with P = 0 it equals the fused op (tests/test_peft.py).
+    ``causal_self_attention`` op has no prefix input, so on the CPU ``PrefixSelfAttention``
+    computes attention from the composable ops (matmul, concat, softmax) — slower, but every
+    piece has a tested backward, and with P = 0 it equals the fused op (tests/test_peft.py).
+    On the GPU (``prefix_attention_fused``) the prefixes ride through the fused op as P extra
+    rows in front of the sequence (tests/test_cuda_commands.py compares the two).
 
 Wrapping keeps base parameter names: a LoRA layer replacing ``...attn.c_attn`` holds the very
 same ``weight``/``bias`` Parameters under the same names and adds ``lora_A``/``lora_B``. So the
@@ -147,6 +149,8 @@ def prefix_attention(qkv, prefix_k, prefix_v, n_head: int):
 
     qkv (B, T, 3C); prefix_k, prefix_v (NH, P, HS) -> (B, T, C), heads merged.
     """
+    if getattr(qkv, "device", "cpu") == "cuda":
+        return prefix_attention_fused(qkv, prefix_k, prefix_v, n_head)
     B, T, C3 = qkv.shape
     C = C3 // 3
     NH = n_head
@@ -170,6 +174,32 @@ def prefix_attention(qkv, prefix_k, prefix_v, n_head: int):
     att = ops.softmax(att, axis=-1)
     y = ops.matmul(att, v)                                           # (B, NH, T, HS)
     return ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (B, T, C))    # (B, T, C)
+
+
+def prefix_attention_fused(qkv, prefix_k, prefix_v, n_head: int):
+    """The same attention through the fused causal op (what the GPU runs): the P prefix slots
+    become P extra rows in front of each sequence, with their key and value parts set to the
+    prefixes and a zero query. Causal attention over those P+T rows lets row P+t see every
+    prefix slot and positions <= t — exactly the prefix mask — and the P extra output rows are
+    dropped (their gradient is zero, so they add nothing to dK, dV). Autograd sums the prefix
+    gradients over the batch through the concatenations.
+
+    qkv (B, T, 3C); prefix_k, prefix_v (NH, P, HS) -> (B, T, C).
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    P = prefix_k.shape[1]
+    if P == 0:
+        return ops.causal_self_attention(qkv, n_head)
+
+    def rows(p):                                                     # (NH, P, HS) -> (B, P, C)
+        r = ops.reshape(ops.transpose(p, (1, 0, 2)), (1, P, C))
+        return ops.concat([r] * B, axis=0) if B > 1 else r
+
+    k, v = rows(prefix_k), rows(prefix_v)
+    pre = ops.concat([ops.scale(k, 0.0), k, v], axis=2)              # (B, P, 3C): zero queries
+    y = ops.causal_self_attention(ops.concat([pre, qkv], axis=1), n_head)   # (B, P+T, C)
+    return ops.getitem(y, (slice(None), slice(P, None)))             # (B, T, C)
 
 
 class PrefixSelfAttention(Module):

@@ -57,8 +57,9 @@ def _reply_stops(tok) -> set:
 def _recompute_tail(model, ctx: list, n: int, stops: set) -> list:
     """Up to ``n`` greedy tokens after ``ctx``, each from a full forward of the last block_size
     tokens (a sliding window once the sequence outgrows the context)."""
+    from ..backend import to_host
     block = model.config.block_size
-    wte = model.transformer.wte.weight.data
+    wte = to_host(model.transformer.wte.weight.data)      # a GPU model: one copy of the (V, C) table
     out: list[int] = []
     ctx = list(ctx)
     was_training = model.training
@@ -67,7 +68,7 @@ def _recompute_tail(model, ctx: list, n: int, stops: set) -> list:
         with no_grad():
             for _ in range(n):
                 cond = np.asarray([ctx[-block:]], dtype=np.int64)       # (1, T)
-                h = model.hidden_states(cond).data[0, -1]                # (C,)
+                h = to_host(model.hidden_states(cond).data)[0, -1]      # (C,)
                 nxt = int(np.argmax(h @ wte.T))                          # (V,) logits
                 if nxt in stops:
                     break

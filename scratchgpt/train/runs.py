@@ -168,9 +168,6 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft, count_parameters, save_peft
     peft_cfg = peft_cfg or PeftConfig()
-    if device != "cpu" and peft_cfg.method == "prefix":
-        raise ConfigError("--peft prefix on --device cuda: its attention multiplies 4-D batches, which the GPU "
-                          "matmul does not take yet; use lora or adapter, or the CPU")
     model, tok = load_model_dir(base_dir)
     tok_path = _tok_path(base_dir, "sft")
     if train_cfg.seq_len > model.config.block_size:
