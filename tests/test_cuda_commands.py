@@ -176,3 +176,44 @@ def test_sft_on_the_gpu_equals_the_cpu(model_dir, data_dir, tmp_path, capsys, pe
     wc, wg = load_file(str(outs["cpu"] / sub / name)), load_file(str(outs["cuda"] / sub / name))
     assert peft == "none" or all("prefix" in k for k in wc)
     _assert_trained_alike(wg, wc, 1e-3, 2)
+
+
+# ----------------------------------------------------------------------------- the demo
+def test_demo_on_the_gpu_equals_the_cpu(tmp_path, monkeypatch, capsys):
+    # `scratchgpt demo --quick` with its config shrunk further (the simulator is slow): every
+    # stage on each device; the numbers within float32 rounding, the greedy replies identical
+    from dataclasses import replace
+
+    from scratchgpt.train import demo
+    from scratchgpt.train.config import ModelConfig
+    step = replace(demo.QUICK.pretrain, max_steps=1, warmup_steps=1, batch_size=2, seq_len=16, eval_every=100,
+                   eval_batches=1, log_every=1)
+    tiny = replace(demo.QUICK, vocab_size=300, model=ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
+                   pretrain=step, sft=replace(step, lr=demo.QUICK.sft.lr), slot_copies=0, pretrain_slot_copies=0,
+                   copy_drills=0, varied_sft=0, varied_pretrain=0, eval_limit=1, max_new_tokens=2)
+    monkeypatch.setattr(demo, "QUICK", tiny)
+    from scratchgpt.train import runs
+    where, sft = [], runs.sft
+
+    def sft_noting_the_device(*a, **k):            # where the fine-tuned model (then evaluated) lives
+        res = sft(*a, **k)
+        where.append(res.model.device)
+        return res
+    monkeypatch.setattr(runs, "sft", sft_noting_the_device)
+    ev = {}
+    for device, extra in (("cpu", []), ("cuda", SIM)):
+        assert main(["demo", "--quick", "--out", str(tmp_path / device), "--no-progress", *extra]) == 0
+        ev[device] = json.loads((tmp_path / device / "eval.json").read_text(encoding="utf-8"))
+    capsys.readouterr()
+    assert where == ["cpu", "cuda"]
+    cpu, gpu = ev["cpu"], ev["cuda"]
+    assert cpu["config"]["model"]["n_embd"] == 16 and cpu["n_conversations"] == 1
+    for key in ("val_loss", "perplexity"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-5)
+    for stage in ("pretrain", "sft"):
+        for key in ("final_loss", "val_loss"):
+            assert gpu[stage][key] == pytest.approx(cpu[stage][key], rel=1e-5), (stage, key)
+    assert gpu["showcase"] == cpu["showcase"]
+    for key in ("task_accuracy", "rouge_l", "bleu", "distinct_1", "distinct_2", "examples_ok", "examples_failed",
+                "paraphrase", "paraphrase_blind"):
+        assert gpu[key] == cpu[key], key
