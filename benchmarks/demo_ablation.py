@@ -32,6 +32,8 @@ def variants() -> dict:
     the table stays reproducible when DemoConfig's defaults move."""
     d = DemoConfig()
     base = replace(d, model=replace(d.model, smear=False), copy_drills=0, rare_slot_boost=1,
+                   pretokenizer="scratchgpt", number_groups=True, drill_wide_formats=False, varied_more_wordings=False,
+                   sft_slot_weight=1,
                    slot_copies=12, pretrain_slot_copies=8, varied_sft=0, varied_pretrain=0, drill_made_up_names=False,
                    pretrain=replace(d.pretrain, max_steps=400), sft=replace(d.sft, max_steps=1400))
     out = {"base": base}
@@ -53,11 +55,11 @@ def variants() -> dict:
     out["varied6k+names"] = replace(out["varied6k"], drill_made_up_names=True)
     # the defaults (smear, drills, varied data, made-up e-mail users) with the "scratchgpt-values"
     # pre-tokenizer: one token per digit, no leading space on value-like words (issue 9, copy9)
-    out["values-pretok"] = replace(d, pretokenizer="scratchgpt-values")
+    out["values-pretok"] = replace(out["varied6k+names"], pretokenizer="scratchgpt-values", number_groups=False)
     # + half of the copy drills' values in wide formats (copy_drill.py: lower-case/mixed ids with
     # dashes, slashes, underscores, spaces; € / EUR amounts with commas; e-mails with "+", capitals)
     out["values-pretok+wide-drills"] = replace(out["values-pretok"], drill_wide_formats=True)
-    out["wide-drills"] = replace(d, drill_wide_formats=True)
+    out["varied6k+names+wide-drills"] = replace(out["varied6k+names"], drill_wide_formats=True)
     # + many more hand-written request wordings in the varied conversations (templates_more.py, data9)
     out["varied6k+names+more"] = replace(out["varied6k+names"], varied_more_wordings=True)
     # + SFT loss weight 3 on reply tokens that copy a value from the user (slot_augment.weight_copied_tokens)

@@ -46,6 +46,9 @@ def export_hf(model, tok, out) -> None:
     if not hasattr(tok, "to_huggingface"):
         raise ConfigError(f"export --format hf: a {type(tok).__name__} cannot be written as an HF byte-level "
                           "BPE tokenizer.json; only our BPETokenizer can")
+    if getattr(tok, "pretokenizer", "gpt2") not in ("gpt2", "scratchgpt"):   # checked before anything is written
+        raise ConfigError(f"export --format hf: the tokenizer's {tok.pretokenizer!r} pre-tokenizer has no HF "
+                          "tokenizer.json form (its value rule looks ahead over a whole word)")
     meta = {k: v for k, v in model.hf_config().items() if not k.startswith("scratchgpt_")}
     if c.head_dim is not None:
         meta["n_head"] = c.n_head
