@@ -62,7 +62,8 @@ def build(run_dir, args, parallel):
                       checkpoint_every=args.checkpoint_every, log_every=1, seed=7, grad_clip=0.5, progress=False,
                       patience=args.patience, min_delta=args.min_delta, mixed_precision=args.mixed_precision,
                       loss_scale=args.loss_scale, scale_growth_interval=2)
-    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, dropout=0.0), seed=3)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=args.n_layer, n_head=2, n_embd=16, dropout=0.0),
+                seed=3, device=args.device)
     batches = MaskedBatches(PretrainBatches(tokens[:3500], cfg.batch_size, cfg.seq_len, seed=cfg.seed))
     if parallel is not None:
         batches = parallel.shard(batches)
@@ -95,7 +96,8 @@ def mode_train(out, args, world):
     res = tr.fit(on_step=on_step)
     losses = [r["loss"] for r in res.history if "loss" in r]
     vals = [r["val_loss"] for r in res.history if "val_loss" in r]
-    weights = {n: p.data.tolist() for n, p in tr.model.named_parameters()}
+    from scratchgpt.backend import to_host
+    weights = {n: to_host(p.data).tolist() for n, p in tr.model.named_parameters()}
     (out / f"result_rank{rank}.json").write_text(json.dumps(
         {"losses": losses, "val_losses": vals, "tokens": res.tokens, "weights": weights, "steps": res.steps,
          "stopped_early": res.stopped_early, "skipped_steps": res.skipped_steps,
@@ -240,6 +242,8 @@ def main():
     ap.add_argument("--mixed-precision", action="store_true")
     ap.add_argument("--no-overlap", action="store_true")
     ap.add_argument("--zero", type=int, default=0)
+    ap.add_argument("--device", default="cpu")      # cuda: the simulator unless NUMBA_ENABLE_CUDASIM=0
+    ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--loss-scale", type=float, default=1024.0)
     args = ap.parse_args()
     out = Path(args.out)

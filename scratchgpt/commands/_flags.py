@@ -133,9 +133,9 @@ def apply_device(args) -> str:
             raise ConfigError("--sim simulates the GPU: use it with --device cuda")
         enable_simulator()
     check_device(device)
-    if device == "cuda" and getattr(args, "dist", "none") != "none":
-        raise ConfigError("--device cuda with --dist: data parallel sums gradients on the host; "
-                          "GPU ranks are not supported yet")
+    if device == "cuda" and getattr(args, "zero", 0):
+        raise ConfigError("--device cuda with --zero 1: the sharded optimizer keeps its moments in host memory; "
+                          "drop --zero (plain --dist dp stages the gradients through the host)")
     return device
 
 

@@ -19,6 +19,13 @@ inside MPI calls (no progress thread by default), so without those polls a start
 simply wait for ``sync()``. Whether overlap pays is measured (benchmarks/dist.py; chapters/ch9.md Q3):
 1.00x with both cores busy, 1.15x with some slack, on this 2-core machine.
 
+GPU ranks (``--device cuda --dist dp``): no CUDA-aware MPI is assumed, so the buckets stay in
+host memory and each GPU gradient is copied into its bucket slice (device -> host) when the
+bucket starts, and the reduced slice is copied back into the gradient's device array (host ->
+device) after the wait: two copies of the gradients per step, the only transfers a GPU rank
+makes besides the batch and the loss. (With NCCL or a CUDA-aware MPI the buckets would live on
+the device; numba-cuda offers neither.)
+
 ``allreduce_per_tensor_ref`` is the plain twin: one blocking Allreduce per gradient. With two
 ranks every element is ``a + b`` either way, so the two agree bit for bit (tests/test_dist.py).
 """
@@ -93,8 +100,10 @@ class GradBuckets:
         for p, lo, hi in members:
             if p.grad is None:
                 buf[lo:hi] = 0.0
-            else:
+            elif isinstance(p.grad, np.ndarray):
                 buf[lo:hi] = p.grad.reshape(-1)
+            else:                          # a GPU gradient: staged through this host bucket (no CUDA-aware MPI)
+                p.grad.copy_to_host(buf[lo:hi].reshape(p.grad.shape))
         MPI = self.world.MPI
         self.requests.append(self.world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
 
@@ -113,13 +122,28 @@ class GradBuckets:
         for buf, members in self.buckets:
             for p, lo, hi in members:
                 view = buf[lo:hi].reshape(p.data.shape)
-                if (p.grad is None or p.grad.dtype != np.float32 or p.grad.base is not None
+                if not isinstance(p.data, np.ndarray):              # GPU parameters: the sum goes back
+                    self._to_device(p, view, inv)
+                elif (p.grad is None or p.grad.dtype != np.float32 or p.grad.base is not None
                         or not p.grad.flags.writeable):   # write in place only into an array the grad owns
                     p.grad = view * inv if inv is not None else view.copy()
                 elif inv is not None:
                     np.multiply(view, inv, out=p.grad)
                 else:
                     p.grad[...] = view
+
+
+    @staticmethod
+    def _to_device(p, view, inv) -> None:
+        """The reduced gradient of a GPU parameter back into device memory (into its own gradient
+        array when it owns one of the right shape, else a new one)."""
+        from ..backend import to_device
+        host = view * inv if inv is not None else view
+        g = p.grad
+        if g is not None and not isinstance(g, np.ndarray) and g.shape == view.shape and g.dtype == np.float32:
+            g.copy_to_device(np.ascontiguousarray(host))
+        else:
+            p.grad = to_device(np.ascontiguousarray(host), "cuda")
 
 
 def allreduce_per_tensor_ref(params, world) -> None:

@@ -54,7 +54,8 @@ def _digest(*arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
         if a is not None:
-            a = np.ascontiguousarray(a)
+            from ..backend import to_host
+            a = np.ascontiguousarray(to_host(a))       # GPU weights: digested from a host copy
             h.update(str((a.dtype.str, a.shape)).encode())
             h.update(a.tobytes())
     return h.hexdigest()[:16]
