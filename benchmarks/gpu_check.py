@@ -53,6 +53,8 @@ SIZES = {
     "int4_rows": ((1, 768, 3072), (2, 40, 5)),
     "layernorm_rows": ((4, 768), (3, 10)),
     "decode_attention": ((4, 12, 1024, 64), (2, 2, 6, 3)),  # rows (one per slot), NH, Tmax, HS
+    "decode_attention_split": ((4, 12, 1024, 64), (2, 2, 40, 3)),   # same, split into 32-position chunks
+    "argmax_rows": ((4, 50257), (3, 45)),                  # B, V: greedy picks on the device
 }
 DECODE_SHAPES = {
     "real": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, prompt=16, new_tokens=64),
@@ -182,12 +184,24 @@ def kernel_checks(sim, repeats, use_torch):
         tms = torch_timer(lambda: torch.nn.functional.layer_norm(tx, (C,), tw, tb_), repeats)
     add("layernorm", (Nr, C), err, ms, None, tms, poisoned=True)
 
-    def simple(name, size, ours, ref, torch_fn=None):
-        o = to_host(ours())
-        err = rel(o, ref) if np.isfinite(o).all() else float("nan")
+    def simple(name, size, ours, ref, torch_fn=None, into=None):
+        """``into(out)``: the kernel launched into a poisoned buffer (NaN, or -7 for integers), so
+        an element it forgets to write shows up; ``ours()`` is what is timed."""
+        if into is not None:
+            ref = np.asarray(ref)
+            integer = ref.dtype.kind in "iu"
+            buf = full(ref.shape, -7 if integer else np.nan, np.int64 if integer else f32)
+            into(buf)
+            o = to_host(buf)
+        else:
+            o = to_host(ours())
+        if np.asarray(ref).dtype.kind in "iu":
+            err = float(np.mean(o != ref))                   # share of wrong integers
+        else:
+            err = rel(o, ref) if np.isfinite(o).all() else float("nan")
         ms = timer(ours, sim, repeats)
         tms = torch_timer(torch_fn, repeats) if (torch is not None and torch_fn is not None) else None
-        add(name, size, err, ms, None, tms)
+        add(name, size, err, ms, None, tms, poisoned=into is not None)
 
     (n,) = SIZES["gelu"][which]
     x = r(n, scale=3)
@@ -256,6 +270,8 @@ def more_kernel_checks(sim, torch, rng, simple):
     from scratchgpt.ops.attention_cuda import (causal_self_attention_backward_cuda,
                                                causal_self_attention_forward_cuda)
     from scratchgpt.ops.cross_attention_cuda import cross_attention_forward_cuda
+    from scratchgpt.ops.argmax_rows import argmax_rows_ref
+    from scratchgpt.ops.argmax_rows_cuda import argmax_rows_cuda
     from scratchgpt.ops.decode_attention_cuda import cached_attention_cuda
     from scratchgpt.ops.decode_layernorm_cuda import add_layernorm_rows_cuda
     from scratchgpt.ops.decode_matmul_cuda import dense_rows_cuda
@@ -313,19 +329,23 @@ def more_kernel_checks(sim, torch, rng, simple):
     dx, dwt, dbias = dev(x), dev(wt), dev(bias)
     simple("dense_rows", (M, K, N), lambda: dense_rows_cuda(dx, dwt, dbias),
            decode_matmul.small_matmul_ref(x, wt, bias),
-           (lambda tx=tt(x), tw=tt(wt), tb=tt(bias): torch.addmm(tb, tx, tw.T)) if torch is not None else None)
+           (lambda tx=tt(x), tw=tt(wt), tb=tt(bias): torch.addmm(tb, tx, tw.T)) if torch is not None else None,
+           into=lambda o: dense_rows_cuda(dx, dwt, dbias, out=o))
     q8, s8 = qm.quantize_int8(wt.T.copy(), 32)
     dq8, ds8 = dev(q8), dev(s8)
-    simple("int8_rows", (M, K, N), lambda: int8_linear_cuda(dx, dq8, ds8, dbias), qm.int8_linear_ref(x, q8, s8, bias))
+    simple("int8_rows", (M, K, N), lambda: int8_linear_cuda(dx, dq8, ds8, dbias), qm.int8_linear_ref(x, q8, s8, bias),
+           into=lambda o: int8_linear_cuda(dx, dq8, ds8, dbias, out=o))
     p4, s4 = qm.quantize_int4(wt.T.copy(), 32)
     dp4, ds4 = dev(p4), dev(s4)
-    simple("int4_rows", (M, K, N), lambda: int4_linear_cuda(dx, dp4, ds4, dbias), qm.int4_linear_ref(x, p4, s4, bias))
+    simple("int4_rows", (M, K, N), lambda: int4_linear_cuda(dx, dp4, ds4, dbias), qm.int4_linear_ref(x, p4, s4, bias),
+           into=lambda o: int4_linear_cuda(dx, dp4, ds4, dbias, out=o))
 
     R, C = SIZES["layernorm_rows"][which]
     x, d, w, b = r(R, C), r(R, C), r(C), r(C)
     dx, dd, dw, db = dev(x), dev(d), dev(w), dev(b)
     simple("layernorm_rows", (R, C), lambda: add_layernorm_rows_cuda(dev(x), dd, dw, db),
-           decode_layernorm.add_layernorm_rows_ref(x, d, w, b)[1])
+           decode_layernorm.add_layernorm_rows_ref(x, d, w, b)[1],
+           into=lambda o: add_layernorm_rows_cuda(dev(x), dd, dw, db, out=o))
 
     S, NH, Tmax, HS = SIZES["decode_attention"][which]
     C = NH * HS
@@ -334,7 +354,27 @@ def more_kernel_checks(sim, torch, rng, simple):
     qkv = r(S, 3 * C)
     dK, dV, dqkv, dsl, dpos = dev(Kc), dev(Vc), dev(qkv), dev(slots), dev(positions)
     ref = decode_attention.cached_attention_ref(qkv, Kc, Vc, slots, positions, NH)[0]
-    simple("decode_attention", (S, NH, Tmax, HS), lambda: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH), ref)
+    simple("decode_attention", (S, NH, Tmax, HS), lambda: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH, split=False),
+           ref, into=lambda o: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH, split=False, out=o))
+    # the cache cut into 32-position chunks and combined (flash-decoding style): what a long decode uses
+    S, NH, Tmax, HS = SIZES["decode_attention_split"][which]
+    C = NH * HS
+    Kc, Vc = r(S, NH, Tmax, HS), r(S, NH, Tmax, HS)
+    slots, positions = np.arange(S), np.full(S, Tmax - 1)
+    qkv = r(S, 3 * C)
+    dK, dV, dqkv, dsl, dpos = dev(Kc), dev(Vc), dev(qkv), dev(slots), dev(positions)
+    ref = decode_attention.cached_attention_ref(qkv, Kc, Vc, slots, positions, NH)[0]
+    simple("decode_attention_split", (S, NH, Tmax, HS),
+           lambda: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH, split=True, max_len=Tmax),
+           ref, into=lambda o: cached_attention_cuda(dqkv, dK, dV, dsl, dpos, NH, split=True, max_len=Tmax, out=o))
+
+    # greedy picks on the device: B int64 cross to the host instead of B x V logits
+    B, V = SIZES["argmax_rows"][which]
+    x = r(B, V, scale=3)
+    dxl = dev(x)
+    tl = torch.from_numpy(x).cuda() if (torch is not None and not sim) else None
+    simple("argmax_rows", (B, V), lambda: argmax_rows_cuda(dxl), argmax_rows_ref(x),
+           (lambda: torch.argmax(tl, dim=1)) if tl is not None else None, into=lambda o: argmax_rows_cuda(dxl, out=o))
 
 
 def torch_decode(model, prompt, n, device):

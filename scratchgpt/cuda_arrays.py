@@ -22,10 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import cuda_module, is_device_array
+import os
+
+from .backend import cuda_module, is_device_array, simulator_enabled
 from .errors import DeviceError
 
 cuda = cuda_module()
+
+# Warp shuffles: a warp's 32 threads can pass registers to each other (``shfl_*_sync``) with no
+# shared memory and no barrier. The simulator has no shuffles, so there the flag is off and the
+# shared-memory trees run — the path CI tests; the shuffle paths are checked on a real GPU (tests
+# marked gpu, benchmarks/gpu_check.py). SCRATCHGPT_CUDA_SHUFFLE=0 turns them off on a GPU too
+# (read when the kernels compile). Used by block_sum / block_max below and decode_matmul_cuda.
+WARP_SHUFFLE = not simulator_enabled() and os.environ.get("SCRATCHGPT_CUDA_SHUFFLE", "1") != "0"
+FULL_MASK = 0xFFFFFFFF
 
 THREADS = 128   # threads per block of a 1-D kernel: 4 warps; the simulator runs each as a thread
 
@@ -131,7 +141,18 @@ ROW_THREADS = 32
 @cuda.jit(device=True)
 def block_sum(buf, v):
     """Sum of ``v`` over the block's threads, returned to every thread. ``buf``: a shared array of
-    ROW_THREADS entries. Every thread of the block must call it (it holds barriers)."""
+    ROW_THREADS entries. Every thread of the block must call it (it holds barriers).
+
+    With WARP_SHUFFLE (a real GPU; ROW_THREADS = 32 is one warp) a butterfly of ``shfl_xor_sync``
+    instead: step ``off`` adds lane i ^ off's value, so after 16, 8, 4, 2, 1 every lane holds the
+    sum, added in the same pairs and order as the tree below (lane 0: ((v0+v16)+(v8+v24))+...)
+    — the same bits either way."""
+    if WARP_SHUFFLE:                    # a compile-time constant: the same branch for every thread
+        off = ROW_THREADS // 2
+        while off > 0:
+            v += cuda.shfl_xor_sync(FULL_MASK, v, off)
+            off //= 2
+        return v
     tid = cuda.threadIdx.x
     buf[tid] = v
     cuda.syncthreads()
@@ -148,7 +169,13 @@ def block_sum(buf, v):
 
 @cuda.jit(device=True)
 def block_max(buf, v):
-    """Maximum of ``v`` over the block's threads (same protocol as block_sum)."""
+    """Maximum of ``v`` over the block's threads (same protocol as block_sum, shuffles too)."""
+    if WARP_SHUFFLE:
+        off = ROW_THREADS // 2
+        while off > 0:
+            v = max(v, cuda.shfl_xor_sync(FULL_MASK, v, off))
+            off //= 2
+        return v
     tid = cuda.threadIdx.x
     buf[tid] = v
     cuda.syncthreads()

@@ -176,3 +176,33 @@ def test_row_products_with_warp_shuffles_on_a_real_gpu():
     wt = rng.standard_normal((777, 1000)).astype(np.float32)
     assert_close(dense_rows_cuda(dev(x), dev(wt), geometry=GPU_GEOMETRY), small_matmul_ref(x, wt),
                  atol=1e-3, rtol=1e-4)
+
+
+def _greedy_tokens(engine, prompts):
+    ids = [engine.add(GenerationRequest(p, GREEDY)) for p in prompts]
+    toks = {i: [] for i in ids}
+    while engine.has_work():
+        for out in engine.step():
+            assert out.logits is None
+            toks[out.id].append(out.token_id)
+    return [toks[i] for i in ids]
+
+
+def test_greedy_steps_take_the_argmax_on_the_device(monkeypatch):
+    from scratchgpt.infer.cuda_forward import CudaDecoderRunner
+    calls = []
+    greedy = CudaDecoderRunner.forward_greedy
+    monkeypatch.setattr(CudaDecoderRunner, "forward_greedy", lambda self, *a: calls.append(1) or greedy(self, *a))
+    model = tiny_gpt(seed=5, vocab=29, block=12, n_layer=1, n_embd=16)
+    prompts = [[1, 5, 7], [2, 9, 4, 11]]
+    cpu = _greedy_tokens(Engine(model, None, max_batch_size=2), prompts)
+    assert _greedy_tokens(Engine(model, None, max_batch_size=2, device="cuda"), prompts) == cpu
+    assert len(calls) == 3                               # every step: only the picks crossed
+    # logits without a finite maximum: the GPU hands the row to the sampler, which fails as on the CPU
+    model.transformer.ln_f.weight.data[0] = np.nan
+    errors = []
+    for device in ("cpu", "cuda"):
+        with pytest.raises(Exception) as e:
+            _greedy_tokens(Engine(model, None, max_batch_size=1, device=device), prompts[:1])
+        errors.append((type(e.value), str(e.value)))
+    assert errors[0] == errors[1]

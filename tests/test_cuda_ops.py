@@ -273,3 +273,20 @@ def test_getitem_concat_and_nd_transpose_through_autograd():
     g = rng.standard_normal((2, 2, 3, 4))
     y.backward(dev(g))
     assert_close(t.grad, g.transpose(0, 2, 1, 3), atol=0, rtol=0)
+
+
+@pytest.mark.gpu
+def test_row_reductions_with_warp_shuffles_on_a_real_gpu():
+    # cuda_arrays.block_sum / block_max as shfl_xor butterflies (off under the simulator)
+    from scratchgpt import cuda_arrays
+    from scratchgpt.ops.argmax_rows import argmax_rows_ref
+    from scratchgpt.ops.argmax_rows_cuda import argmax_rows_cuda
+    assert cuda_arrays.WARP_SHUFFLE
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 1000)).astype(np.float32)
+    y, _ = softmax_forward_cuda(dev(x))
+    assert_close(y, softmax_op.softmax_forward_ref(x)[0], **F32)
+    w, b = rng.standard_normal(1000).astype(np.float32), rng.standard_normal(1000).astype(np.float32)
+    out, _ = layernorm_forward_cuda(dev(x), dev(w), dev(b))
+    assert_close(out, layernorm_op.layernorm_forward_ref(x, w, b)[0], atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(host(argmax_rows_cuda(dev(x))), argmax_rows_ref(x))

@@ -5,7 +5,9 @@ weight, activation and the KV cache in device memory.
 
 What crosses between host and device per step: the step's row indices in (tokens, positions,
 cache slots, the smear bookkeeping and the rows whose logits are wanted: one small int64 copy),
-and the logits of those last rows out (B, V) for the sampler. Nothing else: weights are uploaded
+and the logits of those last rows out (B, V) for the sampler — or, when every row of the step
+decodes greedily, only the argmax of each row (``forward_greedy``: B int64, the argmax taken on
+the device). Nothing else: weights are uploaded
 once when the engine is built (or used in place when the GPT already lives on the GPU), the
 cache is allocated once.
 
@@ -14,7 +16,8 @@ Per layer (forward.py's order, each step a kernel of ops/*_cuda.py):
     h = LN_1(x) (+ the previous MLP output)   decode_layernorm_cuda      fused add + LayerNorm
     qkv = h W + b                             decode_matmul_cuda / quantized_matmul_cuda rows;
                                               matmul_cuda's tiled kernel for a prefill of > 8 rows
-    y = attention over the slot's cache       decode_attention_cuda      (k, v written first)
+    y = attention over the slot's cache       decode_attention_cuda      (k, v written first; the
+                                              cache split into chunks for a long-context decode)
     x += y W_proj + b; h = LN_2(x); f = gelu(h W_fc + b); x += f W_mlp + b
     logits = LN_f(x[last rows]) wteᵀ          views_cuda.take_rows_cuda, then the lm_head rows
 
@@ -244,6 +247,7 @@ class CudaDecoderRunner(DecoderRunner):
         self.logits_dev = empty((self.max_last, w.vocab_size))                   # (B, V)
         self.last_h = empty((self.max_last, w.n_embd))                           # (B, C)
         self.last_x = empty((self.max_last, w.n_embd))
+        self.picks_dev = self._ca.empty(self.max_last, np.int64)                  # greedy picks (B,)
         if w.smear is not None:
             self.smear_prev = self._ca.zeros((cache.n_slots, w.n_embd))         # (S, C)
 
@@ -294,6 +298,28 @@ class CudaDecoderRunner(DecoderRunner):
     def forward(self, tokens, positions, slots, last_rows, segs=None):
         """Host int arrays (R,) and last_rows (B,); returns logits (B, V) float32 on the host (a view
         of a reused buffer, valid until the next call)."""
+        logits = self._forward_device(tokens, positions, slots, last_rows, segs)
+        out = self.logits_buf[:logits.shape[0]]
+        logits.copy_to_host(out)                        # the one device -> host copy of the step
+        return out
+
+    def forward_greedy(self, tokens, positions, slots, last_rows, segs=None):
+        """The same step for rows that all decode greedily: the argmax of each row's logits is
+        taken on the device (ops/argmax_rows_cuda.py) and only those B int64 cross to the host —
+        8 bytes a row instead of 4·V. A row whose logits have no finite maximum comes back -1;
+        ``logits_to_host`` then gives the step's logits for the sampler to report it."""
+        from ..ops.argmax_rows_cuda import argmax_rows_cuda
+        logits = self._forward_device(tokens, positions, slots, last_rows, segs)
+        B = logits.shape[0]
+        ids = argmax_rows_cuda(logits, out=self.picks_dev[:B])
+        return ids.copy_to_host()
+
+    def logits_to_host(self, B: int):
+        out = self.logits_buf[:B]
+        self.logits_dev[:B].copy_to_host(out)
+        return out
+
+    def _forward_device(self, tokens, positions, slots, last_rows, segs=None):
         R = int(tokens.shape[0])
         B = int(last_rows.shape[0])
         segs = segs or [(0, R)]
@@ -316,6 +342,7 @@ class CudaDecoderRunner(DecoderRunner):
             self._smear.smear_rows_cuda(x, x0, src, slot, self.smear_prev, w.smear[0], w.smear[1], self.gate)
             self._smear.keep_rows_cuda(x0, keep, slot, self.smear_prev)
         kc, vc = self.cache.k, self.cache.v
+        max_len = int(np.max(positions)) + 1 + self.cache.prefix_len if R else 1   # the longest cache read
         ln_rows, add_ln_rows = self._ln.layernorm_rows_cuda, self._ln.add_layernorm_rows_cuda
         for li, (ln1, c_attn, c_proj, ln2, c_fc, m_proj, ad_attn, ad_mlp) in enumerate(self._layers):
             if li == 0:
@@ -323,7 +350,7 @@ class CudaDecoderRunner(DecoderRunner):
             else:                                                # the previous MLP output joins here
                 add_ln_rows(x, a, ln1[0], ln1[1], eps, out=h)
             _apply(c_attn, h, qkv, segs)
-            self._att.cached_attention_cuda(qkv, kc[li], vc[li], slot, cpos, w.n_head, out=y)
+            self._att.cached_attention_cuda(qkv, kc[li], vc[li], slot, cpos, w.n_head, out=y, max_len=max_len)
             _apply(c_proj, y, a, segs)
             if ad_attn is not None:
                 self._adapter(ad_attn, a, R, segs)
@@ -338,9 +365,7 @@ class CudaDecoderRunner(DecoderRunner):
         add_ln_rows(lx, lh, self._ln_f[0], self._ln_f[1], eps, out=lh)
         logits = self.logits_dev[:B]
         _apply(self._lm_head, lh, logits, segments_for(B, ()))
-        out = self.logits_buf[:B]
-        logits.copy_to_host(out)                        # the one device -> host copy of the step
-        return out
+        return logits
 
 
 def cuda_engine_parts(model, n_slots: int, max_rows: int, max_last: int):

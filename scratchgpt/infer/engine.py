@@ -242,7 +242,17 @@ class Engine:
         prefill_rows = R - len(decoding)
         segs = segments_for(len(decoding), [end - start for _, start, end in chunks])
         t0 = time.perf_counter()
-        logits = self.runner.forward(toks[:R], poss[:R], slots[:R], lasts[:len(batch)], segs)   # (B, V)
+        picked = None
+        if self.device == "cuda" and not self.return_logits and all(q.greedy for q in batch):
+            # every row greedy: the GPU takes the argmax, only B ints cross (cuda_forward.py)
+            ids = self.runner.forward_greedy(toks[:R], poss[:R], slots[:R], lasts[:len(batch)], segs)
+            logits = None
+            if (ids >= 0).all():
+                picked = [int(i) for i in ids]
+            else:                                # a row without a finite maximum: the sampler reports it
+                logits = self.runner.logits_to_host(len(batch))
+        else:
+            logits = self.runner.forward(toks[:R], poss[:R], slots[:R], lasts[:len(batch)], segs)   # (B, V)
         dt = time.perf_counter() - t0
         st = self.stats
         st.steps += 1
@@ -258,8 +268,9 @@ class Engine:
             q.cached = end
         for q in completing:
             q.prefilled = True
-        picked = self._pick_greedy(batch, logits)
-        return [self._advance(seq, logits[b], picked[b]) for b, seq in enumerate(batch)]
+        if picked is None:
+            picked = self._pick_greedy(batch, logits)
+        return [self._advance(seq, None if logits is None else logits[b], picked[b]) for b, seq in enumerate(batch)]
 
     @staticmethod
     def _pick_greedy(batch, logits) -> list:

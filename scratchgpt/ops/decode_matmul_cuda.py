@@ -19,12 +19,10 @@ The int8/int4 products (quantized_matmul_cuda.py) use the same geometry and ``su
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..backend import simulator_enabled
-from ..cuda_arrays import cuda, launch, require_device
+from ..cuda_arrays import FULL_MASK, WARP_SHUFFLE, cuda, launch, require_device
 
 MAX_THREADS = 128       # LANES * OUTS of a block; the shared partial-sum buffer has this size
 GPU_GEOMETRY = (32, 4)  # (lanes per output, outputs per block) on real hardware
@@ -42,14 +40,10 @@ def row_geometry(geometry=None) -> tuple:
     return SIM_GEOMETRY if simulator_enabled() else GPU_GEOMETRY
 
 
-# Warp shuffles: with 32 lanes (one warp per output row, the GPU geometry) the lanes can add
-# their partial sums register to register (``shfl_down_sync``: 5 steps, no shared memory, no
-# barrier). The simulator has no shuffles, so there the flag is off and the shared-memory tree
-# below runs — the path CI tests; the shuffle path is checked on a real GPU (tests marked gpu,
-# benchmarks/gpu_check.py). SCRATCHGPT_CUDA_SHUFFLE=0 turns it off on a GPU too (read when the
-# kernels compile).
-WARP_SHUFFLE = not simulator_enabled() and os.environ.get("SCRATCHGPT_CUDA_SHUFFLE", "1") != "0"
-FULL_MASK = 0xFFFFFFFF
+# Warp shuffles (cuda_arrays.WARP_SHUFFLE: off under the simulator, SCRATCHGPT_CUDA_SHUFFLE=0
+# turns them off on a GPU): with 32 lanes (one warp per output row, the GPU geometry) the lanes
+# add their partial sums register to register (``shfl_down_sync``: 5 steps, no shared memory, no
+# barrier); the shared-memory tree below is what CI tests.
 
 
 @cuda.jit(device=True)
