@@ -68,7 +68,8 @@ def worker_ours(shape, batch, kind):
     model = GPT(GPTConfig(dropout=0.0, **SHAPES[shape]), seed=0)
     if kind != "float32":
         from scratchgpt.infer.quantize import QuantConfig, quantize_gpt
-        model = quantize_gpt(model, QuantConfig(bits=int(kind[3:])))
+        # "int8" / "int4": the default (int8 activations in decode); "int8wo" / "int4wo": weight-only
+        model = quantize_gpt(model, QuantConfig(bits=int(kind[3:4]), act_quant=not kind.endswith("wo")))
     eng = Engine(model, None, max_batch_size=batch, max_prefill_rows=max(256, batch * PROMPT))
     eng.generate([1, 2, 3], SamplingParams(max_new_tokens=4, ignore_eos=True))   # warm-up: load kernels
     prompts = _prompts(shape, batch)
@@ -341,8 +342,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="small,gpt2")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--sides", default="ours,hf,torch")
-    ap.add_argument("--kinds", default="float32,int8,int4", help="our weight formats to run (int8/int4 need "
-                                                                  "scratchgpt.infer.quantize)")
+    ap.add_argument("--kinds", default="float32,int8,int4", help="our weight formats to run (int8wo/int4wo: "
+                    "weight-only, float activations; int8/int4 need "
+                    "scratchgpt.infer.quantize)")
     ap.add_argument("--out", default=None, help="write the JSON results here")
     ap.add_argument("--decode-builds", default="", help="comma-separated SCRATCHGPT_DECODE_BUILD values "
                     "(auto, parallel, serial) to run our engine with, each as its own row; default: the default (auto)")

@@ -98,14 +98,20 @@ def test_long_prompts_wait_for_a_later_step():
     assert got["a"] == alone(list(range(15)), p) and got["b"] == alone(list(range(1, 16)), p)
 
 
-def test_batched_logits_are_bit_identical_to_single():
-    # 11 sequences (> one decode chunk of 8), prompts long enough (> 8 rows) to take the BLAS path
+@pytest.mark.parametrize("kind", ["float32", "int8", "int4"])
+def test_batched_logits_are_bit_identical_to_single(kind):
+    # 11 sequences (> one decode chunk of 8), prompts long enough (> 8 rows) to take the BLAS path;
+    # int8/int4 with the default act_quant: decode rows through the int8-activation kernels
+    model = MODEL
+    if kind != "float32":
+        from scratchgpt.infer.quantize import QuantConfig, quantize_gpt
+        model = quantize_gpt(MODEL, QuantConfig(bits=int(kind[3:])))
     rng = np.random.default_rng(4)
     prompts = [rng.integers(0, 53, int(rng.integers(1, 14))).tolist() for _ in range(11)]
     p = SamplingParams(max_new_tokens=6, ignore_eos=True)
 
     def run(batch):
-        eng = Engine(MODEL, None, max_batch_size=len(batch), return_logits=True)
+        eng = Engine(model, None, max_batch_size=len(batch), return_logits=True)
         for k, pr in batch:
             eng.add(GenerationRequest(pr, p, id=str(k)))
         got = {}

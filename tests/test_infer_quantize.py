@@ -148,13 +148,34 @@ def test_engine_runs_the_packed_kernels_like_the_simulated_model(bits, group, pr
     training-side ops. Same function, different float32 summation orders."""
     from tests.infer_helpers import recompute_greedy, tiny_gpt
     m = tiny_gpt(seed=4, vocab=70, block=16, n_layer=2, n_head=2, n_embd=64, scale=4.0)
-    q = quantize_gpt(m, QuantConfig(bits=bits, group_size=group))
+    q = quantize_gpt(m, QuantConfig(bits=bits, group_size=group, act_quant=False))
     prompt = list(range(1, prompt_len + 1))
     n = 16 - prompt_len
     toks, lg = engine_greedy(q, prompt, n)
     ref_toks, ref_lg = recompute_greedy(q.simulated_gpt(), prompt, n)
     assert toks == ref_toks
     np.testing.assert_allclose(lg, ref_lg, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bits,group", [(8, 32), (4, 32), (8, 64)])
+def test_act_quant_engine_stays_close_to_the_weight_only_model(bits, group):
+    """With act_quant the engine's decode rows also round each linear's input to int8 per block
+    of 32: an element moves by at most dx/2, dx = amax/127, and amax <= √32 · the block's RMS, so
+    (rounding uniform in ±dx/2) one linear's input moves by at most √32/(127·√12) = 1.3 % of its
+    RMS. The 4L+1 linears err independently: RMS(Δlogits) <= √(4L+1) times that, compared on the
+    engine's own tokens against the weight-only simulated model (teacher forced)."""
+    from tests.infer_helpers import tiny_gpt
+    L = 2
+    m = tiny_gpt(seed=4, vocab=70, block=16, n_layer=L, n_head=2, n_embd=64, scale=4.0)
+    q = quantize_gpt(m, QuantConfig(bits=bits, group_size=group))
+    assert q.qconfig.act_quant and all(lin.act_quant for lin in q.qlinears.values())
+    prompt = [1, 2, 3]
+    toks, lg = engine_greedy(q, prompt, 16 - len(prompt))              # lg (13, V): every row <= 8 rows
+    seq = np.array([prompt + toks[:-1]])
+    ref = logits(q.simulated_gpt(), seq)[0, len(prompt) - 1:]           # the same positions, float activations
+    err = rel_rms(lg.astype(np.float64), ref)
+    bound = math.sqrt(4 * L + 1) * math.sqrt(32) / (127 * math.sqrt(12))
+    assert 0 < err <= bound, (err, bound)
 
 
 def test_load_for_inference_reads_a_quantized_dir(tmp_path):

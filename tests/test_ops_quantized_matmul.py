@@ -128,3 +128,98 @@ def test_kernel_refuses_mismatched_input():
         int8_linear(np.ones((1, 64), np.float64), q, s)
     with pytest.raises(ValueError, match="out must be"):
         int8_linear(np.ones((2, 64), np.float32), q, s, out=np.empty((1, 5), np.float32))
+
+
+# ----------------------------------------------------------------------------- act_quant (int8 activations)
+from scratchgpt.ops.quantized_matmul import (int4_act_linear_ref, int8_act_linear_ref,  # noqa: E402
+                                             quantize_rows, quantize_rows_ref)
+
+
+@given(m=st.integers(1, ROWS_MAX_M), k=st.integers(1, 100), scale=st.sampled_from([1e-3, 1.0, 1e4]),
+       seed=st.integers(0, 2**31 - 1))
+def test_quantize_rows_kernel_equals_ref_and_half_step_bound(m, k, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * scale).astype(np.float32)
+    x[:, : k // 3] = 0.0 if seed % 2 else x[:, : k // 3]                # some all-zero blocks
+    nb = -(-k // 32)
+    xq = np.full((ROWS_MAX_M, nb * 32), 99, np.int8)
+    dx = np.full((ROWS_MAX_M, nb), np.nan, np.float32)
+    quantize_rows(x, xq, dx)
+    want_q, want_d = quantize_rows_ref(x)
+    np.testing.assert_array_equal(xq[:m], want_q)                      # the same integers, bit for bit
+    np.testing.assert_array_equal(dx[:m], want_d)
+    assert np.abs(want_q).max() <= 127 and not want_q[:, k:].any()      # zero padding past K
+    x_hat = (want_q.reshape(m, nb, 32) * want_d.astype(np.float64)[:, :, None]).reshape(m, -1)[:, :k]
+    step = np.repeat(want_d.astype(np.float64), 32, axis=1)[:, :k]
+    # half a step, plus float32 rounding of x / d (a relative 2^-24 of |x|)
+    assert np.all(np.abs(x_hat - x) <= 0.5 * step * (1 + 1e-6) + 1e-7 * np.abs(x) + 1e-38)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@given(m=st.sampled_from([1, 2, 3, ROWS_MAX_M]), k=st.integers(1, 150), n=st.integers(1, 70),
+       bias=st.booleans(), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_act_quant_kernel_matches_ref_and_weight_only_within_bound(bits, m, k, n, bias, seed, data):
+    """Kernel vs ``int*_act_linear_ref`` (same integers, float64 sums): the float32 rounding of
+    the kernel only. And the act ref vs the weight-only ref: each x moves by at most dx/2, so an
+    output moves by at most Σ_k dx/2 · |W~[k, n]| (a hard bound, not a statistical one)."""
+    g = data.draw(GROUPS[bits])
+    rng = np.random.default_rng(seed)
+    w = weights(rng, k, n, "outliers")
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32) if bias else None
+    packed, s = quant(bits, w, g)
+    fast, ref, wo_ref = ((int8_linear, int8_act_linear_ref, int8_linear_ref) if bits == 8
+                         else (int4_linear, int4_act_linear_ref, int4_linear_ref))
+    outs = []
+    for parallel in (False, True):
+        with force_build(parallel):
+            outs.append(fast(x, packed, s, b, act_quant=True))
+    np.testing.assert_array_equal(outs[0], outs[1])                   # serial == parallel, bit for bit
+    want = ref(x, packed, s, b)
+    w_hat = deq(bits, packed, s, k)
+    _, dx = quantize_rows_ref(x)
+    x_hat = x + 0.5 * np.repeat(dx.astype(np.float64), 32, axis=1)[:, :k]   # |x| + dx/2 bounds |x_hat|
+    tol = kernel_tol(np.abs(x_hat), w_hat, k) + (0 if b is None else 2 * np.abs(b) * 1e-7)
+    assert np.all(np.abs(outs[0] - want) <= tol)
+    step = 0.5 * np.repeat(dx.astype(np.float64), 32, axis=1)[:, :k]       # (M, K): dx/2 per element
+    assert np.all(np.abs(want - wo_ref(x, packed, s, b)) <= step @ np.abs(w_hat) * (1 + 1e-9) + 1e-30)
+
+
+def test_act_quant_rows_do_not_depend_on_the_batch_and_nan_propagates():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((96, 40)).astype(np.float32)
+    q, s = quantize_int8(w)
+    x = rng.standard_normal((5, 96)).astype(np.float32)
+    together = int8_linear(x, q, s, act_quant=True)
+    for r in range(5):
+        np.testing.assert_array_equal(int8_linear(x[r:r + 1], q, s, act_quant=True)[0], together[r])
+    x[2, 40] = np.nan
+    got = int8_linear(x, q, s, act_quant=True)
+    assert np.isnan(got[2]).all() and np.isfinite(got[[0, 1, 3, 4]]).all()
+    np.testing.assert_array_equal(got[[0, 1, 3, 4]], together[[0, 1, 3, 4]])
+
+
+def test_int_dot_intrinsic_equals_ref_and_uses_pmaddwd():
+    from numba import njit
+
+    from scratchgpt.ops.int_dot import HAS_PMADDWD_512, dot4_q8, dot4_ref
+
+    @njit(cache=False)
+    def call(xq, dx, w, dw):
+        xa, da, wa, sa = xq.ctypes.data, dx.ctypes.data, w.ctypes.data, dw.ctypes.data
+        ws, ss = w.strides[0], dw.strides[0]
+        return dot4_q8(xa, da, wa, wa + ws, wa + 2 * ws, wa + 3 * ws, sa, sa + ss, sa + 2 * ss, sa + 3 * ss,
+                       dx.shape[0])
+
+    rng = np.random.default_rng(1)
+    nb = 5
+    xq = rng.integers(-127, 128, 32 * nb).astype(np.int8)
+    w = rng.integers(-127, 128, (4, 32 * nb)).astype(np.int8)
+    dx = rng.random(nb).astype(np.float32)
+    dw = rng.random((4, nb)).astype(np.float32)
+    got = np.array(call(xq, dx, w, dw))
+    want = dot4_ref(xq, dx, w, dw)
+    assert np.all(np.abs(got - want) <= 8 * nb * 32 * 127 * 127 * np.finfo(np.float32).eps * np.abs(dw * dx).max())
+    asm = "\n".join(call.inspect_asm().values()).lower()
+    if HAS_PMADDWD_512:                 # one multiply-add instruction per 32 products
+        assert "vpmaddwd" in asm and "vpmulld" not in asm

@@ -11,6 +11,13 @@ What is quantized (``QuantConfig``, every choice configurable):
   dequantized at load time. This saves file size, not decode time (a lookup reads one row);
 * never: LayerNorm weights, biases and wpe (0.1 % of the parameters; LayerNorm gains scale
   whole channels, where a quantization error is not averaged out over a dot product).
+Activations (``act_quant=True``, default): in decode steps (up to 8 rows per matmul) each
+linear's input row is also quantized to int8, per block of 32 features with one float32 scale
+(llama.cpp's Q8_0 activations), and the block products run in integers — about 2.4x faster
+matrix-vector products (ops/quantized_matmul.py). Its price: each activation moves by at most
+half its block's step, measured on the demo model in chapters/ch3.md §3.2.4. Prefills and
+batches of more than 8 rows keep float32 activations. ``act_quant=False`` is the weight-only
+path; checkpoints written before this option existed load with it off (what they computed).
 Arithmetic and packed layouts: scratchgpt/ops/quantized_matmul.py.
 
 Checkpoint (a directory, never pickle):
@@ -56,6 +63,7 @@ class QuantConfig:
     kinds: tuple = BLOCK_KINDS          # which block linears
     lm_head: bool = True                # quantize the (tied) output layer
     embeddings: bool = False            # store wte only in quantized form (needs lm_head)
+    act_quant: bool = True              # decode rows: int8 activations x int8/int4 weights in integers
 
     def __post_init__(self):
         if self.bits not in (8, 4) or isinstance(self.bits, bool):
@@ -80,7 +88,7 @@ class _QuantLinear:
 
     bits = 0
 
-    def __init__(self, qweight, scales, bias, in_features: int):
+    def __init__(self, qweight, scales, bias, in_features: int, act_quant: bool = False):
         self.qweight = np.ascontiguousarray(qweight)                     # (N, Kp) or (N, Kp/2)
         self.scales = np.ascontiguousarray(scales, dtype=np.float32)      # (N, ng)
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
@@ -90,7 +98,8 @@ class _QuantLinear:
         self.group_size = per_row // self.scales.shape[1]
         self.nbytes = int(self.qweight.nbytes + self.scales.nbytes
                           + (0 if self.bias is None else self.bias.nbytes))
-        self._mm = self._matmul(self.qweight, self.scales, self.bias, self.in_features)
+        self.act_quant = bool(act_quant)
+        self._mm = self._matmul(self.qweight, self.scales, self.bias, self.in_features, self.act_quant)
 
     def __call__(self, x, out):                                          # x (M, in) -> out (M, out)
         return self._mm(x, out)
@@ -101,7 +110,7 @@ class _QuantLinear:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_features}, {self.out_features}, group={self.group_size}, "
-                f"bias={self.bias is not None})")
+                f"bias={self.bias is not None}, act_quant={self.act_quant})")
 
 
 class Int8Linear(_QuantLinear):
@@ -110,10 +119,10 @@ class Int8Linear(_QuantLinear):
     _deq = staticmethod(dequantize_int8_ref)
 
     @classmethod
-    def from_weight(cls, w, bias=None, group_size: int = DEFAULT_GROUP_SIZE) -> "Int8Linear":
+    def from_weight(cls, w, bias=None, group_size: int = DEFAULT_GROUP_SIZE, act_quant: bool = False) -> "Int8Linear":
         """From GPT-2's (in, out) layout."""
         q, s = quantize_int8(w, group_size)
-        return cls(q, s, bias, np.shape(w)[0])
+        return cls(q, s, bias, np.shape(w)[0], act_quant)
 
 
 class Int4Linear(_QuantLinear):
@@ -122,9 +131,9 @@ class Int4Linear(_QuantLinear):
     _deq = staticmethod(dequantize_int4_ref)
 
     @classmethod
-    def from_weight(cls, w, bias=None, group_size: int = DEFAULT_GROUP_SIZE) -> "Int4Linear":
+    def from_weight(cls, w, bias=None, group_size: int = DEFAULT_GROUP_SIZE, act_quant: bool = False) -> "Int4Linear":
         p, s = quantize_int4(w, group_size)
-        return cls(p, s, bias, np.shape(w)[0])
+        return cls(p, s, bias, np.shape(w)[0], act_quant)
 
 
 LINEAR_CLASSES = {8: Int8Linear, 4: Int4Linear}
@@ -210,9 +219,14 @@ class QuantizedGPT:
     def simulated_gpt(self):
         """A float32 GPT with every quantized weight replaced by its dequantized value, whose
         output layer is the quantized lm_head: the same function the engine computes (up to
-        float32 summation order), for loss / perplexity with the training-side code."""
+        float32 summation order) for weight-only models, for loss / perplexity with the
+        training-side code. It keeps float32 activations: with ``act_quant`` the engine's decode
+        steps also round each linear's input (see the module docstring)."""
         model = SimulatedQuantGPT(self.config, seed=0)
-        model._lm_head = self.qlinears.get("lm_head")
+        head = self.qlinears.get("lm_head")
+        if head is not None:       # weight-only even with act_quant: float activations, as everywhere here
+            head = type(head)(head.qweight, head.scales, head.bias, head.in_features, act_quant=False)
+        model._lm_head = head
         params = dict(model.named_parameters())
         for name, p in params.items():
             if name == "transformer.wte.weight":
@@ -275,14 +289,14 @@ def quantize_gpt(model, qcfg: QuantConfig | None = None, progress: bool = False)
             w = w + mod.delta()
         b = None if mod.bias is None else mod.bias.data                  # (out,)
         if kind in qcfg.kinds:
-            qlinears[name] = cls.from_weight(w, b, qcfg.group_size)
+            qlinears[name] = cls.from_weight(w, b, qcfg.group_size, qcfg.act_quant)
         else:
             floats[f"{name}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
             if b is not None:
                 floats[f"{name}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
     wte = params["transformer.wte.weight"].data                          # (V, C) = lm_head's Wᵀ
     if qcfg.lm_head:
-        qlinears["lm_head"] = cls.from_weight(wte.T, None, qcfg.group_size)
+        qlinears["lm_head"] = cls.from_weight(wte.T, None, qcfg.group_size, qcfg.act_quant)
     if not qcfg.embeddings:
         floats["transformer.wte.weight"] = np.ascontiguousarray(wte, dtype=np.float32)
     for name, p in params.items():                                       # wpe, LayerNorms
@@ -416,6 +430,7 @@ def read_quantized(directory) -> QuantizedGPT:
     q = dict(meta.get("quantization") or {})
     if q.pop("format_version", None) != FORMAT_VERSION:
         raise CheckpointError(f"{directory}/config.json: quantization format version is not {FORMAT_VERSION}")
+    q.setdefault("act_quant", False)     # written before the option: weight-only, as they ran then
     try:
         cfg = GPTConfig.from_dict(meta["scratchgpt_config"])
         qcfg = QuantConfig(**q)
@@ -443,7 +458,7 @@ def read_quantized(directory) -> QuantizedGPT:
     for base in lin_names:
         k = cfg.n_embd if base == "lm_head" else shapes[f"{base}.weight"][0]
         qlinears[base] = cls(tensors.pop(f"{base}.qweight"), tensors.pop(f"{base}.scales"),
-                             tensors.pop(f"{base}.bias", None), k)
+                             tensors.pop(f"{base}.bias", None), k, qcfg.act_quant)
     floats.update(tensors)
     return QuantizedGPT(cfg, qcfg, floats, qlinears)
 

@@ -55,8 +55,9 @@ import numpy as np
 from numba import prange
 
 from ..errors import ConfigError
-from ._numba import STRICT, SUMS, njit_helper, njit_pair
+from ._numba import STRICT, SUMS, njit_helper, njit_inline, njit_pair
 from .decode_matmul import block_product
+from .int_dot import dot4_q4, dot4_q8
 
 INT8_QMAX = 127
 INT4_QMAX = 7
@@ -165,6 +166,45 @@ def int4_linear_ref(x, packed, scales, bias=None):
     x = np.asarray(x, dtype=np.float64)
     y = x @ dequantize_int4_ref(packed, scales, x.shape[1])
     return y if bias is None else y + np.asarray(bias, dtype=np.float64)
+
+
+
+def quantize_rows_ref(x):
+    """Activation rows -> (xq (M, 32·nb) int64 in [-127, 127], dx (M, nb) float32), nb = ceil(K/32).
+
+    Per block of 32 features of a row: dx = max|x| / 127 and xq = rint(x / dx), both computed in
+    float32 exactly as the kernel does (so kernel and reference quantize to the same integers);
+    a block of zeros gets dx = 0, xq = 0; a block holding inf/NaN gets xq = 0 and dx = NaN or
+    inf, so that every output it touches comes out NaN, as the float path's would."""
+    x = np.asarray(x, dtype=np.float32)
+    m, k = x.shape
+    nb = _groups(k, BLOCK)
+    xp = np.zeros((m, nb * BLOCK), dtype=np.float32)
+    xp[:, :k] = x
+    g = xp.reshape(m, nb, BLOCK)
+    amax = np.abs(g).max(axis=2)                                     # (M, nb), NaN propagates
+    d = (amax / np.float32(INT8_QMAX)).astype(np.float32)
+    ok = (d > 0) & (d < np.inf)
+    with np.errstate(all="ignore"):
+        v = np.rint(g / np.where(ok, d, np.float32(1))[:, :, None])   # float32 division, as the kernel
+    v = np.clip(v, -INT8_QMAX, INT8_QMAX)
+    v[~ok] = 0
+    return v.astype(np.int64).reshape(m, nb * BLOCK), d
+
+
+def _act_rows_ref(x):
+    xq, dx = quantize_rows_ref(x)
+    k = np.asarray(x).shape[1]
+    return (xq.reshape(len(xq), -1, BLOCK) * dx.astype(np.float64)[:, :, None]).reshape(len(xq), -1)[:, :k]
+
+
+def int8_act_linear_ref(x, q, scales, bias=None):
+    """x quantized to int8 per block of 32 (``quantize_rows_ref``), then @ W~ (+ b) in float64."""
+    return int8_linear_ref(_act_rows_ref(x), q, scales, bias)
+
+
+def int4_act_linear_ref(x, packed, scales, bias=None):
+    return int4_linear_ref(_act_rows_ref(x), packed, scales, bias)
 
 
 # ----------------------------------------------------------------------------- Numba kernels
@@ -450,6 +490,97 @@ def _int4_dequant_tile(packed, scales, n0, n1, buf):
                 buf[r, b * BLOCK + H + i] = np.float32((byte >> 4) - 8) * d
 
 
+# ---- activation-quantized row kernels (llama.cpp's Q8_0 x Q8_0 and Q4_0 x Q8_0)
+# For M <= ROWS_MAX_M rows with ``act_quant``: each row of x is first quantized to int8 per block
+# of 32 (quantize_rows), then every block product is an exact integer sum times dx·dw (ops/int_dot.py:
+# one PMADDWD per 32 weights, float accumulators in registers). Measured, 1 thread, GPT-2 124M's
+# 48 block matrices + the 50257-row head, one token (cache-warm microbenchmark, machine under
+# load): weight-only float kernels 18.7 ms -> 7.7 ms. Extra error: each activation moves by at
+# most dx/2 (tests/test_ops_quantized_matmul.py bounds it).
+@njit_inline(fastmath=STRICT)
+def quantize_rows(x, xq, dx):
+    # x (M, K) f32 -> xq[:M, :32·nb] int8 (zero past K), dx[:M] (M, nb) f32; see quantize_rows_ref
+    M, K = x.shape
+    nb = dx.shape[1]
+    qmax = np.float32(INT8_QMAX)
+    for m in range(M):
+        for b in range(nb):
+            k0 = b * BLOCK
+            k1 = min(k0 + BLOCK, K)
+            amax = np.float32(0.0)
+            bad = False
+            for k in range(k0, k1):
+                a = abs(x[m, k])
+                if a > amax:
+                    amax = a
+                elif a != a:
+                    bad = True
+            if bad:
+                amax = np.float32(np.nan)
+            d = amax / qmax
+            dx[m, b] = d
+            ok = d > 0 and d < np.inf
+            for k in range(k0, k0 + BLOCK):
+                v = np.float32(0.0)
+                if ok and k < k1:
+                    v = min(max(np.rint(x[m, k] / d), -qmax), qmax)
+                xq[m, k] = np.int8(v)
+
+
+@njit_pair(fastmath=STRICT)
+def _int8_act_rows(x, xq, dx, q, bscales, bias, out):
+    # x (M, K) f32; xq (>= M, 32·nb) i8, dx (>= M, nb) f32 scratch; q (N, 32·nb) i8; bscales (N, nb)
+    # f32: the weight scale of every block of 32; out (M, N). 4 output rows per intrinsic call;
+    # past the job's end the last row repeats (same value rewritten), as in _int8_rows32.
+    quantize_rows(x, xq, dx)
+    M = x.shape[0]
+    N = q.shape[0]
+    nb = bscales.shape[1]
+    xa, xs = xq.ctypes.data, xq.strides[0]
+    da, ds = dx.ctypes.data, dx.strides[0]
+    qa, qs = q.ctypes.data, q.strides[0]
+    sa, ss = bscales.ctypes.data, bscales.strides[0]
+    for j in prange((N + JOB - 1) // JOB):
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
+            n1, n2, n3 = min(n + 1, nend - 1), min(n + 2, nend - 1), min(n + 3, nend - 1)
+            for m in range(M):
+                a0, a1, a2, a3 = dot4_q8(xa + m * xs, da + m * ds, qa + n * qs, qa + n1 * qs, qa + n2 * qs,
+                                         qa + n3 * qs, sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
+                out[m, n] = a0 + bias[n]
+                out[m, n1] = a1 + bias[n1]
+                out[m, n2] = a2 + bias[n2]
+                out[m, n3] = a3 + bias[n3]
+            n += ROWS
+
+
+@njit_pair(fastmath=STRICT)
+def _int4_act_rows(x, xq, dx, packed, bscales, bias, out):
+    # the same with packed int4 rows (N, 16·nb) u8
+    quantize_rows(x, xq, dx)
+    M = x.shape[0]
+    N = packed.shape[0]
+    nb = bscales.shape[1]
+    xa, xs = xq.ctypes.data, xq.strides[0]
+    da, ds = dx.ctypes.data, dx.strides[0]
+    qa, qs = packed.ctypes.data, packed.strides[0]
+    sa, ss = bscales.ctypes.data, bscales.strides[0]
+    for j in prange((N + JOB - 1) // JOB):
+        n = j * JOB
+        nend = min(n + JOB, N)
+        while n < nend:
+            n1, n2, n3 = min(n + 1, nend - 1), min(n + 2, nend - 1), min(n + 3, nend - 1)
+            for m in range(M):
+                a0, a1, a2, a3 = dot4_q4(xa + m * xs, da + m * ds, qa + n * qs, qa + n1 * qs, qa + n2 * qs,
+                                         qa + n3 * qs, sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
+                out[m, n] = a0 + bias[n]
+                out[m, n1] = a1 + bias[n1]
+                out[m, n2] = a2 + bias[n2]
+                out[m, n3] = a3 + bias[n3]
+            n += ROWS
+
+
 def _check_call(x, qrows, scales, bias, out, name):
     if x.ndim != 2 or x.dtype != np.float32 or not x.flags.c_contiguous:
         raise ValueError(f"{name}: x must be a C-contiguous float32 (M, in) array, got {x.dtype} {x.shape}")
@@ -473,7 +604,7 @@ class PackedMatmul:
     a zero-bias allocation) was measured to halve a small model's tokens/s. Shapes are checked
     once here; ``__call__`` trusts x (M, in) float32 C-contiguous and out (M, out) float32."""
 
-    def __init__(self, kernels, w, scales, bias, in_features: int):
+    def __init__(self, kernels, w, scales, bias, in_features: int, act_kernel=None):
         rows32, rows, self._tail, self._tile, self._block = kernels
         self.w, self.scales = w, scales
         self.in_features, self.out_features = int(in_features), w.shape[0]
@@ -487,10 +618,25 @@ class PackedMatmul:
         self._has_tail = self.in_features % BLOCK != 0
         self._kp = scales.shape[1] * group
         self._buf = None
+        # act_kernel (``act_quant``): rows of up to ROWS_MAX_M go through the int8-activation kernel;
+        # its scratch (quantized rows, their scales, the weight scale of every 32-block) is made once
+        self._act = act_kernel
+        if act_kernel is not None:
+            nb = self._kp // BLOCK
+            self._bscales = scales if group == BLOCK else np.ascontiguousarray(np.repeat(scales, group // BLOCK, axis=1))
+            self._xq = np.zeros((ROWS_MAX_M, self._kp), dtype=np.int8)       # (8, Kp)
+            self._dx = np.zeros((ROWS_MAX_M, nb), dtype=np.float32)          # (8, Kp/32)
+
+    @property
+    def act_quant(self) -> bool:
+        return self._act is not None
 
     def __call__(self, x, out):
         M = x.shape[0]
         work = M * self.out_features * self.in_features
+        if M <= ROWS_MAX_M and self._act is not None:
+            self._act.pick(work)(x, self._xq, self._dx, self.w, self._bscales, self._b, out)
+            return out
         if M <= ROWS_MAX_M:
             self._rows.pick(work)(x, self.w, self.scales, self._b, out)
             if self._has_tail:
@@ -515,36 +661,38 @@ class PackedMatmul:
         return out
 
 
-def _run(kernels, x, w, scales, bias, out, name):
+def _run(kernels, x, w, scales, bias, out, name, act_kernel=None):
     _check_call(x, w, scales, bias, out, name)
-    return PackedMatmul(kernels, w, scales, bias, x.shape[1])(x, out)
+    return PackedMatmul(kernels, w, scales, bias, x.shape[1], act_kernel)(x, out)
 
 
 _INT8 = (_int8_rows32, _int8_rows, _int8_tail, _int8_dequant_tile, _int8_block)
 _INT4 = (_int4_rows32, _int4_rows, _int4_tail, _int4_dequant_tile, _int4_block)
 
 
-def int8_matmul(q, scales, bias, in_features: int) -> PackedMatmul:
-    """The reusable form of ``int8_linear`` (what Int8Linear holds)."""
-    return PackedMatmul(_INT8, q, scales, bias, in_features)
+def int8_matmul(q, scales, bias, in_features: int, act_quant: bool = False) -> PackedMatmul:
+    """The reusable form of ``int8_linear`` (what Int8Linear holds). ``act_quant``: decode rows
+    (M <= ROWS_MAX_M) are quantized to int8 per block of 32 and multiplied in integers."""
+    return PackedMatmul(_INT8, q, scales, bias, in_features, _int8_act_rows if act_quant else None)
 
 
-def int4_matmul(packed, scales, bias, in_features: int) -> PackedMatmul:
-    return PackedMatmul(_INT4, packed, scales, bias, in_features)
+def int4_matmul(packed, scales, bias, in_features: int, act_quant: bool = False) -> PackedMatmul:
+    return PackedMatmul(_INT4, packed, scales, bias, in_features, _int4_act_rows if act_quant else None)
 
 
-def int8_linear(x, q, scales, bias=None, out=None):
-    """out (M, N) = x (M, K) float32 @ W~ (+ bias), from int8 q (N, Kp) and scales (N, Kp/G)."""
+def int8_linear(x, q, scales, bias=None, out=None, act_quant: bool = False):
+    """out (M, N) = x (M, K) float32 @ W~ (+ bias), from int8 q (N, Kp) and scales (N, Kp/G).
+    ``act_quant``: for M <= ROWS_MAX_M, x is quantized first (``int8_act_linear_ref``)."""
     if out is None:
         out = np.empty((x.shape[0], q.shape[0]), dtype=np.float32)
-    return _run(_INT8, x, q, scales, bias, out, "int8_linear")
+    return _run(_INT8, x, q, scales, bias, out, "int8_linear", _int8_act_rows if act_quant else None)
 
 
-def int4_linear(x, packed, scales, bias=None, out=None):
+def int4_linear(x, packed, scales, bias=None, out=None, act_quant: bool = False):
     """out (M, N) = x (M, K) float32 @ W~ (+ bias), from packed int4 (N, Kp/2) and scales (N, Kp/G)."""
     if out is None:
         out = np.empty((x.shape[0], packed.shape[0]), dtype=np.float32)
-    return _run(_INT4, x, packed, scales, bias, out, "int4_linear")
+    return _run(_INT4, x, packed, scales, bias, out, "int4_linear", _int4_act_rows if act_quant else None)
 
 # ---- numba.cuda kernel ----
 # Not written: the GPU path (a later issue) would keep the packed rows and give each thread

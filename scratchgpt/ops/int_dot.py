@@ -1,0 +1,149 @@
+"""Integer dot products of int8 activations with int8 / int4 weight rows, written as LLVM IR.
+
+Math (one call, 4 weight rows r = 0..3, ``nb`` blocks of 32 values):
+    acc_r = Σ_b  float(Σ_{i<32} xq[32b + i] · q_r[32b + i]) · (dx[b] · dw_r[b])
+xq: the activation row quantized to int8 (ops/quantized_matmul.py's ``quantize_rows``), dx its
+per-block scales; q_r: an int8 weight row (or an int4 row, unpacked here), dw_r its per-block
+scales (G = 32: one scale per block). The integer block sums are exact (|Σ| <= 32·127·127 < 2^31).
+
+Why LLVM IR instead of a Numba loop. The product of a block is llama.cpp's Q8_0 x Q8_0: widen
+the 32 int8 values to int16 and multiply-add adjacent pairs into 16 int32 lanes (x86 PMADDWD:
+one instruction for 32 products), convert the 16 lanes to float and FMA them with the block's
+scale into 16 float accumulators that live in registers for the whole row. Written as Numba
+loops (tried: 7 variants, benchmarks/generate.py --qkernels for the numbers), LLVM never got
+there: Numba types ``int32 * int32`` as int64, the narrowed loops used VPMULLD (a slow 32-bit
+multiply) or stayed scalar because the float accumulator array may alias the int8 loads
+(char-typed loads alias anything), and the 32-wide block kept it from the loop vectoriser.
+Here the vector types are explicit, so the machine code is the one intended (checked in
+tests/test_ops_int_dot.py: PMADDWD in the assembly where the CPU has AVX-512BW).
+
+Portability: the PMADDWD intrinsic is used only when the CPU Numba compiles for has AVX-512BW
+(``HAS_PMADDWD_512``); elsewhere the same sums are written as plain vector IR (sign-extend,
+multiply, add even and odd lanes), which LLVM lowers on any target, more slowly. The integer
+sums are exact either way, and the float part is the same IR, so both give the same bits.
+
+Determinism: no fast-math flags. The FMA is the ``llvm.fma`` intrinsic (one rounding, every
+build), the final 16 lanes are summed in one fixed pairwise tree. The serial and parallel
+kernel builds inline the same IR, so they agree bit for bit (infer/build_choice.py needs it).
+"""
+from __future__ import annotations
+
+import llvmlite.binding as _llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic
+
+
+def _host_has_avx512bw() -> bool:
+    if config.CPU_NAME not in (None, "host"):        # compiling for another CPU: be generic
+        return False
+    try:
+        return bool(_llvm.get_host_cpu_features().get("avx512bw", False))
+    except Exception:                                # non-x86 hosts may not report features
+        return False
+
+
+HAS_PMADDWD_512 = _host_has_avx512bw()
+"""True: the block product is one VPMADDWD (x86 with AVX-512BW); False: generic vector IR."""
+
+_I8, _I16, _I32, _I64, _F32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
+_V16I8, _V32I8 = ir.VectorType(_I8, 16), ir.VectorType(_I8, 32)
+_V32I16, _V16I32, _V16F32 = ir.VectorType(_I16, 32), ir.VectorType(_I32, 16), ir.VectorType(_F32, 16)
+
+
+def _idx(values):
+    return ir.Constant(ir.VectorType(_I32, len(values)), list(values))
+
+
+def _pair_products(builder, x16, w8):
+    """<32 x i16> x, <32 x i8> w -> <16 x i32>: lane j = x[2j] w[2j] + x[2j+1] w[2j+1]."""
+    w16 = builder.sext(w8, _V32I16)
+    if HAS_PMADDWD_512:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16I32, [_V32I16, _V32I16]),
+                                            "llvm.x86.avx512.pmaddw.d.512")
+        return builder.call(fn, [x16, w16])
+    even, odd = _idx(range(0, 32, 2)), _idx(range(1, 32, 2))
+    xe = builder.sext(builder.shuffle_vector(x16, x16, even), _V16I32)
+    xo = builder.sext(builder.shuffle_vector(x16, x16, odd), _V16I32)
+    we = builder.sext(builder.shuffle_vector(w16, w16, even), _V16I32)
+    wo = builder.sext(builder.shuffle_vector(w16, w16, odd), _V16I32)
+    return builder.add(builder.mul(xe, we), builder.mul(xo, wo))
+
+
+def _int4_block(builder, ptr):
+    """16 packed bytes -> <32 x i8> in [-8, 7]: low nibbles are values 0..15, high 16..31
+    (ops/quantized_matmul.py's int4 layout)."""
+    raw = builder.load(builder.bitcast(ptr, _V16I8.as_pointer()), align=1)
+    lo = builder.and_(raw, ir.Constant(_V16I8, [15] * 16))
+    hi = builder.lshr(raw, ir.Constant(_V16I8, [4] * 16))
+    both = builder.shuffle_vector(lo, hi, _idx(range(32)))
+    return builder.sub(both, ir.Constant(_V32I8, [8] * 32))
+
+
+def _hsum(builder, v):
+    """Σ of 16 float lanes in a fixed pairwise order: (lane i) + (lane i + n/2), n = 16, 8, 4, 2."""
+    n = 16
+    while n > 1:
+        h = n // 2
+        v = builder.fadd(builder.shuffle_vector(v, v, _idx(range(h))), builder.shuffle_vector(v, v, _idx(range(h, n))))
+        n = h
+    return builder.extract_element(v, ir.Constant(_I32, 0))
+
+
+def _make_dot4(bits):
+    block_bytes = 32 if bits == 8 else 16
+
+    def impl(typingctx, x_addr, dx_addr, w0, w1, w2, w3, s0, s1, s2, s3, nb):
+        sig = types.UniTuple(types.float32, 4)(*([types.intp] * 11))
+
+        def codegen(context, builder, signature, args):
+            bytep, fp = _I8.as_pointer(), _F32.as_pointer()
+            xp = builder.inttoptr(args[0], bytep)
+            dxp = builder.inttoptr(args[1], fp)
+            wp = [builder.inttoptr(a, bytep) for a in args[2:6]]
+            sp = [builder.inttoptr(a, fp) for a in args[6:10]]
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F32, [_V16F32] * 3),
+                                                 "llvm.fma.v16f32")
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V16F32, [0.0] * 16)) for _ in range(4)]
+            with cgutils.for_range(builder, args[10]) as loop:
+                b = loop.index
+                xv = builder.load(builder.bitcast(builder.gep(xp, [builder.mul(b, ir.Constant(_I64, 32))]),
+                                                  _V32I8.as_pointer()), align=1)
+                x16 = builder.sext(xv, _V32I16)
+                dxb = builder.load(builder.gep(dxp, [b]))
+                woff = builder.mul(b, ir.Constant(_I64, block_bytes))
+                for r in range(4):
+                    wptr = builder.gep(wp[r], [woff])
+                    if bits == 8:
+                        w8 = builder.load(builder.bitcast(wptr, _V32I8.as_pointer()), align=1)
+                    else:
+                        w8 = _int4_block(builder, wptr)
+                    f = builder.sitofp(_pair_products(builder, x16, w8), _V16F32)
+                    d = builder.fmul(builder.load(builder.gep(sp[r], [b])), dxb)      # dw_r[b] * dx[b]
+                    dv = builder.insert_element(ir.Constant(_V16F32, ir.Undefined), d, ir.Constant(_I32, 0))
+                    dv = builder.shuffle_vector(dv, dv, _idx([0] * 16))
+                    builder.store(builder.call(fma, [f, dv, builder.load(accs[r])]), accs[r])
+            outs = [_hsum(builder, builder.load(a)) for a in accs]
+            return context.make_tuple(builder, signature.return_type, outs)
+
+        return sig, codegen
+
+    impl.__name__ = f"dot4_q{bits}"
+    return intrinsic(impl)
+
+
+dot4_q8 = _make_dot4(8)
+"""(x_addr, dx_addr, w0..w3, s0..s3, nb) -> 4 float32 dots. Addresses (``arr.ctypes.data`` + byte
+offsets) of: the int8 activation row (32·nb bytes, zero padded), its nb float32 block scales, 4
+int8 weight rows (32·nb bytes each) and their nb float32 scales. The caller keeps the arrays alive."""
+dot4_q4 = _make_dot4(4)
+"""The same with 4 packed int4 weight rows (16·nb bytes each)."""
+
+
+def dot4_ref(xq, dx, wq, dw):
+    """float64 reference: xq (32·nb,) ints, dx (nb,), wq (4, 32·nb) ints, dw (4, nb) -> (4,)."""
+    import numpy as np
+    nb = len(dx)
+    isum = (np.asarray(wq, np.int64).reshape(4, nb, 32) * np.asarray(xq, np.int64).reshape(1, nb, 32)).sum(axis=2)
+    return (isum * np.asarray(dw, np.float64) * np.asarray(dx, np.float64)).sum(axis=1)
