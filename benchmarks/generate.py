@@ -256,7 +256,7 @@ def worker_qkernels(*_):
     import numpy as np
 
     from scratchgpt.ops import quantized_matmul as qm
-    from scratchgpt.ops.decode_matmul import _small_matmul_kernel
+    from scratchgpt.ops.decode_matmul import _dot_rows_kernel
     rng = np.random.default_rng(0)
     calls = {(k, b): [] for k in ("float32", "int8", "int4") for b in ("serial", "parallel")}
     for K, N in [(768, 2304), (768, 768), (768, 3072), (3072, 768)]:
@@ -269,7 +269,7 @@ def worker_qkernels(*_):
             o = np.empty((1, N), np.float32)
             b = np.zeros(N, np.float32)
             for build in ("serial", "parallel"):
-                f32 = getattr(_small_matmul_kernel, build)
+                f32 = getattr(_dot_rows_kernel, build)
                 i8 = getattr(qm._int8_rows32, build)
                 i4 = getattr(qm._int4_rows32, build)
                 calls[("float32", build)].append(lambda f=f32, x=x, wt=wt, b=b, o=o: f(x, wt, b, True, o))

@@ -53,11 +53,14 @@ def logits(m, idx):
 def test_quantize_writes_a_model_the_engine_loads(base, tmp_path, capsys):
     from scratchgpt.infer import Engine, SamplingParams, load_for_inference
     model_dir, _, tok = base
-    for bits in (8, 4):
+    for bits, extra in ((8, ()), (4, ("--weight-only",))):
         out = tmp_path / f"q{bits}"
-        assert run("quantize", model_dir, "--bits", bits, "--group_size", "64", "--out", out, "--no-progress") == 0
+        assert run("quantize", model_dir, "--bits", bits, "--group_size", "64", "--out", out, "--no-progress",
+                   *extra) == 0
         model, tok2 = load_for_inference(out)
         assert model.qconfig.bits == bits and model.qconfig.group_size == 64
+        assert model.qconfig.act_quant == (not extra)                  # stored in config.json, read back
+        assert all(lin.act_quant == (not extra) for lin in model.qlinears.values())
         c = Engine(model, tok2).generate(tok.encode("Where is"), SamplingParams(max_new_tokens=5, ignore_eos=True))
         assert len(c.token_ids) == 5
     assert "written to" in capsys.readouterr().out

@@ -88,6 +88,20 @@ def test_checkpoint_round_trip(model, tmp_path, bits):
     assert (tmp_path / "model.safetensors").stat().st_size < float_bytes
 
 
+def test_act_quant_is_stored_and_old_checkpoints_load_weight_only(model, tmp_path):
+    for act in (True, False):
+        save_quantized(quantize_gpt(model, QuantConfig(bits=8, act_quant=act)), tmp_path)
+        meta = json.loads((tmp_path / "config.json").read_text())
+        assert meta["quantization"]["act_quant"] is act
+        back = read_quantized(tmp_path)
+        assert back.qconfig.act_quant is act and all(lin.act_quant is act for lin in back.qlinears.values())
+    # a checkpoint written before the option existed ran weight-only, and still does
+    del meta["quantization"]["act_quant"]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    old = read_quantized(tmp_path)
+    assert old.qconfig.act_quant is False and not any(lin.act_quant for lin in old.qlinears.values())
+
+
 def test_checkpoint_refuses_corrupted_and_mismatched(model, tmp_path):
     q = quantize_gpt(model, QuantConfig(bits=8))
     save_quantized(q, tmp_path)

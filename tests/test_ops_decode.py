@@ -121,13 +121,21 @@ def test_decode_kernels_are_batch_and_build_invariant():
     one = np.empty((1, 77), np.float32)
     small_matmul(x[3:4].copy(), wt, b, one)
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0][3], one[0])
-    # the block kernel (more than ROW_KERNEL_MAX_M rows): a row's bits do not depend on M either
+    # more rows: a row's bits do not depend on M either
     xs = rng.standard_normal((23, 96)).astype(np.float32)
     full = np.empty((23, 77), np.float32)
     small_matmul(xs, wt, b, full)
     part = np.empty((13, 77), np.float32)
     small_matmul(xs[10:].copy(), wt, b, part)
     assert np.array_equal(full[10:], part)
+    # any batch size (the CPU engine sends up to 32 decode rows per call) and a K that is not a
+    # multiple of the kernel's 16 lanes: every row equals the row alone, bit for bit
+    for k in (50, 96):
+        xk = rng.standard_normal((32, k)).astype(np.float32)
+        wk = rng.standard_normal((77, k)).astype(np.float32)
+        batch = small_matmul(xk, wk, b, np.empty((32, 77), np.float32))
+        for r in (0, 5, 30, 31):
+            assert np.array_equal(batch[r], small_matmul(xk[r:r + 1].copy(), wk, b, np.empty((1, 77), np.float32))[0])
     d = rng.standard_normal((5, 96)).astype(np.float32)
     w = rng.standard_normal(96).astype(np.float32)
     hs = []

@@ -239,6 +239,8 @@ class CudaDecoderRunner(DecoderRunner):
     last_rows, segs)`` with host int arrays in, host logits (B, V) float32 out (``logits_buf``, the
     host buffer the base class allocates, receives them). Its other buffers live on the device."""
 
+    decode_chunk = DECODE_CHUNK          # its decode kernels take up to 8 rows; more go to the tiles
+
     def __init__(self, w: DecoderWeights, cache: CudaKVCache, max_rows: int, max_last: int):
         (self._ca, self._att, self._emb, self._ln, self._mm, self._gelu, _, _, self._smear,
          self._views) = _cuda()
@@ -364,7 +366,7 @@ class CudaDecoderRunner(DecoderRunner):
         lh = self._views.take_rows_cuda(a, last, out=self.last_h[:B])
         add_ln_rows(lx, lh, self._ln_f[0], self._ln_f[1], eps, out=lh)
         logits = self.logits_dev[:B]
-        _apply(self._lm_head, lh, logits, segments_for(B, ()))
+        _apply(self._lm_head, lh, logits, segments_for(B, (), self.decode_chunk))
         return logits
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .detok import StreamText
-from .forward import DecoderRunner, segments_for
+from .forward import DECODE_CHUNK, DecoderRunner, segments_for
 from .kv_cache import KVCache
 from .params import (Completion, ContextLengthError, EngineFull, GenerationRequest, SamplingParams,
                      StepOutput)
@@ -240,7 +240,8 @@ class Engine:
                 completing.append(q)
         batch = decoding + completing
         prefill_rows = R - len(decoding)
-        segs = segments_for(len(decoding), [end - start for _, start, end in chunks])
+        segs = segments_for(len(decoding), [end - start for _, start, end in chunks],
+                            getattr(self.runner, "decode_chunk", DECODE_CHUNK))
         t0 = time.perf_counter()
         picked = None
         if self.device == "cuda" and not self.return_logits and all(q.greedy for q in batch):

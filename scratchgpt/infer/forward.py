@@ -15,10 +15,10 @@ step may mix both. For every layer (GPT-2 pre-LN block)::
     logits = LN_f(x[last rows]) wteᵀ                            (n_last, V)  only where needed
 
 Row independence: each linear is called per *segment* of rows — one prompt's prefill, or at
-most ``DECODE_CHUNK`` decode rows — and every kernel computes a row the same way whatever else
-is in the step, so a sequence gets bit-identical logits alone or batched (DenseLinear's row
-kernel serves every call of up to DECODE_CHUNK rows; a prompt of P rows always meets the same
-P-row call).
+most ``decode_chunk`` decode rows (32 on the CPU, 8 on the GPU) — and every kernel computes a
+row the same way whatever else is in the step, so a sequence gets bit-identical logits alone or
+batched (DenseLinear's kernel and the quantized row kernels compute each row on its own; a
+prompt of P rows always meets the same P-row call).
 
 Serial or parallel kernels: pure decode steps run in the mode ``BuildChooser`` measures to be
 faster at the moment (infer/build_choice.py: under CPU contention a step's ~50 parallel
@@ -39,12 +39,15 @@ from .build_choice import BuildChooser
 from .kv_cache import KVCache
 from .weights import DecoderWeights
 
-DECODE_CHUNK = 8        # decode rows per linear call (= ops.decode_matmul.ROW_KERNEL_MAX_M)
+DECODE_CHUNK = 8        # decode rows per linear call on the GPU (cuda_forward.py: its decode kernels)
+CPU_DECODE_CHUNK = 32   # ... on the CPU: the float32 kernel's rows never depend on the batch
+                        # (ops/decode_matmul._dot_rows_kernel), the int ones' neither up to
+                        # ops/quantized_matmul.ROWS_MAX_M (= this) rows
 
 
-def segments_for(n_decode: int, prompt_lens) -> list:
-    """Row ranges [(start, end)]: decode rows first in chunks, then one range per prompt."""
-    segs = [(a, min(a + DECODE_CHUNK, n_decode)) for a in range(0, n_decode, DECODE_CHUNK)]
+def segments_for(n_decode: int, prompt_lens, chunk: int = DECODE_CHUNK) -> list:
+    """Row ranges [(start, end)]: decode rows first in chunks of ``chunk``, then one range per prompt."""
+    segs = [(a, min(a + chunk, n_decode)) for a in range(0, n_decode, chunk)]
     start = n_decode
     for P in prompt_lens:
         segs.append((start, start + P))
@@ -75,6 +78,8 @@ def layer_weights(w: DecoderWeights) -> list:
 
 class DecoderRunner:
     """Runs ``DecoderWeights`` over step rows against a ``KVCache`` (see module docstring)."""
+
+    decode_chunk = CPU_DECODE_CHUNK      # decode rows per linear call (segments_for)
 
     def __init__(self, w: DecoderWeights, cache: KVCache, max_rows: int, max_last: int,
                  chooser: BuildChooser | None = None):
@@ -195,5 +200,5 @@ class DecoderRunner:
         np.take(a, last_rows, axis=0, out=lh)
         add_layernorm_rows(lx, lh, self._ln_f[0], self._ln_f[1], eps, lh)
         logits = self.logits_buf[:B]
-        _apply(self._lm_head, lh, logits, segments_for(B, ()))
+        _apply(self._lm_head, lh, logits, segments_for(B, (), self.decode_chunk))
         return logits

@@ -7,17 +7,24 @@ Why a kernel of our own: a decode step multiplies M = 1..32 rows by every weight
 it is bound by reading the weights once from memory, not by arithmetic. Stored output-major,
 each output feature's weights are one contiguous K-long row: the kernel streams the matrix in
 memory order exactly once, and each row, while in L1, meets all M inputs (x stays in L1 too).
-Threads split the N rows into contiguous ranges. Two kernels: one row at a time (decode, up to
-ROW_KERNEL_MAX_M rows) and 4 x 4 blocks (more rows, a prefill). BLAS (np.matmul / sgemv) is
-the alternative, measured side by side in ``benchmarks/generate.py --kernels``; infer/linear.py
-uses it only for long prefills (see DenseLinear for why).
+Threads split the N rows into fixed jobs of 16. One kernel for every M below BLAS's range:
+4 weight rows x 4 inputs per step (16 vector accumulators), whose per-element arithmetic is
+fixed (ops/int_dot.py), so a row's bits never depend on the batch. Measured against the two
+kernels it replaced (a reassociated 4-row kernel for M <= 8 in calls of 8 rows, a 4 x 4 block
+kernel above), GPT-2 124M's 48 block matrices per token, one thread, machine under load
+(load average ~25): M = 1 12.6 -> 12.8 ms, M = 8 33.6 -> 20.5 ms, M = 32 293 -> 62 ms.
+BLAS (np.matmul / sgemv) is the alternative, measured side by side in
+``benchmarks/generate.py --kernels``; infer/linear.py uses it only for long prefills (see
+DenseLinear for why). ``block_product`` (4 x 4 blocks with reassociated sums) remains for the
+quantized kernels' dequantized-scratch path.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import prange
 
-from ._numba import SUMS, njit_inline, njit_pair
+from ._numba import STRICT, SUMS, njit_inline, njit_pair
+from .int_dot import dot4x1_f32, dot4x4_f32
 
 
 # ----------------------------------------------------------------------------- reference
@@ -30,56 +37,7 @@ def small_matmul_ref(x, wt, b=None):
 
 
 # ----------------------------------------------------------------------------- Numba kernel
-# reassoc: the K-long dot products vectorise (16 partial sums in AVX-512 registers).
-_FM = SUMS  # reassoc: vectorised sums (several partial sums); contract: FMA
 _ROWS_PER_JOB = 16  # output features per parallel job: long enough to amortise the loop overhead
-
-
-@njit_pair(fastmath=_FM)
-def _small_matmul_kernel(x, wt, b, has_bias, out):  # x (M, K); wt (N, K); b (N,); out (M, N)
-    # Register blocking: 4 weight rows at a time (4 independent accumulator chains; each x
-    # element loaded once per 4 FMAs). The 4 rows (4K floats) stay in L1 while every input row
-    # meets them. Each out[m, n] is the same k-ordered sum whatever M is and whichever thread
-    # runs it: results do not depend on the batch (the engine's batched == single guarantee).
-    M, K = x.shape
-    N = wt.shape[0]
-    zero = np.float32(0.0)
-    n_jobs = (N + _ROWS_PER_JOB - 1) // _ROWS_PER_JOB
-    for j in prange(n_jobs):
-        n0 = j * _ROWS_PER_JOB
-        n1 = min(n0 + _ROWS_PER_JOB, N)
-        n = n0
-        while n + 4 <= n1:
-            for m in range(M):
-                a0 = zero
-                a1 = zero
-                a2 = zero
-                a3 = zero
-                for k in range(K):
-                    xv = x[m, k]
-                    a0 += xv * wt[n, k]
-                    a1 += xv * wt[n + 1, k]
-                    a2 += xv * wt[n + 2, k]
-                    a3 += xv * wt[n + 3, k]
-                if has_bias:
-                    a0 += b[n]
-                    a1 += b[n + 1]
-                    a2 += b[n + 2]
-                    a3 += b[n + 3]
-                out[m, n] = a0
-                out[m, n + 1] = a1
-                out[m, n + 2] = a2
-                out[m, n + 3] = a3
-            n += 4
-        while n < n1:
-            for m in range(M):
-                a0 = zero
-                for k in range(K):
-                    a0 += x[m, k] * wt[n, k]
-                if has_bias:
-                    a0 += b[n]
-                out[m, n] = a0
-            n += 1
 
 
 @njit_inline(fastmath=SUMS)
@@ -162,28 +120,54 @@ def block_product(x, w, rows, n0, bias, has_bias, out):
             out[m3, n0 + r3] = a33 + b3
 
 
-@njit_pair(fastmath=_FM)
-def _block_matmul_kernel(x, wt, b, has_bias, out):  # x (M, K); wt (N, K); b (N,); out (M, N)
-    # For more rows (a prefill): 4 weight rows x 4 input rows per block (block_product below),
-    # so each loaded weight meets 4 inputs (vs 1 above): ~1.5x faster from 4 rows on.
+@njit_pair(fastmath=STRICT)
+def _dot_rows_kernel(x, wt, b, has_bias, out):  # x (M, K) rows contiguous; wt (N, K); b (N,); out (M, N)
+    # Every out[m, n] is one 16-lane FMA chain over k plus a fixed lane tree (ops/int_dot.py:
+    # dot4x4_f32 / dot4x1_f32 give each element the same bits), so a row's result is the same
+    # whatever M is and whichever rows share its block: batched decode needs no chunking for
+    # bit-exactness. 4 output features x 4 inputs per call (16 register accumulators, each
+    # loaded weight meets 4 inputs); leftover inputs 4 x 1. Past the job's end the last output
+    # feature repeats (the same value rewritten).
+    M, K = x.shape
     N = wt.shape[0]
+    xa, xs = x.ctypes.data, x.strides[0]
+    wa, ws = wt.ctypes.data, wt.strides[0]
+    zero = np.float32(0.0)
     for j in prange((N + _ROWS_PER_JOB - 1) // _ROWS_PER_JOB):
         n0 = j * _ROWS_PER_JOB
         n1 = min(n0 + _ROWS_PER_JOB, N)
-        block_product(x, wt[n0:n1], n1 - n0, n0, b, has_bias, out)
+        for n in range(n0, n1, 4):
+            ns = (n, min(n + 1, n1 - 1), min(n + 2, n1 - 1), min(n + 3, n1 - 1))
+            bs = (b[ns[0]] if has_bias else zero, b[ns[1]] if has_bias else zero,
+                  b[ns[2]] if has_bias else zero, b[ns[3]] if has_bias else zero)
+            m = 0
+            while m + 4 <= M:
+                t = dot4x4_f32(xa + m * xs, xa + (m + 1) * xs, xa + (m + 2) * xs, xa + (m + 3) * xs,
+                               wa + ns[0] * ws, wa + ns[1] * ws, wa + ns[2] * ws, wa + ns[3] * ws, K)
+                for i in range(4):
+                    for r in range(4):
+                        out[m + i, ns[r]] = t[4 * i + r] + bs[r]
+                m += 4
+            while m < M:
+                t1 = dot4x1_f32(xa + m * xs, wa + ns[0] * ws, wa + ns[1] * ws, wa + ns[2] * ws, wa + ns[3] * ws, K)
+                for r in range(4):
+                    out[m, ns[r]] = t1[r] + bs[r]
+                m += 1
 
 
-# Up to this many rows the one-row kernel (decode: each step's rows, at most this many per call
-# from the engine); above it the 4 x 4 block kernel. Each kernel computes a row the same way
-# whatever the other rows are, so a sequence's logits do not depend on its batch.
+# Until _dot_rows_kernel, a reassociated one-row kernel served up to this many rows and a 4 x 4
+# block kernel more, so the engine split batches into calls of at most this many rows to keep a
+# row's bits independent of the batch. Kept for callers that still chunk (the GPU runner).
 ROW_KERNEL_MAX_M = 8
 
 
 def small_matmul(x, wt, b, out):
-    """out (M, N) = x (M, K) @ wt (N, K)ᵀ + b; b may be None. All float32, C-contiguous."""
+    """out (M, N) = x (M, K) @ wt (N, K)ᵀ + b; b may be None. All float32; rows of x and wt
+    contiguous. A row's result does not depend on M (``_dot_rows_kernel``)."""
     has_bias = b is not None
-    kernel = _small_matmul_kernel if x.shape[0] <= ROW_KERNEL_MAX_M else _block_matmul_kernel
-    kernel.pick(wt.size)(x, wt, b if has_bias else _NO_BIAS, has_bias, out)
+    if x.strides[1] != 4 or wt.strides[1] != 4:
+        raise ValueError("small_matmul: rows of x and wt must be contiguous float32")
+    _dot_rows_kernel.pick(wt.size * max(1, x.shape[0] // 4))(x, wt, b if has_bias else _NO_BIAS, has_bias, out)
     return out
 
 

@@ -147,3 +147,74 @@ def dot4_ref(xq, dx, wq, dw):
     nb = len(dx)
     isum = (np.asarray(wq, np.int64).reshape(4, nb, 32) * np.asarray(xq, np.int64).reshape(1, nb, 32)).sum(axis=2)
     return (isum * np.asarray(dw, np.float64) * np.asarray(dx, np.float64)).sum(axis=1)
+
+
+# ----------------------------------------------------------------------------- float32 rows
+# The same idea for float32 weights, for batched decode: one (row n, input m) dot product is
+# 16 lanes (lane l sums the products k ≡ l mod 16, in k order, one llvm.fma each, the last
+# partial 16 through a masked load that reads zeros past K), then the fixed _hsum tree. Each
+# element is therefore the same sequence of roundings whether it is computed 4 rows x 1 input at
+# a time (``dot4x1_f32``) or 4 x 4 (``dot4x4_f32``, 16 accumulators in registers, each loaded
+# weight meeting 4 inputs): batched == single, bit for bit, at any batch size.
+def _masked_load(builder, ptr, rem):
+    """<16 x float> from ptr, lanes >= rem (an i64 in 1..16) read as 0 and never touched."""
+    mask = builder.icmp_unsigned("<", _idx(range(16)),
+                                 builder.shuffle_vector(builder.insert_element(ir.Constant(_V16I32, ir.Undefined),
+                                                                               builder.trunc(rem, _I32),
+                                                                               ir.Constant(_I32, 0)),
+                                                        ir.Constant(_V16I32, ir.Undefined), _idx([0] * 16)))
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_V16F32, [_V16F32.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16),
+                                                  _V16F32]), "llvm.masked.load.v16f32.p0v16f32")
+    return builder.call(fn, [builder.bitcast(ptr, _V16F32.as_pointer()), ir.Constant(_I32, 4), mask,
+                             ir.Constant(_V16F32, [0.0] * 16)])
+
+
+def _make_dot_f32(n_in):
+    def impl(typingctx, *args):
+        # (x_0..x_{n_in-1}, w0..w3, K) addresses of float32 rows -> n_in * 4 floats, [m][r] order
+        sig = types.UniTuple(types.float32, 4 * n_in)(*([types.intp] * (n_in + 5)))
+
+        def codegen(context, builder, signature, a):
+            fp = _F32.as_pointer()
+            xs = [builder.inttoptr(v, fp) for v in a[:n_in]]
+            ws = [builder.inttoptr(v, fp) for v in a[n_in:n_in + 4]]
+            K = a[n_in + 4]
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F32, [_V16F32] * 3),
+                                                 "llvm.fma.v16f32")
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16F32, [0.0] * 16)) for _ in range(4)]
+                    for _ in range(n_in)]
+
+            def step(load):
+                xv = [load(p) for p in xs]
+                wv = [load(p) for p in ws]
+                for m in range(n_in):
+                    for r in range(4):
+                        builder.store(builder.call(fma, [xv[m], wv[r], builder.load(accs[m][r])]), accs[m][r])
+
+            nfull = builder.udiv(K, ir.Constant(_I64, 16))
+            with cgutils.for_range(builder, nfull) as loop:
+                off = builder.mul(loop.index, ir.Constant(_I64, 16))
+                step(lambda p: builder.load(builder.bitcast(builder.gep(p, [off]), _V16F32.as_pointer()), align=4))
+            rem = builder.urem(K, ir.Constant(_I64, 16))
+            with builder.if_then(builder.icmp_unsigned("!=", rem, ir.Constant(_I64, 0))):
+                off = builder.mul(nfull, ir.Constant(_I64, 16))
+                step(lambda p: _masked_load(builder, builder.gep(p, [off]), rem))
+            outs = [_hsum(builder, builder.load(accs[m][r])) for m in range(n_in) for r in range(4)]
+            return context.make_tuple(builder, signature.return_type, outs)
+
+        return sig, codegen
+
+    # numba's @intrinsic needs the explicit argument list
+    names = [f"x{m}" for m in range(n_in)] + ["w0", "w1", "w2", "w3", "k"]
+    src = f"def dot(typingctx, {', '.join(names)}):\n    return impl(typingctx, {', '.join(names)})\n"
+    scope = {"impl": impl}
+    exec(src, scope)
+    scope["dot"].__name__ = f"dot4x{n_in}_f32"
+    return intrinsic(scope["dot"])
+
+
+dot4x1_f32 = _make_dot_f32(1)
+"""(x, w0, w1, w2, w3, K) addresses -> 4 float32 dots x·w_r (see above)."""
+dot4x4_f32 = _make_dot_f32(4)
+"""(x0..x3, w0..w3, K) -> 16 float32 dots, out[4 m + r] = x_m · w_r, each bit-equal to dot4x1_f32's."""

@@ -63,7 +63,7 @@ INT8_QMAX = 127
 INT4_QMAX = 7
 INT4_OFFSET = 8
 DEFAULT_GROUP_SIZE = 32
-ROWS_MAX_M = 8         # up to this many rows: the row kernels (infer/forward.py's DECODE_CHUNK)
+ROWS_MAX_M = 32        # up to this many rows: the row kernels (infer/forward.py's CPU_DECODE_CHUNK)
 BLAS_MIN_ROWS = 256    # rows of x from which the tile-dequantize + BLAS path runs (= DenseLinear's)
 TILE_N = 256           # output features dequantized per BLAS tile
 BLOCK = 32             # values per kernel block (and per int4 packing block)
@@ -624,8 +624,8 @@ class PackedMatmul:
         if act_kernel is not None:
             nb = self._kp // BLOCK
             self._bscales = scales if group == BLOCK else np.ascontiguousarray(np.repeat(scales, group // BLOCK, axis=1))
-            self._xq = np.zeros((ROWS_MAX_M, self._kp), dtype=np.int8)       # (8, Kp)
-            self._dx = np.zeros((ROWS_MAX_M, nb), dtype=np.float32)          # (8, Kp/32)
+            self._xq = np.zeros((ROWS_MAX_M, self._kp), dtype=np.int8)       # (32, Kp)
+            self._dx = np.zeros((ROWS_MAX_M, nb), dtype=np.float32)          # (32, Kp/32)
 
     @property
     def act_quant(self) -> bool:
