@@ -80,7 +80,8 @@ class CudaDenseLinear:
 
 class CudaQuantLinear:
     """Weight-only int8 / int4 y = x W~ + b on the GPU, from the packed weights of an
-    Int8Linear / Int4Linear (infer/quantize.py), uploaded as they are."""
+    Int8Linear / Int4Linear (infer/quantize.py), uploaded as they are. The CPU's ``act_quant``
+    (int8 activations in decode) is not used here: the GPU keeps float32 activations."""
 
     def __init__(self, lin):
         self.bits = int(lin.bits)
