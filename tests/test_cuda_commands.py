@@ -192,6 +192,15 @@ def test_demo_on_the_gpu_equals_the_cpu(tmp_path, monkeypatch, capsys):
                    pretrain=step, sft=replace(step, lr=demo.QUICK.sft.lr), slot_copies=0, pretrain_slot_copies=0,
                    copy_drills=0, varied_sft=0, varied_pretrain=0, eval_limit=1, max_new_tokens=2)
     monkeypatch.setattr(demo, "QUICK", tiny)
+    prepare = demo.prepare_data
+
+    def few_dialogues(out, progress=True):         # the bundled data, with 3 val and 2 test conversations
+        dirs = prepare(out, progress)
+        for split, n in (("val", 3), ("test", 2)):
+            f = dirs["sft_dir"] / f"{split}.jsonl"
+            f.write_text("\n".join(f.read_text(encoding="utf-8").splitlines()[:n]) + "\n", encoding="utf-8")
+        return dirs
+    monkeypatch.setattr(demo, "prepare_data", few_dialogues)
     from scratchgpt.train import runs
     where, sft = [], runs.sft
 
