@@ -538,9 +538,6 @@ def main(argv=None) -> int:
     from scratchgpt import backend
     if args.sim:
         backend.enable_simulator()
-        # the simulator runs each CUDA thread as a Python thread that waits at barriers: a short
-        # switch interval makes those waits much shorter (as tests/cuda_sim.py does)
-        sys.setswitchinterval(1e-4)
     kind = backend.cuda_kind()
     if kind is None:
         print("gpu_check: no CUDA GPU found by numba.cuda (use --sim to run on the simulator)", file=sys.stderr)

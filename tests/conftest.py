@@ -44,9 +44,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="module")
 def _fast_thread_switching_for_cuda_tests(request):
-    """The CUDA simulator runs every CUDA thread as a Python thread that waits at barriers: a short
-    switch interval makes those waits several times shorter. Only for the tests/test_cuda_*.py
-    modules (a fixture defined in tests/cuda_sim.py would not be collected: it lives here)."""
+    """Without the greenlet package the CUDA simulator runs every CUDA thread as a Python thread
+    that waits at barriers (scratchgpt/cuda_simulator.py's pooled-thread fallback): a short switch
+    interval makes those waits shorter and interleaves the threads more. (With greenlet, the
+    default, a block runs in one OS thread and the interval does not matter.) Only for the
+    tests/test_cuda_*.py modules (a fixture defined in tests/cuda_sim.py would not be collected)."""
     import sys
     if not request.module.__name__.rpartition(".")[2].startswith("test_cuda_"):
         yield
