@@ -127,7 +127,7 @@ def _weights(model_dir) -> dict:
     return load_file(str(model_dir / "model.safetensors"))
 
 
-def test_pretrain_on_the_gpu_and_checkpoints_across_devices(data_dir, tmp_path, capsys):
+def test_pretrain_on_the_gpu_and_checkpoints_across_devices(data_dir, tmp_path, capsys, monkeypatch):
     base = ["pretrain", "--data", str(data_dir), "--tokenizer", str(data_dir / "tokenizer.json"), *TINY]
     runs = {}
     for device, extra in (("cpu", []), ("cuda", SIM)):
@@ -140,10 +140,22 @@ def test_pretrain_on_the_gpu_and_checkpoints_across_devices(data_dir, tmp_path, 
     for step in cpu:
         assert gpu[step] == pytest.approx(cpu[step], rel=1e-5)
     _assert_trained_alike(_weights(runs["cuda"] / "model"), _weights(runs["cpu"] / "model"), 3e-3, 2)
-    # the checkpoint written on the GPU resumes on the CPU and vice versa (weights and AdamW moments)
+    # the checkpoint written on the GPU resumes on the CPU and vice versa (weights and AdamW
+    # moments), each run then training on the device it was asked for
+    from scratchgpt.backend import array_device
+    from scratchgpt.train.trainer import Trainer
+    seen, fit = [], Trainer.fit
+
+    def fit_noting_devices(self, *a, **k):
+        seen.append({array_device(p.data) for p in self.model.parameters()}
+                    | {array_device(v) for st in self.optimizer.state.values() for v in st.values()
+                       if array_device(v) is not None})
+        return fit(self, *a, **k)
+    monkeypatch.setattr(Trainer, "fit", fit_noting_devices)
     for device, other in (("cpu", SIM), ("cuda", [])):
         assert main(base + ["--out", str(runs[device]), "--max_steps", "3", "--resume", *other]) == 0
     capsys.readouterr()
+    assert seen == [{"cuda"}, {"cpu"}]
     c3, g3 = _train_losses(runs["cpu"])[3], _train_losses(runs["cuda"])[3]
     assert g3 == pytest.approx(c3, rel=1e-5)
     # a model written from GPU memory holds the bits the GPU had; loaded on the GPU and saved

@@ -281,5 +281,9 @@ def check_model_arrays(model, arrays: dict, source) -> None:
 
 
 def assign_model_arrays(model, arrays: dict) -> None:
+    """Checkpoint arrays into the model's parameters, each on the device the parameter is on (a
+    run resumed with --device cuda keeps training on the GPU, whichever device wrote the file)."""
+    from ..backend import array_device, to_device
     for n, p in model.named_parameters():
-        p.data = np.array(arrays[n], dtype=p.data.dtype, copy=True)
+        a = np.array(arrays[n], dtype=p.data.dtype, copy=True)
+        p.data = to_device(a, "cuda") if array_device(p.data) == "cuda" else a
