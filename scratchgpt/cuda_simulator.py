@@ -239,6 +239,39 @@ class GreenletBlockManager:
             me.__dict__.update(saved)
 
 
+# The public attributes of numba-cuda's DeviceNDArray (cudadrv/devicearray.py, 0.30). The
+# simulator's FakeCUDAArray is a NumPy array in disguise that forwards ANY attribute to NumPy, so
+# ``dev_array.copy()`` or ``.astype()`` work there and fail on a GPU; ``strict_device_arrays``
+# makes the simulator refuse what a real device array does not have.
+DEVICE_ARRAY_ATTRS = frozenset((
+    "T", "alloc_size", "as_cuda_arg", "bind", "copy_to_device", "copy_to_host", "device_ctypes_pointer", "dtype",
+    "flags", "get_ipc_handle", "getitem", "gpu_data", "is_c_contiguous", "is_f_contiguous", "nbytes", "ndim",
+    "ravel", "reshape", "setitem", "shape", "size", "split", "squeeze", "stream", "strides", "transpose", "view",
+    "itemsize",
+))
+
+
+def strict_device_arrays() -> None:
+    """FakeCUDAArray refuses NumPy-only attributes (idempotent)."""
+    try:
+        from numba.cuda.simulator.cudadrv import devicearray as fake
+    except ImportError:
+        return
+    cls = fake.FakeCUDAArray
+    if getattr(cls, "_scratchgpt_strict", False):
+        return
+    forward = cls.__getattr__
+
+    def __getattr__(self, name):
+        if not name.startswith("_") and name not in DEVICE_ARRAY_ATTRS:
+            raise AttributeError(f"a numba device array has no attribute {name!r} (the simulator would hand it "
+                                 "to NumPy; on a GPU it fails): copy to the host first (backend.to_host)")
+        return forward(self, name)
+
+    cls.__getattr__ = __getattr__
+    cls._scratchgpt_strict = True
+
+
 def install() -> None:
     """Make the simulator run blocks as greenlets (``GreenletBlockManager``) when the greenlet
     package is there (the ``test`` extra), else on pooled threads (``PooledBlockManager``).
@@ -247,6 +280,7 @@ def install() -> None:
         from numba.cuda.simulator import kernel
     except ImportError:
         return
+    strict_device_arrays()
     try:
         import greenlet  # noqa: F401
         kernel.BlockManager = GreenletBlockManager

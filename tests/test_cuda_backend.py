@@ -158,3 +158,15 @@ def test_simulator_block_runners_keep_barriers_shared_memory_and_errors(runner, 
         fails[2, 8](dev(np.zeros(4)))
     reverse_sum[3, 8](dev(x), out)            # the runner still works after an aborted block
     np.testing.assert_array_equal(host(out), want)
+
+
+def test_simulated_device_arrays_refuse_what_real_ones_lack():
+    # the simulator's arrays are NumPy arrays in disguise: without this, `.copy()` on a GPU array
+    # passed every simulator test and failed on a GPU (nn/peft.py's peft_state_dict did)
+    if not backend.simulator_enabled():
+        pytest.skip("simulator only")
+    a = dev(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert a.shape == (2, 3) and a.T.shape == (3, 2) and host(a.reshape(3, 2))[2, 1] == 5
+    for name in ("copy", "astype", "sum", "mean"):
+        with pytest.raises(AttributeError, match=f"no attribute '{name}'"):
+            getattr(a, name)

@@ -331,7 +331,9 @@ def unmerge_lora(model) -> int:
 
 
 def peft_state_dict(model) -> dict:
-    return {n: p.data.copy() for n, p in model.named_parameters() if is_peft_name(n)}
+    from ..backend import to_host      # GPU parameters: numba device arrays have no .copy()
+    return {n: (p.data.copy() if isinstance(p.data, np.ndarray) else to_host(p.data))
+            for n, p in model.named_parameters() if is_peft_name(n)}
 
 
 def count_parameters(model) -> dict:

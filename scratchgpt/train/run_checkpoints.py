@@ -122,7 +122,9 @@ def write_json_atomic(path, obj) -> None:
 
 def save_arrays(path, arrays: dict) -> None:
     from safetensors.numpy import save_file
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+
+    from ..backend import to_host       # GPU arrays: one explicit copy each (numba's have no __array__)
+    save_file({k: np.ascontiguousarray(to_host(v)) for k, v in arrays.items()}, str(path))
 
 
 def save_arrays_atomic(path, arrays: dict) -> None:

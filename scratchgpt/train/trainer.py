@@ -48,6 +48,7 @@ from typing import Callable
 import numpy as np
 
 from ..autograd import no_grad
+from ..backend import to_host
 from ..errors import CheckpointError, ConfigError, ScratchGPTError
 from ..ops.cross_entropy_op import IGNORE_INDEX
 from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
@@ -371,7 +372,7 @@ class Trainer:
             self.best_val = val
             self.bad_evals = 0
             if self.cfg.patience > 0:
-                best = {n: p.data for n, p in self.model.named_parameters()}
+                best = {n: to_host(p.data) for n, p in self.model.named_parameters()}   # host copies of GPU weights
                 if self.writes_files:
                     save_arrays_atomic(self.run_dir / "best.safetensors", best)
                 else:
