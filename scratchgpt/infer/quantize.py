@@ -11,12 +11,12 @@ What is quantized (``QuantConfig``, every choice configurable):
   dequantized at load time. This saves file size, not decode time (a lookup reads one row);
 * never: LayerNorm weights, biases and wpe (0.1 % of the parameters; LayerNorm gains scale
   whole channels, where a quantization error is not averaged out over a dot product).
-Activations (``act_quant=True``, default): in decode steps (up to 8 rows per matmul) each
+Activations (``act_quant=True``, default): in decode steps (up to 32 rows per matmul) each
 linear's input row is also quantized to int8, per block of 32 features with one float32 scale
 (llama.cpp's Q8_0 activations), and the block products run in integers — about 2.4x faster
 matrix-vector products (ops/quantized_matmul.py). Its price: each activation moves by at most
 half its block's step, measured on the demo model in chapters/ch3.md §3.2.4. Prefills and
-batches of more than 8 rows keep float32 activations. ``act_quant=False`` is the weight-only
+batches of more than 32 rows keep float32 activations. ``act_quant=False`` is the weight-only
 path; checkpoints written before this option existed load with it off (what they computed).
 Arithmetic and packed layouts: scratchgpt/ops/quantized_matmul.py.
 

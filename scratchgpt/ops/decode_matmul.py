@@ -165,8 +165,9 @@ def small_matmul(x, wt, b, out):
     """out (M, N) = x (M, K) @ wt (N, K)ᵀ + b; b may be None. All float32; rows of x and wt
     contiguous. A row's result does not depend on M (``_dot_rows_kernel``)."""
     has_bias = b is not None
-    if x.strides[1] != 4 or wt.strides[1] != 4:
-        raise ValueError("small_matmul: rows of x and wt must be contiguous float32")
+    # the kernel reads raw float32 rows by address (ops/int_dot.py): anything else would be garbage
+    if x.dtype != np.float32 or wt.dtype != np.float32 or x.strides[1] != 4 or wt.strides[1] != 4:
+        raise ValueError("small_matmul: x and wt must be float32 with contiguous rows")
     _dot_rows_kernel.pick(wt.size * max(1, x.shape[0] // 4))(x, wt, b if has_bias else _NO_BIAS, has_bias, out)
     return out
 

@@ -32,11 +32,12 @@ the kernels never read x past column K-1 (the last partial block of 32 runs in a
 kernel; GPT shapes never need it).
 
 Fast path (why two of them):
-- ``M <= ROWS_MAX_M`` (decode: one row per live sequence): a Numba kernel, parallel over
-  output features, that walks each packed row once and keeps x in cache. Decode is memory
+- ``M <= ROWS_MAX_M`` (decode: one row per live sequence, up to 32): a Numba kernel, parallel
+  over output features, that walks each packed row once and keeps x in cache (with
+  ``act_quant``, the int8-activation kernels below). Decode is memory
   bound — float32 weights cost 4 bytes per multiply-add, int8 1.125, int4 0.625 — so reading
   fewer bytes is the whole speed-up (if the arithmetic keeps up: see the kernel comments).
-- ``ROWS_MAX_M < M < BLAS_MIN_ROWS`` (batched decode, short prefills): compute bound. Each
+- ``ROWS_MAX_M < M < BLAS_MIN_ROWS`` (short prefills): compute bound. Each
   parallel job dequantizes its JOB (16) output features into a small float32 scratch (16 x Kp:
   48-192 KiB, in L2) and multiplies it by all M rows in 4 x 4 register blocks — one parallel
   region per call, no BLAS. It replaced tile + BLAS here: OpenBLAS threads every gemm and on
@@ -622,6 +623,8 @@ class PackedMatmul:
         # its scratch (quantized rows, their scales, the weight scale of every 32-block) is made once
         self._act = act_kernel
         if act_kernel is not None:
+            # the intrinsic reads rows by address: they must be contiguous (a no-op for our arrays)
+            self.w, scales = np.ascontiguousarray(self.w), np.ascontiguousarray(scales, dtype=np.float32)
             nb = self._kp // BLOCK
             self._bscales = scales if group == BLOCK else np.ascontiguousarray(np.repeat(scales, group // BLOCK, axis=1))
             self._xq = np.zeros((ROWS_MAX_M, self._kp), dtype=np.int8)       # (32, Kp)
