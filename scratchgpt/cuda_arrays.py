@@ -217,6 +217,24 @@ def copy(a):
     return out
 
 
+_CONSTANTS: dict = {}
+_CONSTANTS_MAX = 512
+
+
+def int_constants(values):
+    """A read-only int64 device array holding ``values`` (kernel launch metadata: strides, view
+    offsets, broadcast dims), uploaded once per distinct content and cached: the views and
+    broadcasts of a training step repeat the same shapes every step, and a fresh upload each time
+    was a hidden host -> device copy per op per step. Kernels must never write into it."""
+    key = tuple(int(v) for v in np.asarray(values).reshape(-1))
+    dev = _CONSTANTS.get(key)
+    if dev is None:
+        if len(_CONSTANTS) >= _CONSTANTS_MAX:
+            _CONSTANTS.clear()
+        dev = _CONSTANTS[key] = cuda.to_device(np.array(key, np.int64))
+    return dev
+
+
 def _same(a, b, what):
     if a.shape != b.shape or a.dtype != b.dtype:
         raise DeviceError(f"{what}: GPU arrays must share shape and dtype, got {a.shape} {a.dtype} "
@@ -271,9 +289,28 @@ def sum_rows(x2d):
 
 def sum_of_squares(a) -> float:
     """Σ a² as a Python float (one small copy of per-block partial sums to the host)."""
-    if a.size == 0:
-        return 0.0
-    nb = blocks(a.size)
-    part = cuda.device_array(nb, dtype=np.float64)
-    launch(_sumsq_partial, nb, THREADS, flat(a), part)
-    return float(part.copy_to_host().sum())
+    return sums_of_squares([a])[0]
+
+
+def sums_of_squares(arrays) -> list:
+    """[Σ a² for a in arrays] as Python floats, with ONE device -> host copy for all of them: every
+    array's per-block partial sums go into its own slice of one device buffer (float64), which is
+    copied once and summed per array on the host. The global gradient norm of a training step
+    needs this for all parameters; a copy per parameter was a dozen hidden transfers per step
+    (tests/test_cuda_transfers.py counts them)."""
+    nbs = [blocks(a.size) if a.size else 0 for a in arrays]
+    total = sum(nbs)
+    if total == 0:
+        return [0.0] * len(arrays)
+    part = cuda.device_array(total, dtype=np.float64)
+    off = 0
+    for a, nb in zip(arrays, nbs):
+        if nb:
+            launch(_sumsq_partial, nb, THREADS, flat(a), part[off:off + nb])
+        off += nb
+    host = part.copy_to_host()
+    out, off = [], 0
+    for nb in nbs:
+        out.append(float(host[off:off + nb].sum()) if nb else 0.0)
+        off += nb
+    return out

@@ -286,3 +286,138 @@ def install() -> None:
         kernel.BlockManager = GreenletBlockManager
     except ImportError:
         kernel.BlockManager = PooledBlockManager
+
+
+# ------------------------------------------------------------------ transfer log
+class Transfer(tuple):
+    """One host<->device copy the simulator saw: (direction, what, site, shape).
+    direction "h2d" or "d2h"; what names the entry point (``to_device``, ``copy_to_host``,
+    ``setitem``, ``np.asarray`` ...); site "file:line function" of the innermost caller outside
+    numba, this module and backend.py's copy helpers."""
+    direction = property(lambda s: s[0])
+    what = property(lambda s: s[1])
+    site = property(lambda s: s[2])
+    shape = property(lambda s: s[3])
+
+
+def _call_site() -> str:
+    import os
+    f = sys._getframe(2)
+    here = os.path.abspath(__file__)
+    backend_py = os.path.join(os.path.dirname(here), "backend.py")
+    while f is not None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        if fn != here and fn != backend_py and f"{os.sep}numba" not in fn and "contextlib" not in fn:
+            break
+        f = f.f_back
+    if f is None:
+        return "?"
+    rel = f.f_code.co_filename
+    for marker in (f"{os.sep}scratchgpt{os.sep}", f"{os.sep}tests{os.sep}"):
+        if marker in rel:
+            rel = rel[rel.rindex(marker) + 1:]
+            break
+    return f"{rel}:{f.f_lineno} {f.f_code.co_name}"
+
+
+class record_transfers:
+    """``with record_transfers() as log:`` — every host<->device copy made in the block, in order,
+    as ``Transfer`` tuples in ``log`` (simulator only: it patches numba-cuda 0.30's simulator).
+
+    Counted, outside kernels: ``cuda.to_device`` (also from ``auto_device`` and NumPy arguments of
+    a launch, which numba copies in and back out), ``copy_to_device`` from a host array,
+    ``copy_to_host`` (also the write-back after a launch), indexing a device array down to a scalar
+    or assigning into it (a real device array copies for each), NumPy reading it
+    (``np.asarray`` / ``__array_interface__``) and arithmetic or comparison operators on it (the
+    simulator computes those on the host; a real device array has none). Device-to-device copies
+    and allocations are not transfers. Reentrant calls (``to_device(to=...)`` calling
+    ``copy_to_device``) are logged once, at the outermost entry point."""
+
+    _OPS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__sub__", "__mul__",
+            "__floordiv__", "__truediv__", "__mod__", "__pow__")
+
+    def __init__(self):
+        self.log: list[Transfer] = []
+        self._depth = 0
+        self._saved: list = []
+
+    # the patching
+    def _patch(self, owner, name, new):
+        self._saved.append((owner, name, owner.__dict__.get(name, _MISSING) if isinstance(owner, type)
+                            else getattr(owner, name)))
+        setattr(owner, name, new)
+
+    def _counted(self, direction, what, fn, shape_of=None):
+        rec = self
+
+        def wrapper(*args, **kwargs):
+            if rec._depth == 0:
+                shape = shape_of(*args, **kwargs) if shape_of else None
+                if shape is not False:
+                    rec.log.append(Transfer((direction, what, _call_site(), shape)))
+            rec._depth += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                rec._depth -= 1
+        return wrapper
+
+    def __enter__(self):
+        import numba.cuda as ncuda
+        from numba.cuda.simulator import kernel as sim_kernel
+        from numba.cuda.simulator.cudadrv import devicearray as fake
+        cls = fake.FakeCUDAArray
+        rec = self
+
+        def in_kernel():
+            return sim_kernel._kernel_context is not None
+
+        def host_shape(ary, *a, **k):
+            return tuple(np.shape(ary))
+
+        to_device = self._counted("h2d", "to_device", fake.to_device, host_shape)
+        self._patch(fake, "to_device", to_device)
+        self._patch(ncuda, "to_device", to_device)
+        self._patch(cls, "copy_to_host", self._counted("d2h", "copy_to_host", cls.copy_to_host,
+                                                       lambda self_, *a, **k: tuple(self_.shape)))
+        self._patch(cls, "copy_to_device", self._counted(
+            "h2d", "copy_to_device", cls.copy_to_device,
+            lambda self_, ary, *a, **k: False if isinstance(ary, cls) else tuple(self_.shape)))
+        getitem, setitem, getattr_ = cls.__getitem__, cls.__setitem__, cls.__getattr__
+
+        def __getitem__(self_, idx):
+            out = getitem(self_, idx)
+            if not in_kernel() and not isinstance(out, cls) and rec._depth == 0:
+                rec.log.append(Transfer(("d2h", "getitem", _call_site(), ())))
+            return out
+
+        def __setitem__(self_, idx, val):
+            if not in_kernel() and rec._depth == 0 and not isinstance(val, cls):
+                rec.log.append(Transfer(("h2d", "setitem", _call_site(), tuple(np.shape(val)))))
+            return setitem(self_, idx, val)
+
+        def __getattr__(self_, name):
+            if name in ("__array_interface__", "__array_struct__", "__array__") and not in_kernel() \
+                    and rec._depth == 0:
+                rec.log.append(Transfer(("d2h", "np.asarray", _call_site(), tuple(self_.shape))))
+            return getattr_(self_, name)
+
+        self._patch(cls, "__getitem__", __getitem__)
+        self._patch(cls, "__setitem__", __setitem__)
+        self._patch(cls, "__getattr__", __getattr__)
+        for op in self._OPS:
+            self._patch(cls, op, self._counted("d2h", f"operator {op}", getattr(cls, op),
+                                               lambda self_, *a, **k: False if in_kernel() else tuple(self_.shape)))
+        return self.log
+
+    def __exit__(self, *exc):
+        for owner, name, old in reversed(self._saved):
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+        self._saved.clear()
+        return False
+
+
+_MISSING = object()

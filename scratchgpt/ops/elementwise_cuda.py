@@ -95,8 +95,8 @@ def _strides(shape, out_dims):
 
 
 def _idx(values):
-    from ..backend import to_device
-    return to_device(np.asarray(values, np.int64), "cuda")
+    from ..cuda_arrays import int_constants
+    return int_constants(values)             # cached on the device: no upload per step
 
 
 def binary_cuda(a, b, op):

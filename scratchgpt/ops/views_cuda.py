@@ -102,8 +102,8 @@ def _affine(shape, view_fn):
     pad = MAX_DIMS - v.ndim
     off = v.__array_interface__["data"][0] - base.__array_interface__["data"][0]
     meta = [off] + [0] * pad + list(v.strides) + [1] * pad + list(v.shape)
-    from ..backend import to_device
-    return to_device(np.asarray(meta, np.int64), "cuda"), tuple(v.shape)
+    from ..cuda_arrays import int_constants
+    return int_constants(meta), tuple(v.shape)          # cached on the device: no upload per step
 
 
 def _gather(x, meta, shape):

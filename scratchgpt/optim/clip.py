@@ -39,9 +39,6 @@ def _flatten_params(params) -> list:
 
 
 def _sum_squares(g: np.ndarray) -> float:
-    if not isinstance(g, np.ndarray):          # a GPU gradient: reduced on the GPU, one float back
-        from ..cuda_arrays import sum_of_squares
-        return sum_of_squares(g)
     flat = g.reshape(-1)
     # BLAS dot: one fast pass; float32 accumulation over SIMD lanes is accurate to ~1e-6 rel.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -54,6 +51,18 @@ def _sum_squares(g: np.ndarray) -> float:
     return s
 
 
+def squared_norms(grads) -> list:
+    """Σ g² of every gradient. GPU gradients are reduced on the GPU, all of them with one copy of
+    their partial sums to the host (``cuda_arrays.sums_of_squares``): one transfer per step, not
+    one per parameter."""
+    out = [_sum_squares(g) for g in grads if isinstance(g, np.ndarray)]
+    on_gpu = [g for g in grads if not isinstance(g, np.ndarray)]
+    if on_gpu:
+        from ..cuda_arrays import sums_of_squares
+        out += sums_of_squares(on_gpu)
+    return out
+
+
 def clip_grad_norm(params, max_norm: float) -> float:
     """Scale gradients in place so their global L2 norm is at most ``max_norm``.
 
@@ -64,7 +73,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
     if not isinstance(max_norm, numbers.Real) or isinstance(max_norm, bool) or not max_norm > 0.0:
         raise ConfigError(f"clip_grad_norm: max_norm must be a number > 0, got {max_norm!r}")
     grads = [p.grad for p in _flatten_params(params) if p.grad is not None]
-    total = math.sqrt(math.fsum(_sum_squares(g) for g in grads)) if grads else 0.0
+    total = math.sqrt(math.fsum(squared_norms(grads))) if grads else 0.0
     if not math.isfinite(total):
         return total
     coef = max_norm / (total + 1e-6)

@@ -128,13 +128,16 @@ def trainable_parameters(model) -> list:
 
 def global_grad_norm(params) -> float:
     total = 0.0
+    on_gpu = []
     for p in params:
         if p.grad is not None and not isinstance(p.grad, np.ndarray):
-            from ..cuda_arrays import sum_of_squares
-            total += sum_of_squares(p.grad)
+            on_gpu.append(p.grad)
         elif p.grad is not None:
             g = p.grad.reshape(-1).astype(np.float64)
             total += float(np.dot(g, g))
+    if on_gpu:                       # reduced on the GPU: one copy of all partial sums, not one per parameter
+        from ..cuda_arrays import sums_of_squares
+        total += sum(sums_of_squares(on_gpu))
     return math.sqrt(total)
 
 
