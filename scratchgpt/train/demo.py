@@ -47,11 +47,12 @@ DEMO_RESULT_LINE = ("A full run takes about 8.5 minutes (one thread; 495-518 s C
 @dataclass(frozen=True)
 class DemoConfig:
     vocab_size: int = 2048
-    number_groups: bool = True          # every 3-digit group one token (see number_group_texts)
-    # pre-tokenizer mode (tokenizer/pretokenize.py). "scratchgpt-values": one token per digit and no
-    # leading space on words with a digit or "@", so a value is the same tokens in the user's turn
-    # and in the reply wherever it stands (number_groups then has nothing to do)
-    pretokenizer: str = "scratchgpt"
+    # pre-tokenizer mode (tokenizer/pretokenize.py). "scratchgpt-values" (issue 9): one token per digit
+    # and no leading space on words with a digit or "@", so a value is the same tokens in the user's
+    # turn and in the reply wherever it stands; the 1000 digit-group tokens of "scratchgpt" +
+    # number_groups go to words instead (chapters/ch5.md, ablation)
+    pretokenizer: str = "scratchgpt-values"
+    number_groups: bool = False         # "scratchgpt" mode only: every 3-digit group one token (number_group_texts)
     # smear: the previous-token gate that lets copy heads form (chapters/ch5.md, issue 9 ablation)
     model: ModelConfig = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, smear=True)
     pretrain: TrainConfig = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=30, max_steps=560, batch_size=16,
@@ -70,7 +71,7 @@ class DemoConfig:
     varied_sft: int = 6000
     varied_pretrain: int = 3000
     drill_made_up_names: bool = True    # copy drills' e-mail users: made-up names instead of a list of 26
-    drill_wide_formats: bool = False    # half the drills' values in formats nothing else uses (copy_drill.py)
+    drill_wide_formats: bool = True     # half the drills' values in formats nothing else uses (copy_drill.py)
     varied_open_products: float = 0.0   # share of varied conversations naming a made-up product (variety.py)
     # many more hand-written request wordings in the varied conversations (templates_more.py):
     # other verbs, indirect/terse/angry requests, several requests in one message, mixed EN/ZH
@@ -84,6 +85,7 @@ class DemoConfig:
 
 QUICK = DemoConfig(
     vocab_size=512, number_groups=False,  # 1000 number tokens would not fit a 512-token vocabulary
+    pretokenizer="scratchgpt-values",
     model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=96, smear=True),
     pretrain=TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, max_steps=40, batch_size=8, seq_len=96,
                          eval_every=20, eval_batches=2, log_every=5),
