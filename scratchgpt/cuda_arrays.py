@@ -268,6 +268,23 @@ def axpby(a, alpha, b, beta):
     return out
 
 
+def axpby_into(a, alpha, b, beta):
+    """a <- alpha * a + beta * b in place (each element reads its own a and b first)."""
+    _same(a, b, "axpby_into")
+    t = a.dtype.type
+    if a.size:
+        launch1(_axpby, a.size, flat(a), t(alpha), flat(b), t(beta), flat(a))
+    return a
+
+
+def copy_into(src, out):
+    """out[...] = src, device to device."""
+    _same(src, out, "copy_into")
+    if out.size:
+        launch1(_copy, out.size, flat(src), flat(out))
+    return out
+
+
 def scale(a, s):
     """s * a, a new device array."""
     return axpby(a, s, a, 0)

@@ -61,3 +61,38 @@ def error_of(resp) -> dict:
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_command(model_dir, *args, cwd, env=None):
+    """`python -m scratchgpt serve MODEL_DIR --port P *args` as a real process (stdout+stderr as
+    text on ``proc.stdout``); yields (proc, port) and kills it on exit if it still runs."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(root), "SCRATCHGPT_API_KEYS": "", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "scratchgpt", "serve", str(model_dir), "--port", str(port), *args],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop_with_ctrl_c(proc) -> str:
+    """SIGINT, a clean exit 0 within 30 s; the rest of its output."""
+    import signal
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    return proc.stdout.read()

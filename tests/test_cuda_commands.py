@@ -1,5 +1,5 @@
 """The commands with ``--device cuda`` end to end on the (simulated) GPU, each against the same
-command on the CPU: eval, chat (piped stdin), serve (one HTTP request), pretrain and sft
+command on the CPU: eval, chat (piped stdin), serve (the real command in its own process, one HTTP request), pretrain and sft
 (checkpoints written on one device load bit-identically on the other), and the demo on a tiny
 setting. Sizes are microscopic: the simulator runs every CUDA thread as a Python thread."""
 import io
@@ -77,22 +77,46 @@ def test_chat_on_the_gpu_prints_the_cpu_replies(model_dir, monkeypatch, capsys):
     assert outs[0].strip() and outs[1] == outs[0]
 
 
-def test_serve_on_the_gpu_answers_like_the_cpu(model_dir):
+def _post(url, body):
+    import urllib.request
+    req = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        assert r.status == 200
+        out = json.loads(r.read())
+    return out["choices"][0]["message"]["content"], out["usage"]
+
+
+def test_serve_command_on_the_gpu_answers_like_the_cpu(model_dir, tmp_path):
+    """`scratchgpt serve MODEL --device cuda --sim` as a real process: it warms up on the simulated
+    GPU, answers one /v1/chat/completions request exactly as the CPU server does, and stops cleanly
+    on Ctrl+C (SIGINT)."""
+    import time
+    import urllib.error
     pytest.importorskip("fastapi")
-    httpx = pytest.importorskip("httpx")
     from scratchgpt.serve.app import ServeSettings, create_app
     from scratchgpt.serve.server import background_server, build_engine
+    from tests.serve_support import serve_command, stop_with_ctrl_c
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
-    replies = []
-    for device in ("cpu", "cuda"):
-        engine, tok = build_engine(model_dir, 1, device)           # what `scratchgpt serve --device` builds
-        assert engine.device == device
-        app = create_app(engine, tok, ServeSettings(model_name="tiny"))
-        with background_server(app) as url:
-            r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
-        assert r.status_code == 200, r.text
-        replies.append((r.json()["choices"][0]["message"]["content"], r.json()["usage"]))
-    assert replies[1] == replies[0]
+    engine, tok = build_engine(model_dir, 1, "cpu")
+    with background_server(create_app(engine, tok, ServeSettings(model_name="tiny"))) as url:
+        cpu = _post(url, body)
+    with serve_command(model_dir, *SIM, "--model-name", "tiny", "--max-batch-size", "1", cwd=tmp_path,
+                       env={"NUMBA_ENABLE_CUDASIM": "1"}) as (proc, port):
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert "warmed up" in lines[0] and "serving" in lines[1], lines
+        deadline = time.monotonic() + 30
+        while True:                                  # uvicorn binds the port just after "serving"
+            try:
+                gpu = _post(f"http://127.0.0.1:{port}", body)
+                break
+            except urllib.error.URLError as e:
+                if not isinstance(e.reason, ConnectionRefusedError) or time.monotonic() > deadline \
+                        or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert "server stopped cleanly (1 HTTP requests answered)" in stop_with_ctrl_c(proc)
+    assert cpu[0] and gpu == cpu
 
 
 # ----------------------------------------------------------------------------- training commands

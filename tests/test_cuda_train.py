@@ -38,3 +38,33 @@ def test_adamw_steps_equal_cpu():
     for name, w in runs["cpu"][1].items():
         np.testing.assert_allclose(runs["cuda"][1][name], w, atol=2e-5, rtol=1e-4, err_msg=name)
     assert runs["cuda"][2].keys() == runs["cpu"][2].keys()            # optimizer state saved from the GPU
+
+
+def test_sgd_steps_on_the_gpu_equal_cpu():
+    """SGD (momentum, Nesterov, dampening, L2 decay) on GPU arrays: the same float32 steps as on
+    the CPU, the momentum buffer kept on the device."""
+    from cuda_sim import dev
+    from scratchgpt.autograd import Tensor
+    from scratchgpt.optim import SGD
+    from scratchgpt.backend import is_device_array
+    rng = np.random.default_rng(3)
+    w0 = rng.standard_normal((3, 5)).astype(np.float32)
+    grads = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(3)]
+    for kw in ({"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}, {"momentum": 0.5, "dampening": 0.3},
+               {"weight_decay": 0.01}):
+        out = {}
+        for device in ("cpu", "cuda"):
+            p = Tensor(w0.copy() if device == "cpu" else dev(w0), requires_grad=True)
+            opt = SGD([p], lr=0.1, **kw)
+            for g in grads:
+                p.grad = g.copy() if device == "cpu" else dev(g)
+                opt.step()
+            buf = opt.state[id(p)].get("momentum_buffer") if opt.state else None
+            if device == "cuda" and buf is not None:
+                assert is_device_array(buf)
+            out[device] = host(p.data), None if buf is None else host(buf)
+        np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-6, atol=1e-7, err_msg=str(kw))
+        assert not np.allclose(out["cpu"][0], w0)
+        assert (out["cpu"][1] is not None) == ("momentum" in kw)
+        if out["cpu"][1] is not None:
+            np.testing.assert_allclose(out["cuda"][1], out["cpu"][1], rtol=1e-6, atol=1e-7)

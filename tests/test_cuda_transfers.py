@@ -3,8 +3,8 @@
 ``record_transfers`` (scratchgpt/cuda_simulator.py) logs every copy numba's simulator makes
 between host and device — ``to_device``, ``copy_to_host``/``copy_to_device``, NumPy arguments of a
 launch, scalar indexing, ``np.asarray`` and operators on a device array — with its call site.
-Whole Trainer steps (grad_accum 2: forward, backward, global-norm clip, AdamW) of a tiny GPT, a
-LoRA and a prefix-tuned model must make exactly the planned copies, per step:
+Whole Trainer steps (grad_accum 2: forward, backward, global-norm clip, AdamW; SGD with momentum
+once) of a tiny GPT, a LoRA and a prefix-tuned model must make exactly the planned copies, per step:
   - per micro-batch, host -> device: the token ids and the targets (GPT._on_device: batch in);
   - per micro-batch, device -> host: the loss scalar (Tensor.item: the trainer checks it is finite
     before backward, and logs it);
@@ -33,11 +33,11 @@ V, T, B, ACCUM = 13, 6, 2, 2
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")   # dropout's uint64 hash wraps on purpose
 
 
-def _trainer(tmp_path, peft=None):
+def _trainer(tmp_path, peft=None, optimizer="adamw"):
     tokens = (np.arange(300) * 7 % V).astype(np.uint16)
     cfg = TrainConfig(lr=1e-2, warmup_steps=1, max_steps=10, batch_size=B, grad_accum=ACCUM, seq_len=T,
                       eval_every=50, eval_batches=1, log_every=1, seed=1, progress=False, grad_clip=0.5,
-                      dropout=0.1, optimizer="adamw")
+                      dropout=0.1, optimizer=optimizer, momentum=0.9)
     model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=1, n_head=2, n_embd=8), seed=0)
     if peft:
         from scratchgpt.nn.peft import apply_peft
@@ -77,9 +77,10 @@ def unplanned(log) -> list:
     return extra + [k for k, n in left.items() if n > 0]
 
 
-@pytest.mark.parametrize("peft", [None, "lora", "prefix"])
-def test_training_steps_copy_only_batch_in_loss_and_grad_norm_out(tmp_path, peft):
-    tr = _trainer(tmp_path, peft)
+@pytest.mark.parametrize("peft,optimizer", [(None, "adamw"), ("lora", "adamw"), ("prefix", "adamw"),
+                                            ("lora", "sgd")])
+def test_training_steps_copy_only_batch_in_loss_and_grad_norm_out(tmp_path, peft, optimizer):
+    tr = _trainer(tmp_path, peft, optimizer)
     tr.train_step()                                   # warm-up: kernel metadata uploads are cached here
     for _ in range(2 if peft is None else 1):
         with record_transfers() as log:

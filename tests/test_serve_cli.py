@@ -1,8 +1,5 @@
 """`scratchgpt serve` as a command, the optional extra, a GPT-2-format checkpoint, chapter 6."""
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_support import train_tiny_chat_model
+from serve_support import serve_command, stop_with_ctrl_c, train_tiny_chat_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,23 +43,12 @@ def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_command_localhost_without_key_and_clean_ctrl_c(tmp_path):
     """The real command in its own process: asked for 0.0.0.0 without a key it binds 127.0.0.1
     and says so; it answers; Ctrl+C (SIGINT) shuts it down cleanly with exit code 0."""
     httpx = pytest.importorskip("httpx")
     model = train_tiny_chat_model(tmp_path / "m", steps=2)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCRATCHGPT_API_KEYS": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "scratchgpt", "serve", str(model), "--host", "0.0.0.0",
-                             "--port", str(port), "--model-name", "tiny"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with serve_command(model, "--host", "0.0.0.0", "--model-name", "tiny", cwd=tmp_path) as (proc, port):
         first = proc.stdout.readline()
         assert "no API key configured: listening on 127.0.0.1 only, not 0.0.0.0" in first, first
         assert "warmed up" in proc.stdout.readline()
@@ -79,13 +65,7 @@ def test_serve_command_localhost_without_key_and_clean_ctrl_c(tmp_path):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
                        json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
-        assert "server stopped cleanly (2 HTTP requests answered)" in proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert "server stopped cleanly (2 HTTP requests answered)" in stop_with_ctrl_c(proc)
 
 
 def test_gpt2_format_checkpoint_is_served(tmp_path):

@@ -12,7 +12,9 @@ With mu = 0 this is plain gradient descent, p <- p - lr * (g + wd * p). These ar
 equations torch.optim.SGD uses, so the two can be compared step by step.
 
 The update is a handful of whole-array NumPy operations, done in place; SGD is not on any
-hot path in this project (AdamW is), so it has no Numba kernel.
+hot path in this project (AdamW is), so it has no Numba kernel. On the GPU the same steps run
+as element-wise device kernels (``cuda_arrays.axpby`` and friends), in the same order and
+float32 rounding, and the momentum buffer stays on the device.
 """
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ class SGD(Optimizer):
                               f"(got momentum={mu}, dampening={d})")
 
     def _update(self, group, param, grad, state):
+        if not isinstance(param.data, np.ndarray):
+            self._update_cuda(group, param, grad, state)
+            return
         p = param.data
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
         g = grad.astype(p.dtype, copy=False)
@@ -66,3 +71,21 @@ class SGD(Optimizer):
                 buf += (1.0 - group["dampening"]) * g
             g = g + mu * buf if group["nesterov"] else buf
         p -= (lr * g).astype(p.dtype, copy=False)
+
+    def _update_cuda(self, group, param, grad, state):
+        from .. import cuda_arrays as ca
+        p, g = ca.flat(param.data), ca.flat(grad)
+        lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+        if wd != 0.0:
+            g = ca.axpby(g, 1.0, p, wd)              # new array: the user's .grad stays as it was
+        if mu != 0.0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = ca.zeros(tuple(param.data.shape), param.data.dtype)
+            fb = ca.flat(buf)
+            if state["step"] == 1:
+                ca.copy_into(g, fb)
+            else:
+                ca.axpby_into(fb, mu, g, 1.0 - group["dampening"])
+            g = ca.axpby(g, 1.0, fb, mu) if group["nesterov"] else fb
+        ca.axpby_into(p, 1.0, g, -lr)
