@@ -91,27 +91,31 @@ def _hsum(builder, v):
     return builder.extract_element(v, ir.Constant(_I32, 0))
 
 
-def _make_dot4(bits):
+def _make_dot(bits, n_in):
     block_bytes = 32 if bits == 8 else 16
 
-    def impl(typingctx, x_addr, dx_addr, w0, w1, w2, w3, s0, s1, s2, s3, nb):
-        sig = types.UniTuple(types.float32, 4)(*([types.intp] * 11))
+    def impl(typingctx, *args):
+        # (x_0..x_{n-1}, dx_0..dx_{n-1}, w0..w3, s0..s3, nb) -> 4·n floats, out[4 m + r] = x_m · w_r
+        sig = types.UniTuple(types.float32, 4 * n_in)(*([types.intp] * (2 * n_in + 9)))
 
         def codegen(context, builder, signature, args):
             bytep, fp = _I8.as_pointer(), _F32.as_pointer()
-            xp = builder.inttoptr(args[0], bytep)
-            dxp = builder.inttoptr(args[1], fp)
-            wp = [builder.inttoptr(a, bytep) for a in args[2:6]]
-            sp = [builder.inttoptr(a, fp) for a in args[6:10]]
+            xps = [builder.inttoptr(a, bytep) for a in args[:n_in]]
+            dxps = [builder.inttoptr(a, fp) for a in args[n_in:2 * n_in]]
+            wp = [builder.inttoptr(a, bytep) for a in args[2 * n_in:2 * n_in + 4]]
+            sp = [builder.inttoptr(a, fp) for a in args[2 * n_in + 4:2 * n_in + 8]]
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16F32, [_V16F32] * 3),
                                                  "llvm.fma.v16f32")
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V16F32, [0.0] * 16)) for _ in range(4)]
-            with cgutils.for_range(builder, args[10]) as loop:
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16F32, [0.0] * 16)) for _ in range(4)]
+                    for _ in range(n_in)]
+            with cgutils.for_range(builder, args[2 * n_in + 8]) as loop:
                 b = loop.index
-                xv = builder.load(builder.bitcast(builder.gep(xp, [builder.mul(b, ir.Constant(_I64, 32))]),
-                                                  _V32I8.as_pointer()), align=1)
-                x16 = builder.sext(xv, _V32I16)
-                dxb = builder.load(builder.gep(dxp, [b]))
+                xoff = builder.mul(b, ir.Constant(_I64, 32))
+                x16s, dxbs = [], []
+                for m in range(n_in):
+                    xv = builder.load(builder.bitcast(builder.gep(xps[m], [xoff]), _V32I8.as_pointer()), align=1)
+                    x16s.append(builder.sext(xv, _V32I16))
+                    dxbs.append(builder.load(builder.gep(dxps[m], [b])))
                 woff = builder.mul(b, ir.Constant(_I64, block_bytes))
                 for r in range(4):
                     wptr = builder.gep(wp[r], [woff])
@@ -119,26 +123,38 @@ def _make_dot4(bits):
                         w8 = builder.load(builder.bitcast(wptr, _V32I8.as_pointer()), align=1)
                     else:
                         w8 = _int4_block(builder, wptr)
-                    f = builder.sitofp(_pair_products(builder, x16, w8), _V16F32)
-                    d = builder.fmul(builder.load(builder.gep(sp[r], [b])), dxb)      # dw_r[b] * dx[b]
-                    dv = builder.insert_element(ir.Constant(_V16F32, ir.Undefined), d, ir.Constant(_I32, 0))
-                    dv = builder.shuffle_vector(dv, dv, _idx([0] * 16))
-                    builder.store(builder.call(fma, [f, dv, builder.load(accs[r])]), accs[r])
-            outs = [_hsum(builder, builder.load(a)) for a in accs]
+                    dw = builder.load(builder.gep(sp[r], [b]))
+                    for m in range(n_in):        # each loaded weight block meets every input row
+                        f = builder.sitofp(_pair_products(builder, x16s[m], w8), _V16F32)
+                        d = builder.fmul(dw, dxbs[m])                                  # dw_r[b] * dx_m[b]
+                        dv = builder.insert_element(ir.Constant(_V16F32, ir.Undefined), d, ir.Constant(_I32, 0))
+                        dv = builder.shuffle_vector(dv, dv, _idx([0] * 16))
+                        builder.store(builder.call(fma, [f, dv, builder.load(accs[m][r])]), accs[m][r])
+            outs = [_hsum(builder, builder.load(accs[m][r])) for m in range(n_in) for r in range(4)]
             return context.make_tuple(builder, signature.return_type, outs)
 
         return sig, codegen
 
-    impl.__name__ = f"dot4_q{bits}"
-    return intrinsic(impl)
+    names = [f"x{m}" for m in range(n_in)] + [f"dx{m}" for m in range(n_in)] + \
+        ["w0", "w1", "w2", "w3", "s0", "s1", "s2", "s3", "nb"]
+    src = f"def dot(typingctx, {', '.join(names)}):\n    return impl(typingctx, {', '.join(names)})\n"
+    scope = {"impl": impl}
+    exec(src, scope)                     # numba's @intrinsic wants the explicit argument list
+    scope["dot"].__name__ = f"dot4x{n_in}_q{bits}"
+    return intrinsic(scope["dot"])
 
 
-dot4_q8 = _make_dot4(8)
+dot4_q8 = _make_dot(8, 1)
 """(x_addr, dx_addr, w0..w3, s0..s3, nb) -> 4 float32 dots. Addresses (``arr.ctypes.data`` + byte
 offsets) of: the int8 activation row (32·nb bytes, zero padded), its nb float32 block scales, 4
 int8 weight rows (32·nb bytes each) and their nb float32 scales. The caller keeps the arrays alive."""
-dot4_q4 = _make_dot4(4)
+dot4_q4 = _make_dot(4, 1)
 """The same with 4 packed int4 weight rows (16·nb bytes each)."""
+dot4x4_q8 = _make_dot(8, 4)
+"""(x0..x3, dx0..dx3, w0..w3, s0..s3, nb) -> 16 dots, out[4 m + r]: 4 activation rows at once
+(batched decode: each weight block is loaded once for 4 rows); per element the same operations
+as ``dot4_q8``, so the same bits."""
+dot4x4_q4 = _make_dot(4, 4)
 
 
 def dot4_ref(xq, dx, wq, dw):

@@ -58,7 +58,7 @@ from numba import prange
 from ..errors import ConfigError
 from ._numba import STRICT, SUMS, njit_helper, njit_inline, njit_pair
 from .decode_matmul import block_product
-from .int_dot import dot4_q4, dot4_q8
+from .int_dot import dot4_q4, dot4_q8, dot4x4_q4, dot4x4_q8
 
 INT8_QMAX = 127
 INT4_QMAX = 7
@@ -546,13 +546,25 @@ def _int8_act_rows(x, xq, dx, q, bscales, bias, out):
         nend = min(n + JOB, N)
         while n < nend:
             n1, n2, n3 = min(n + 1, nend - 1), min(n + 2, nend - 1), min(n + 3, nend - 1)
-            for m in range(M):
+            ns = (n, n1, n2, n3)
+            m = 0
+            while m + 4 <= M:            # 4 input rows per call: each weight block loaded once for 4
+                t = dot4x4_q8(xa + m * xs, xa + (m + 1) * xs, xa + (m + 2) * xs, xa + (m + 3) * xs,
+                                da + m * ds, da + (m + 1) * ds, da + (m + 2) * ds, da + (m + 3) * ds,
+                                qa + n * qs, qa + n1 * qs, qa + n2 * qs, qa + n3 * qs,
+                                sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
+                for i in range(4):
+                    for r in range(4):
+                        out[m + i, ns[r]] = t[4 * i + r] + bias[ns[r]]
+                m += 4
+            while m < M:                 # the rest one by one: the same bits per element
                 a0, a1, a2, a3 = dot4_q8(xa + m * xs, da + m * ds, qa + n * qs, qa + n1 * qs, qa + n2 * qs,
                                          qa + n3 * qs, sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
                 out[m, n] = a0 + bias[n]
                 out[m, n1] = a1 + bias[n1]
                 out[m, n2] = a2 + bias[n2]
                 out[m, n3] = a3 + bias[n3]
+                m += 1
             n += ROWS
 
 
@@ -572,13 +584,25 @@ def _int4_act_rows(x, xq, dx, packed, bscales, bias, out):
         nend = min(n + JOB, N)
         while n < nend:
             n1, n2, n3 = min(n + 1, nend - 1), min(n + 2, nend - 1), min(n + 3, nend - 1)
-            for m in range(M):
+            ns = (n, n1, n2, n3)
+            m = 0
+            while m + 4 <= M:            # 4 input rows per call: each weight block loaded once for 4
+                t = dot4x4_q4(xa + m * xs, xa + (m + 1) * xs, xa + (m + 2) * xs, xa + (m + 3) * xs,
+                                da + m * ds, da + (m + 1) * ds, da + (m + 2) * ds, da + (m + 3) * ds,
+                                qa + n * qs, qa + n1 * qs, qa + n2 * qs, qa + n3 * qs,
+                                sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
+                for i in range(4):
+                    for r in range(4):
+                        out[m + i, ns[r]] = t[4 * i + r] + bias[ns[r]]
+                m += 4
+            while m < M:                 # the rest one by one: the same bits per element
                 a0, a1, a2, a3 = dot4_q4(xa + m * xs, da + m * ds, qa + n * qs, qa + n1 * qs, qa + n2 * qs,
                                          qa + n3 * qs, sa + n * ss, sa + n1 * ss, sa + n2 * ss, sa + n3 * ss, nb)
                 out[m, n] = a0 + bias[n]
                 out[m, n1] = a1 + bias[n1]
                 out[m, n2] = a2 + bias[n2]
                 out[m, n3] = a3 + bias[n3]
+                m += 1
             n += ROWS
 
 
