@@ -196,8 +196,10 @@ class DecoderRunner:
                 self._adapter(ad_mlp, a, R, segs)
         # final residual add + LN_f, only on the rows whose next token is wanted
         lx, lh = self.last_x[:B], self.last_h[:B]
-        np.take(x, last_rows, axis=0, out=lx)
-        np.take(a, last_rows, axis=0, out=lh)
+        # mode="clip": with the default mode="raise" NumPy buffers ``out`` (a fresh (B, C) array
+        # every step); last_rows are the engine's own row numbers, always < R
+        np.take(x, last_rows, axis=0, out=lx, mode="clip")
+        np.take(a, last_rows, axis=0, out=lh, mode="clip")
         add_layernorm_rows(lx, lh, self._ln_f[0], self._ln_f[1], eps, lh)
         logits = self.logits_buf[:B]
         _apply(self._lm_head, lh, logits, segments_for(B, (), self.decode_chunk))
