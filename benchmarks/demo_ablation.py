@@ -65,6 +65,8 @@ def variants() -> dict:
     # + SFT loss weight 3 on reply tokens that copy a value from the user (slot_augment.weight_copied_tokens)
     out["varied6k+names+w3"] = replace(out["varied6k+names"], sft_slot_weight=3)
     out["varied6k+names+more+w3"] = replace(out["varied6k+names+more"], sft_slot_weight=3)
+    # + varied conversations answer only with replies filed under their intent's topic (variety.on_topic)
+    out["varied6k+names+more+ontopic"] = replace(out["varied6k+names+more"], varied_on_topic_replies=True)
     return out
 
 

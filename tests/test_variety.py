@@ -102,3 +102,24 @@ def test_more_wordings_all_have_replies_and_are_used():
     assert any(set(MORE_USERS["en"]["cancel_order"]) <= set(p) for p in pools)
     assert not any(set(MORE_USERS["en"]["cancel_order"]) & set(Style().templates("en", "cancel_order", ["x"], [], r)[0])
                    for _ in range(50))
+
+
+def test_on_topic_replies_are_filed_under_their_intent():
+    # Style(on_topic_replies=True): the classifier the evaluation uses files every reply under its
+    # intent's topic, and no user wording loses its last reply to the filter
+    import random
+
+    from scratchgpt.data.annotate import classify_topic
+    from scratchgpt.datasets.customer_service.variety import on_topic
+    style = Style(more_wordings=True, on_topic_replies=True)
+    for lang, T in LANGS.items():
+        for intent, (topic, _, _) in T.INTENTS.items():
+            for i in range(8):
+                r = random.Random(f"on{lang}{intent}{i}")
+                slots = {**style.slots(lang, r), "product": "backpack" if lang == "en" else "背包"}   # not "power bank"
+                user, reply, used, _ = make_turn(lang, intent, slots, set(), r, style=style)
+                assert classify_topic(reply) == topic, (intent, reply)
+    from scratchgpt.datasets.customer_service.templates_extra import EXTRA_REPLIES
+    off = sum(len(list(T.INTENTS[i][2]) + EXTRA_REPLIES[lang].get(i, [])) - len(on_topic(lang, i, tuple(
+        list(T.INTENTS[i][2]) + EXTRA_REPLIES[lang].get(i, [])))) for lang, T in LANGS.items() for i in T.INTENTS)
+    assert off > 10        # the filter really removes replies (18 of 192 are filed elsewhere, minus the 3 added)

@@ -76,6 +76,8 @@ class DemoConfig:
     # many more hand-written request wordings in the varied conversations (templates_more.py):
     # other verbs, indirect/terse/angry requests, several requests in one message, mixed EN/ZH
     varied_more_wordings: bool = False
+    # varied conversations answer only with replies the topic classifier files under their intent's topic
+    varied_on_topic_replies: bool = False
     # SFT loss weight of reply tokens that copy a value from the user (slot_augment.weight_copied_tokens);
     # 1 = the plain loss
     sft_slot_weight: int = 1
@@ -154,7 +156,7 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
                                    max_boost: int = 1, varied: int = 0, made_up_names: bool = False,
                                    open_products: float = 0.0, wide_formats: bool = False,
-                                   more_wordings: bool = False) -> dict:
+                                   more_wordings: bool = False, on_topic_replies: bool = False) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
     and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
@@ -179,7 +181,8 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
         from ..datasets.customer_service.variety import varied_conversations
         extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}",
                                                                                           open_products=open_products,
-                                                                                          more_wordings=more_wordings)]
+                                                                                          more_wordings=more_wordings,
+                                                                                          on_topic_replies=on_topic_replies)]
     if drills:
         from .copy_drill import copy_drills
         extra += copy_drills(drills, seed, made_up_names, wide_formats)
@@ -237,7 +240,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
                                                                              cfg.varied_pretrain, cfg.drill_made_up_names,
                                                                              cfg.varied_open_products,
                                                                              cfg.drill_wide_formats,
-                                                                             cfg.varied_more_wordings)
+                                                                             cfg.varied_more_wordings,
+                                                                             cfg.varied_on_topic_replies)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -256,7 +260,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
         from ..datasets.customer_service.variety import varied_conversations
         varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}",
                                                               open_products=cfg.varied_open_products,
-                                                              more_wordings=cfg.varied_more_wordings)]
+                                                              more_wordings=cfg.varied_more_wordings,
+                                                              on_topic_replies=cfg.varied_on_topic_replies)]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
               extra_conversations=varied, slot_weight=cfg.sft_slot_weight)

@@ -491,3 +491,15 @@ MORE_USERS = {
         "goodbye": ["好的，再见", "没别的事了，拜拜", "下次再聊，再见"],
     },
 }
+
+# With ``on_topic_replies`` (variety.Style) the varied conversations answer only with replies that
+# the keyword topic classifier (``data.annotate.classify_topic``) files under their intent's own
+# topic: 18 of the 192 reply templates are filed elsewhere ("... is in stock and ships within 24
+# hours" -> shipping, "... the invoice is on its way to your email" -> account). These fill the slot
+# combinations that would otherwise be left without an on-topic reply.
+ON_TOPIC_REPLIES = {
+    "en": {"late_delivery_complaint": ["I am sorry your {product} is so late, and I understand you are upset. "
+                                       "I have escalated your complaint."]},
+    "zh": {"double_charge": ["重复扣款{amount}，多扣的款项会原路返还到您的银行卡。"],
+           "invoice": ["订单{order_id}的发票已开好，可以在“我的订单”里下载。"]},
+}

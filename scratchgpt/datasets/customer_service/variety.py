@@ -26,13 +26,14 @@ here reads the test split or an evaluation set.
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
 
 from ...data.textnorm import normalize_turn
 from . import generate, templates_en, templates_zh
-from .templates_more import MORE_USERS
+from .templates_more import MORE_USERS, ON_TOPIC_REPLIES
 from .templates_extra import (ABBREVIATIONS, CHITCHAT, EN_EXTRAS_ZH, EXTRA_REPLIES, EXTRA_USERS, ID_FIRST,
                               ID_INLINE, ID_LAST, ORDER_WORDS, PRODUCT_PARTS, ZH_TO_EN)
 
@@ -60,10 +61,12 @@ class Style:
     # account and payment conversations carry the rare slot types (e-mails, amounts): more of them
     topic_weights = {**generate.TOPIC_WEIGHTS, "account": 3, "payment": 3}
 
-    def __init__(self, p: float = 1.0, open_products: float = 0.0, more_wordings: bool = False):
+    def __init__(self, p: float = 1.0, open_products: float = 0.0, more_wordings: bool = False,
+                 on_topic_replies: bool = False):
         self.p = p
         self.open_products = open_products   # share of made-up product names (PRODUCT_PARTS)
         self.more_wordings = more_wordings   # draw other wordings from templates_more.py too
+        self.on_topic_replies = on_topic_replies   # only replies the topic classifier files under the intent's topic
 
     # ---- slot values
     def order_id(self, r: random.Random) -> str:
@@ -124,7 +127,10 @@ class Style:
             extra = extra + MORE_USERS[lang].get(intent, [])
         if extra and r.random() < 0.6 * self.p:
             users = extra
-        return users, list(replies) + EXTRA_REPLIES[lang].get(intent, [])
+        replies = list(replies) + EXTRA_REPLIES[lang].get(intent, [])
+        if self.on_topic_replies:
+            replies = on_topic(lang, intent, tuple(replies))
+        return users, replies
 
     @staticmethod
     def best_replies(user_t: str, replies: list) -> list:
@@ -229,13 +235,29 @@ class Style:
         return " ".join(words)
 
 
+_SAMPLE_SLOTS = {"en": {"order_id": "K12345", "product": "backpack", "amount": "$12.00", "email": "ab@example.com"},
+                 "zh": {"order_id": "K12345", "product": "背包", "amount": "12.00元", "email": "ab@example.com"}}
+
+
+@functools.lru_cache(maxsize=None)
+def on_topic(lang: str, intent: str, replies: tuple) -> list:
+    """The replies (plus ``ON_TOPIC_REPLIES``) that ``classify_topic`` files under the intent's own
+    topic once filled in: what the evaluation compares a reply's topic by, and what a reply written
+    by someone else for that request is likely to be filed under."""
+    from ...data.annotate import classify_topic
+    topic = generate.LANGS[lang].INTENTS[intent][0]
+    cand = list(replies) + ON_TOPIC_REPLIES[lang].get(intent, [])
+    return [x for x in cand if classify_topic(generate.fill(x, _SAMPLE_SLOTS[lang])) == topic]
+
+
 def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0, open_products: float = 0.0,
-                         more_wordings: bool = False) -> list[dict]:
+                         more_wordings: bool = False, on_topic_replies: bool = False) -> list[dict]:
     """``n`` varied conversations, half English and half Chinese, as
     ``{"messages": [{"role", "content"}...], "slots": {...}, "language": ...}`` (turns normalised
     like the data pipeline's). Deterministic for ``seed``. ``more_wordings`` adds the wordings
-    of ``templates_more.py`` to the other wordings a message may use."""
-    style = Style(p, open_products, more_wordings)
+    of ``templates_more.py`` to the other wordings a message may use; ``on_topic_replies`` keeps
+    only replies filed under their intent's topic (``on_topic``)."""
+    style = Style(p, open_products, more_wordings, on_topic_replies)
     out = []
     for i in range(n):
         lang = "en" if i % 2 == 0 else "zh"
