@@ -35,9 +35,6 @@ def export_hf(model, tok, out) -> None:
     if getattr(c, "smear", False):
         raise ConfigError("export --format hf: the model has the smear gate (GPTConfig.smear), which HF GPT-2 "
                           "does not have; HF would drop it and compute another function")
-    if getattr(c, "smear", False):
-        raise ConfigError("export --format hf: the model has a smear layer (GPTConfig.smear); HF GPT-2 has no "
-                          "such layer")
     blocks = model.transformer.h
     if any(getattr(b.attn, "prefix_k", None) is not None or getattr(b.attn, "adapter", None) is not None
            or getattr(b.mlp, "adapter", None) is not None for b in blocks):
