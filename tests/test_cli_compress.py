@@ -79,6 +79,23 @@ def test_quantize_report_prints_the_table(base, tmp_path, capsys):
     assert q["decode_tok_s"] > 0 and 0 <= q["task_accuracy"] <= 1 and q["n_conversations"] == 6
     # int8 changes the loss of a random model by well under 1 % (its logits move by ~0.5 %)
     assert abs(q["val_loss"] - f32["val_loss"]) < 0.01 * f32["val_loss"]
+    # the float32 row's decode-path loss is the training-side loss up to float32 summation order;
+    # the int8 row's differs from its float twin's (int8 activations), and again by well under 1 %
+    assert abs(f32["decode_val_loss"] - f32["val_loss"]) < 1e-4 * f32["val_loss"]
+    assert q["decode_val_loss"] != q["val_loss"]
+    assert abs(q["decode_val_loss"] - f32["val_loss"]) < 0.01 * f32["val_loss"]
+    assert "decode ppl" in text
+
+
+def test_decode_path_loss_equals_the_training_side_loss(base):
+    """decode_val_loss feeds every position as a decode row (conversations of different lengths
+    sharing the cache, groups of 4 so slots are reused); for a float32 model it is val_loss."""
+    from scratchgpt.infer.report import decode_val_loss, val_loss
+    model_dir, data, tok = base
+    model = GPT.load(model_dir)
+    ref = val_loss(model, tok, data)
+    for bs in (1, 4):
+        assert abs(decode_val_loss(model, tok, data, batch_size=bs) - ref) < 1e-5 * ref
 
 
 @pytest.mark.parametrize("argv,needle", [
