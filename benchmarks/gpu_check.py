@@ -18,7 +18,11 @@ GPT training step (forward, backward, AdamW) on the GPU vs our CPU path. Then ba
 decoding: the engine on the GPU (infer/cuda_forward.py) vs PyTorch eager with a KV cache on the
 same GPU and vs our CPU engine, tokens compared (under --sim torch runs on the CPU: the tokens
 are still compared, the times mean nothing). The JSON's "kernels_validated" names every kernel
-checked. benchmarks/GPU_RUN.md: the exact device call for a session that is lent a GPU.
+checked. Last, the device memory allocator (``pool_check``): a training step and a decode step
+with the caching pool (scratchgpt/cuda_pool.py) and with its caching off, alternated, with the
+device allocations per step counted by the pool (``--pool-only``: just that; ``--no-pool``:
+numba-cuda's own memory manager throughout). benchmarks/GPU_RUN.md: the exact device call for a
+session that is lent a GPU.
 """
 from __future__ import annotations
 
@@ -526,6 +530,119 @@ def train_step(sim, steps, cpu_too):
     return result
 
 
+def _pool_modes(sim):
+    """(name, set-up) of the allocators compared: the caching pool, then the same pool with
+    caching off (every array a cuMemAlloc, every free a cuMemFree, which waits for the device).
+    Under the simulator, or with SCRATCHGPT_CUDA_POOL=0, there is no pool: one mode, "none"."""
+    from scratchgpt import cuda_memory
+    pool = cuda_memory.current_pool()
+    if pool is None:
+        return pool, [("none", lambda: None)]
+
+    def caching(on):
+        def setup():
+            pool.caching = on
+            if not on:
+                pool.empty_cache()       # no block of the pooled rounds is reused
+        return setup
+    return pool, [("pool", caching(True)), ("no_cache", caching(False))]
+
+
+def pool_check(sim, steps, rounds=2):
+    """A GPT training step and a batch-1 decode step with the caching allocator
+    (scratchgpt/cuda_pool.py, installed as numba-cuda's memory manager) and without it, the modes
+    alternated ``rounds`` times (the GUIDE's rule for noisy machines); per mode the median step
+    time, and from the pool's counters the device allocations per step (hits + misses) and how
+    many reached the driver (misses). Run the script with --no-pool to time numba-cuda's own
+    memory manager on the same shapes."""
+    import numpy as np
+
+    from scratchgpt import cuda_memory
+    from scratchgpt.backend import cuda_module
+    from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
+    from scratchgpt.models import GPT, GPTConfig
+    from scratchgpt.optim import AdamW
+    cuda = cuda_module()
+    pool, modes = _pool_modes(sim)
+    result = {"status": cuda_memory.status, "modes": [m for m, _ in modes], "train_step": {}, "decode_step": {}}
+
+    def counted(fn):
+        """(seconds, allocations, driver allocations) of fn()."""
+        before = pool.stats() if pool is not None else None
+        t0 = time.perf_counter()
+        fn()
+        cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if pool is None:
+            return dt, None, None
+        after = pool.stats()
+        return dt, (after.hits + after.misses) - (before.hits + before.misses), after.misses - before.misses
+
+    shape = dict(GPT_SHAPES["sim" if sim else "real"])
+    B, T = shape.pop("batch_size"), shape.pop("seq_len")
+    cfg = GPTConfig(dropout=0.0, **shape)
+    rng = np.random.default_rng(0)
+    idx, tgt = rng.integers(0, cfg.vocab_size, (B, T)), rng.integers(0, cfg.vocab_size, (B, T))
+    model = GPT(cfg, seed=0, device="cuda")
+    opt = AdamW(model.parameters(), lr=1e-4)
+
+    def train():
+        opt.zero_grad()
+        _, loss = model(idx, tgt)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    dshape = dict(DECODE_SHAPES["sim" if sim else "real"])
+    P, n = dshape.pop("prompt"), dshape.pop("new_tokens")
+    engine = Engine(GPT(GPTConfig(dropout=0.0, **dshape), seed=0), None, max_batch_size=1, device="cuda")
+    prompt = [int(t) for t in np.random.default_rng(1).integers(0, dshape["vocab_size"], P)]
+
+    def decode_steps():
+        """n - 1 decode steps of one request (its prefill done before the clock starts)."""
+        engine.add(GenerationRequest(prompt, SamplingParams(max_new_tokens=n, ignore_eos=True)))
+        engine.step()
+        cuda.synchronize()
+        rows = []
+        while engine.has_work():
+            rows.append(counted(engine.step))
+        return rows
+
+    train()                                            # compile / warm up both
+    decode_steps()
+    for _ in range(rounds):
+        for mode, setup in modes:
+            setup()
+            train()                                    # the first step after a switch fills the pool
+            tr = result["train_step"].setdefault(mode, {"ms": [], "allocs": [], "driver_allocs": []})
+            for _ in range(steps):
+                dt, allocs, misses = counted(train)
+                tr["ms"].append(dt * 1e3)
+                tr["allocs"].append(allocs)
+                tr["driver_allocs"].append(misses)
+            de = result["decode_step"].setdefault(mode, {"ms": [], "allocs": [], "driver_allocs": []})
+            for dt, allocs, misses in decode_steps():
+                de["ms"].append(dt * 1e3)
+                de["allocs"].append(allocs)
+                de["driver_allocs"].append(misses)
+    if pool is not None:
+        pool.caching = True
+    for part in ("train_step", "decode_step"):
+        for mode, rec in result[part].items():
+            summary = {"median_ms": round(statistics.median(rec["ms"]), 3), "samples": len(rec["ms"])}
+            if rec["allocs"][0] is not None:
+                summary["allocs_per_step"] = max(rec["allocs"])
+                summary["driver_allocs_per_step"] = max(rec["driver_allocs"])
+            result[part][mode] = summary
+            print(f"  {part} with {mode}: {summary}", flush=True)
+        if "pool" in result[part] and "no_cache" in result[part]:
+            result[part]["no_cache_over_pool_time"] = round(
+                result[part]["no_cache"]["median_ms"] / result[part]["pool"]["median_ms"], 2)
+    if pool is not None:
+        result["pool_stats"] = pool.stats().as_dict()
+    return result
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sim", action="store_true", help="run on numba.cuda's simulator with tiny sizes")
@@ -534,7 +651,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cpu-step", action="store_true",
                     help="skip timing our CPU path on the GPT shapes (training step and decode)")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--no-pool", action="store_true",
+                    help="numba-cuda's own memory manager instead of the caching pool (SCRATCHGPT_CUDA_POOL=0)")
+    ap.add_argument("--pool-only", action="store_true",
+                    help="only the allocator timings (training step and decode step, with and without the pool)")
     args = ap.parse_args(argv)
+    if args.no_pool:
+        os.environ["SCRATCHGPT_CUDA_POOL"] = "0"     # read when numba.cuda is first imported (below)
     from scratchgpt import backend
     if args.sim:
         backend.enable_simulator()
@@ -563,24 +686,29 @@ def main(argv=None) -> int:
         except ImportError:
             info["torch"] = None
     print("versions:", json.dumps(info), flush=True)
-    print("kernels (float32; rel err = ||out - ref|| / ||ref|| against the float64 reference):", flush=True)
-    kernels = kernel_checks(args.sim, repeats, use_torch)
     def guarded(what, fn, *a):
         try:
             return fn(*a)
         except Exception as e:            # noqa: BLE001 - the rest of the report still comes back
             print(f"  {what}: ERROR {type(e).__name__}: {str(e)[:300]}", flush=True)
             return {"error": f"{type(e).__name__}: {e}"[:500]}
-    print("GPT training step:", flush=True)
-    step = guarded("training step", train_step, args.sim, steps, not args.no_cpu_step)
-    print("batch-1 decode:", flush=True)
-    decode = guarded("decode", decode_check, args.sim, not args.no_cpu_step, use_torch)
+    kernels, step, decode = [], {}, {}
+    if not args.pool_only:
+        print("kernels (float32; rel err = ||out - ref|| / ||ref|| against the float64 reference):", flush=True)
+        kernels = kernel_checks(args.sim, repeats, use_torch)
+        print("GPT training step:", flush=True)
+        step = guarded("training step", train_step, args.sim, steps, not args.no_cpu_step)
+        print("batch-1 decode:", flush=True)
+        decode = guarded("decode", decode_check, args.sim, not args.no_cpu_step, use_torch)
+    print(f"device memory allocator ({info.get('cuda_memory_pool', 'simulator: no pool')}):", flush=True)
+    pool = guarded("allocator", pool_check, args.sim, min(steps, 3) if steps else 1)
     bad = [k["kernel"] for k in kernels if not (k["rel_err"] < 1e-4)]
-    bad += [what for what, res in (("training step", step), ("decode", decode)) if "error" in res]
+    bad += [what for what, res in (("training step", step), ("decode", decode), ("allocator", pool))
+            if "error" in res]
     if decode.get("tokens_equal_torch") is False or decode.get("tokens_equal_cpu") is False:
         bad.append("decode tokens")
     report = {"device": kind, "versions": info, "kernels_validated": [k["kernel"] for k in kernels],
-              "kernels": kernels, "train_step": step, "decode": decode, "failed": bad}
+              "kernels": kernels, "train_step": step, "decode": decode, "allocator": pool, "failed": bad}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=float)
@@ -588,7 +716,8 @@ def main(argv=None) -> int:
     if bad:
         print(f"FAILED (rel err >= 1e-4 or non-finite): {', '.join(bad)}", file=sys.stderr)
         return 1
-    print("all kernels within 1e-4 of the float64 reference" + (" (simulator: timings are meaningless)" if args.sim else ""))
+    print(("allocator timings done" if args.pool_only else "all kernels within 1e-4 of the float64 reference")
+          + (" (simulator: timings are meaningless)" if args.sim else ""))
     return 0
 
 

@@ -58,6 +58,13 @@ def cuda_module():
         _lock_simulator_shared_arrays()
         from .cuda_simulator import install
         install()                 # pooled threads and a real barrier: several times faster blocks
+    else:
+        # A real GPU: device memory from the caching allocator (cuda_memory.py), installed here,
+        # on the first import of numba.cuda, so before any CUDA context exists (a context keeps
+        # the memory manager it was created with). SCRATCHGPT_CUDA_POOL=0 opts out. Never under
+        # the simulator: it has no External Memory Management interface to plug into.
+        from .cuda_memory import install as install_pool
+        install_pool(cuda)
     return cuda
 
 
@@ -207,6 +214,9 @@ def describe() -> dict:
         "cuda_available": cuda_available(),
         "cuda_simulator": simulator_enabled(),
     }
+    if info["cuda"] == "gpu":
+        from . import cuda_memory
+        info["cuda_memory_pool"] = cuda_memory.status
     try:
         import Cython
         info["cython"] = Cython.__version__

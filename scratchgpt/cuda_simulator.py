@@ -320,7 +320,98 @@ def _call_site() -> str:
     return f"{rel}:{f.f_lineno} {f.f_code.co_name}"
 
 
-class record_transfers:
+class _SimulatorPatch:
+    """Patches numba-cuda's simulator for the length of a ``with`` block and logs what the patched
+    entry points see (``record_transfers``, ``record_allocations``). ``_depth`` keeps a call that
+    goes through another patched entry point (``to_device(to=...)`` calling ``copy_to_device``)
+    from being logged twice: only the outermost one is."""
+
+    def __init__(self):
+        self.log: list = []
+        self._depth = 0
+        self._saved: list = []
+
+    def _patch(self, owner, name, new):
+        self._saved.append((owner, name, owner.__dict__.get(name, _MISSING) if isinstance(owner, type)
+                            else getattr(owner, name)))
+        setattr(owner, name, new)
+
+    def _counted(self, make_entry, fn, shape_of=None):
+        """``fn`` wrapped: each outermost call appends ``make_entry(site, shape)``, unless
+        ``shape_of(*args)`` returns False (a call that is not what is being counted)."""
+        rec = self
+
+        def wrapper(*args, **kwargs):
+            if rec._depth == 0:
+                shape = shape_of(*args, **kwargs) if shape_of else None
+                if shape is not False:
+                    rec.log.append(make_entry(_call_site(), shape))
+            rec._depth += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                rec._depth -= 1
+        return wrapper
+
+    def __exit__(self, *exc):
+        for owner, name, old in reversed(self._saved):
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+        self._saved.clear()
+        return False
+
+
+class Allocation(tuple):
+    """One device allocation the simulator saw: (what, site, shape, dtype). ``what`` names the
+    entry point (``device_array``, ``to_device`` ...), site is as in ``Transfer``."""
+    what = property(lambda s: s[0])
+    site = property(lambda s: s[1])
+    shape = property(lambda s: s[2])
+    dtype = property(lambda s: s[3])
+
+
+class record_allocations(_SimulatorPatch):
+    """``with record_allocations() as log:`` — every device array allocated in the block, in
+    order, as ``Allocation`` tuples (simulator only). Counted: ``cuda.device_array`` (what every
+    op's output and ``cuda_arrays.empty`` / ``zeros`` go through), ``device_array_like``,
+    ``mapped_array`` and ``cuda.to_device`` without ``to=`` (a fresh device array holding a copy;
+    also NumPy arguments of a launch). Views (slices, ``reshape``) are not allocations; nor is
+    ``to_device(host, to=dev)`` / ``dev.copy_to_device(host)`` (a copy into an existing array).
+    On a real GPU every one of these is a ``memalloc`` of the context's memory manager (the
+    caching pool's ``hits + misses``, scratchgpt/cuda_memory.py)."""
+
+    def __enter__(self):
+        import numba.cuda as ncuda
+        from numba.cuda.simulator.cudadrv import devicearray as fake
+
+        def entry(what):
+            return lambda site, info: Allocation((what, site) + info)
+
+        def array_info(*args, **kwargs):
+            shape = kwargs.get("shape", args[0] if args else ())
+            dtype = kwargs.get("dtype", args[1] if len(args) > 1 else np.float64)
+            return tuple(np.atleast_1d(shape).tolist()) if np.ndim(shape) else (int(shape),), np.dtype(dtype)
+
+        def like_info(ary, *a, **k):
+            return tuple(ary.shape), np.dtype(ary.dtype)
+
+        def host_info(ary, stream=0, copy=True, to=None):
+            if to is not None:
+                return False                                   # a copy into an existing array
+            return tuple(np.shape(ary)), np.asarray(ary).dtype
+
+        for name, info in (("device_array", array_info), ("device_array_like", like_info),
+                           ("mapped_array", array_info), ("to_device", host_info)):
+            wrapped = self._counted(entry(name), getattr(fake, name), info)
+            self._patch(fake, name, wrapped)
+            if getattr(ncuda, name, None) is not None:
+                self._patch(ncuda, name, wrapped)
+        return self.log
+
+
+class record_transfers(_SimulatorPatch):
     """``with record_transfers() as log:`` — every host<->device copy made in the block, in order,
     as ``Transfer`` tuples in ``log`` (simulator only: it patches numba-cuda 0.30's simulator).
 
@@ -336,31 +427,8 @@ class record_transfers:
     _OPS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__sub__", "__mul__",
             "__floordiv__", "__truediv__", "__mod__", "__pow__")
 
-    def __init__(self):
-        self.log: list[Transfer] = []
-        self._depth = 0
-        self._saved: list = []
-
-    # the patching
-    def _patch(self, owner, name, new):
-        self._saved.append((owner, name, owner.__dict__.get(name, _MISSING) if isinstance(owner, type)
-                            else getattr(owner, name)))
-        setattr(owner, name, new)
-
     def _counted(self, direction, what, fn, shape_of=None):
-        rec = self
-
-        def wrapper(*args, **kwargs):
-            if rec._depth == 0:
-                shape = shape_of(*args, **kwargs) if shape_of else None
-                if shape is not False:
-                    rec.log.append(Transfer((direction, what, _call_site(), shape)))
-            rec._depth += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                rec._depth -= 1
-        return wrapper
+        return super()._counted(lambda site, shape: Transfer((direction, what, site, shape)), fn, shape_of)
 
     def __enter__(self):
         import numba.cuda as ncuda
@@ -409,15 +477,6 @@ class record_transfers:
             self._patch(cls, op, self._counted("d2h", f"operator {op}", getattr(cls, op),
                                                lambda self_, *a, **k: False if in_kernel() else tuple(self_.shape)))
         return self.log
-
-    def __exit__(self, *exc):
-        for owner, name, old in reversed(self._saved):
-            if old is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, old)
-        self._saved.clear()
-        return False
 
 
 _MISSING = object()

@@ -1,4 +1,5 @@
-"""No hidden host<->device copy inside a training step on the (simulated) GPU.
+"""No hidden host<->device copy inside a training step or an engine decode step on the
+(simulated) GPU.
 
 ``record_transfers`` (scratchgpt/cuda_simulator.py) logs every copy numba's simulator makes
 between host and device — ``to_device``, ``copy_to_host``/``copy_to_device``, NumPy arguments of a
@@ -13,6 +14,8 @@ once) of a tiny GPT, a LoRA and a prefix-tuned model must make exactly the plann
     and the trainer reports it). It was one copy per parameter before this test existed.
 The first step is a warm-up: kernel metadata (view strides and offsets) is uploaded once per
 distinct shape and cached (cuda_arrays.int_constants) — before, it was uploaded per op per step.
+The inference engine's decode step (bottom of this file) copies the step's row indices in and
+the greedy picks or the logits out, nothing else.
 The negative cases inject one copy into a step and check the test catches it.
 """
 from collections import Counter
@@ -146,3 +149,67 @@ def test_sums_of_squares_of_many_arrays_in_one_copy():
     ref = [float(np.dot(a.astype(np.float64), a.astype(np.float64))) for a in arrays]
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     assert [t.direction for t in log] == ["d2h"]
+
+
+# ----------------------------------------------------------------------------- the engine's decode step
+# Per decode step of Engine(device="cuda") (infer/cuda_forward.py): host -> device, ONE copy of
+# the step's row indices (tokens, positions, cache positions, slots, last rows: 4R + B int64)
+# into the runner's preallocated buffer; device -> host, the greedy picks (B int64) when every
+# row decodes greedily and no logits are asked for, else the logits (B, V) for the sampler.
+DV, DB = 17, 2
+GREEDY = dict(max_new_tokens=8, ignore_eos=True)
+
+
+def _decode_engine(params, return_logits=False):
+    from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
+    from tests.infer_helpers import tiny_gpt
+    eng = Engine(tiny_gpt(seed=2, vocab=DV, block=16, n_layer=1, n_embd=8), None, max_batch_size=DB,
+                 device="cuda", return_logits=return_logits)
+    for p, seed in (([1, 5, 7], 0), ([2, 9], 1)):
+        eng.add(GenerationRequest(p, SamplingParams(**params, seed=seed)))
+    eng.step()                                        # prefill (and the kernels' first launches)
+    eng.step()
+    return eng
+
+
+def _decode_step_copies(eng):
+    with record_transfers() as log:
+        out = eng.step()
+    assert len(out) == DB and not any(o.finished for o in out)
+    return [_kind(t) for t in log], log
+
+
+@pytest.mark.parametrize("params,return_logits,out", [
+    (GREEDY, False, ("forward_greedy", (DB,))),                               # only the picks
+    (dict(GREEDY, temperature=0.7, top_k=4), False, ("forward", (DB, DV))),   # logits for the sampler
+    (GREEDY, True, ("forward", (DB, DV))),                                    # logits asked for
+])
+def test_decode_steps_copy_only_row_indices_in_and_picks_or_logits_out(params, return_logits, out):
+    eng = _decode_engine(params, return_logits)
+    for _ in range(2):
+        kinds, log = _decode_step_copies(eng)
+        assert kinds == [("h2d", "_forward_device", (4 * DB + DB,)), ("d2h",) + out], log
+
+
+@pytest.mark.parametrize("kind", ["copy_to_host", "np.asarray", "host temp"])
+def test_an_injected_decode_transfer_is_caught(kind, monkeypatch):
+    from scratchgpt.backend import to_device
+    eng = _decode_engine(GREEDY)
+    runner = eng.runner
+    step = runner._forward_device
+
+    def with_copy(*args):
+        logits = step(*args)
+        if kind == "copy_to_host":
+            runner.x.copy_to_host()                   # e.g. a debug look at the residual stream
+        elif kind == "np.asarray":
+            np.asarray(logits)                        # NumPy reading the logits on the device
+        else:
+            to_device(np.zeros(3, np.int64), "cuda")  # a host buffer uploaded every step
+        return logits
+
+    monkeypatch.setattr(runner, "_forward_device", with_copy)
+    kinds, log = _decode_step_copies(eng)
+    assert len(kinds) == 3, log
+    extra = [t for t in log if "with_copy" in t.site]
+    assert len(extra) == 1 and "test_cuda_transfers.py" in extra[0].site, log

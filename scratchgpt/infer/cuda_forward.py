@@ -238,7 +238,13 @@ class CudaKVCache:
 class CudaDecoderRunner(DecoderRunner):
     """forward.DecoderRunner's interface on the GPU: ``forward(tokens, positions, slots,
     last_rows, segs)`` with host int arrays in, host logits (B, V) float32 out (``logits_buf``, the
-    host buffer the base class allocates, receives them). Its other buffers live on the device."""
+    host buffer the base class allocates, receives them). Its other buffers live on the device.
+
+    Every buffer a step uses is allocated here, once (and again only when a step has more rows
+    than any before, ``_grow``): activations, the logits and greedy picks, the step's row indices
+    (``meta_dev``, filled by one copy from ``meta_host``) and the split attention kernel's
+    partial results (``att_scratch``). So a decode step allocates no device memory at all
+    (tests/test_cuda_transfers.py counts it) — on hardware no memalloc, pool or not."""
 
     decode_chunk = DECODE_CHUNK          # its decode kernels take up to 8 rows; more go to the tiles
 
@@ -251,6 +257,7 @@ class CudaDecoderRunner(DecoderRunner):
         self.last_h = empty((self.max_last, w.n_embd))                           # (B, C)
         self.last_x = empty((self.max_last, w.n_embd))
         self.picks_dev = self._ca.empty(self.max_last, np.int64)                  # greedy picks (B,)
+        self.picks_host = np.empty(self.max_last, np.int64)                       # ... copied here
         if w.smear is not None:
             self.smear_prev = self._ca.zeros((cache.n_slots, w.n_embd))         # (S, C)
 
@@ -269,13 +276,23 @@ class CudaDecoderRunner(DecoderRunner):
         if self.w.smear is not None:
             self.x0 = empty((rows, C))                # pre-smear embeddings
             self.gate = empty(rows)
+        # the step's row indices: tokens, positions, cache positions, slots (+ smear src, keep)
+        # (R each), then the last rows (B): filled on the host, one copy to the device per step
+        n_meta = (6 if self.w.smear is not None else 4) * rows + self.max_last
+        self.meta_host = np.empty(n_meta, np.int64)
+        self.meta_dev = empty(n_meta, np.int64)
+        # the split attention kernel's partial results, for as many rows as it takes (it runs only
+        # while rows x heads <= SPLIT_MAX_PAIRS) and the whole cache length
+        nh = self.w.n_head
+        split_rows = min(rows, max(1, self._att.SPLIT_MAX_PAIRS // nh))
+        self.att_scratch = empty(self._att.split_scratch_size(split_rows, nh, self.cache.k.shape[3],
+                                                               self.cache.k.shape[4]))
         self.rows = rows
 
     def _adapter(self, adapter, a, R, segs):
         down, up = adapter
-        d = self.ad[:R, :down.out_features] if down.out_features == self.ad.shape[1] else None
-        if d is None:                                 # a narrower adapter: a contiguous buffer of its width
-            d = self._ca.empty((R, down.out_features))
+        width = down.out_features                     # <= the widest adapter's: the front of ad, contiguous
+        d = self._ca.flat(self.ad)[:R * width].reshape((R, width))
         _apply(down, a, d, segs)
         self._gelu.gelu_inplace_cuda(d)
         u = self.ad_out[:R]
@@ -315,7 +332,7 @@ class CudaDecoderRunner(DecoderRunner):
         logits = self._forward_device(tokens, positions, slots, last_rows, segs)
         B = logits.shape[0]
         ids = argmax_rows_cuda(logits, out=self.picks_dev[:B])
-        return ids.copy_to_host()
+        return ids.copy_to_host(self.picks_host[:B])   # a view of a reused buffer, like forward's logits
 
     def logits_to_host(self, B: int):
         out = self.logits_buf[:B]
@@ -329,13 +346,20 @@ class CudaDecoderRunner(DecoderRunner):
         self._grow(R)
         w = self.w
         eps = w.eps
-        # the step's row indices: one host -> device copy
-        parts = [tokens, positions, positions + self.cache.prefix_len, slots]
+        # the step's row indices: one host -> device copy into the preallocated meta_dev
+        n_parts = 6 if w.smear is not None else 4
+        mh = self.meta_host
+        mh[:R] = tokens
+        mh[R:2 * R] = positions
+        np.add(mh[R:2 * R], self.cache.prefix_len, out=mh[2 * R:3 * R])
+        mh[3 * R:4 * R] = slots
         if w.smear is not None:
-            parts += list(self._smear_rows(np.asarray(slots), np.asarray(positions)))
-        meta = _dev(np.concatenate([np.asarray(p, np.int64).ravel() for p in parts + [last_rows]]), np.int64)
+            mh[4 * R:5 * R], mh[5 * R:6 * R] = self._smear_rows(np.asarray(slots), np.asarray(positions))
+        mh[n_parts * R:n_parts * R + B] = last_rows
+        meta = self.meta_dev[:n_parts * R + B]
+        meta.copy_to_device(mh[:n_parts * R + B])
         tok, pos, cpos, slot = (meta[i * R:(i + 1) * R] for i in range(4))
-        last = meta[len(parts) * R:len(parts) * R + B]
+        last = meta[n_parts * R:n_parts * R + B]
         x, h, qkv, y, a, f = (self.x[:R], self.h[:R], self.qkv[:R], self.y[:R], self.a[:R], self.f[:R])
         self._emb.embed_rows_cuda(w.wte, w.wpe, tok, pos, x)
         if w.smear is not None:
@@ -353,7 +377,8 @@ class CudaDecoderRunner(DecoderRunner):
             else:                                                # the previous MLP output joins here
                 add_ln_rows(x, a, ln1[0], ln1[1], eps, out=h)
             _apply(c_attn, h, qkv, segs)
-            self._att.cached_attention_cuda(qkv, kc[li], vc[li], slot, cpos, w.n_head, out=y, max_len=max_len)
+            self._att.cached_attention_cuda(qkv, kc[li], vc[li], slot, cpos, w.n_head, out=y, max_len=max_len,
+                                            scratch=self.att_scratch)
             _apply(c_proj, y, a, segs)
             if ad_attn is not None:
                 self._adapter(ad_attn, a, R, segs)

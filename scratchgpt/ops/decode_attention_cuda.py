@@ -178,14 +178,37 @@ def _scratch(name, shape):
     return buf
 
 
-def cached_attention_cuda(qkv, k_cache, v_cache, slots, positions, n_head, out=None, split=None, max_len=None):
+def split_scratch_size(rows: int, n_head: int, t_max: int, head_size: int) -> int:
+    """float32 elements of the split kernel's partial results (m, l: (R, NH, nc); acc: (R, NH, nc,
+    HS)) for up to ``rows`` rows and caches of up to ``t_max`` positions: what a caller that
+    decodes step after step preallocates once and passes as ``scratch``."""
+    nc = max(1, (int(t_max) + CHUNK - 1) // CHUNK)
+    return int(rows) * int(n_head) * nc * (int(head_size) + 2)
+
+
+def _carve(scratch, R, n_head, nc, HS):
+    """m, l, acc as contiguous views of the front of the flat ``scratch`` (None when too small)."""
+    n = R * n_head * nc
+    if scratch is None or scratch.size < n * (HS + 2):
+        return None
+    m = scratch[:n].reshape((R, n_head, nc))
+    l_ = scratch[n:2 * n].reshape((R, n_head, nc))
+    acc = scratch[2 * n:n * (HS + 2)].reshape((R, n_head, nc, HS))
+    return m, l_, acc
+
+
+def cached_attention_cuda(qkv, k_cache, v_cache, slots, positions, n_head, out=None, split=None, max_len=None,
+                          scratch=None):
     """qkv (R, 3C); k_cache, v_cache (S, NH, Tmax, HS), updated in place; slots, positions (R,)
     int device arrays (positions: cache positions). Returns y (R, C) on the GPU (``out``).
 
     ``max_len``: the longest cache length any row reads (max position + 1; the host knows it),
     default Tmax. ``split``: True = the chunked kernel, False = one thread per (row, head),
-    None = ``choose_split``."""
-    require_device(qkv, k_cache, v_cache, slots, positions, out, where="cached_attention_cuda")
+    None = ``choose_split``. ``scratch``: a flat float32 device array of at least
+    ``split_scratch_size`` elements for the split kernel's partial results (the engine's runner
+    keeps one, so a decode step allocates nothing); None or too small: buffers kept per shape
+    in this module."""
+    require_device(qkv, k_cache, v_cache, slots, positions, out, scratch, where="cached_attention_cuda")
     R = qkv.shape[0]
     HS = k_cache.shape[3]
     C = n_head * HS
@@ -201,7 +224,10 @@ def cached_attention_cuda(qkv, k_cache, v_cache, slots, positions, n_head, out=N
         launch1(_attend_cuda, R * n_head, qkv, slots, positions, k_cache, v_cache, scale, out)
         return out
     nc = max(1, (max_len + CHUNK - 1) // CHUNK)
-    m, l, acc = _scratch("m", (R, n_head, nc)), _scratch("l", (R, n_head, nc)), _scratch("acc", (R, n_head, nc, HS))
+    parts = _carve(scratch, R, n_head, nc, HS)
+    if parts is None:
+        parts = _scratch("m", (R, n_head, nc)), _scratch("l", (R, n_head, nc)), _scratch("acc", (R, n_head, nc, HS))
+    m, l, acc = parts
     launch(_attend_chunks_cuda, (nc, R * n_head), CHUNK, qkv, slots, positions, k_cache, v_cache, scale, m, l, acc)
     launch1(_combine_chunks_cuda, R * C, m, l, acc, out)
     return out
