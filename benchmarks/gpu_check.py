@@ -567,14 +567,26 @@ def pool_check(sim, steps, rounds=2):
     result = {"status": cuda_memory.status, "modes": [m for m, _ in modes], "train_step": {}, "decode_step": {}}
 
     def counted(fn):
-        """(seconds, allocations, driver allocations) of fn()."""
-        before = pool.stats() if pool is not None else None
+        """(seconds, allocations, driver allocations) of fn(). Without a pool, on the simulator, the
+        allocations are counted by cuda_simulator.record_allocations (the same device arrays a GPU
+        would memalloc; times include the recording, meaningless there anyway)."""
+        if pool is None:
+            if not sim:
+                t0 = time.perf_counter()
+                fn()
+                cuda.synchronize()
+                return time.perf_counter() - t0, None, None
+            from scratchgpt.cuda_simulator import record_allocations
+            with record_allocations() as log:
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+            return dt, len(log), None
+        before = pool.stats()
         t0 = time.perf_counter()
         fn()
         cuda.synchronize()
         dt = time.perf_counter() - t0
-        if pool is None:
-            return dt, None, None
         after = pool.stats()
         return dt, (after.hits + after.misses) - (before.hits + before.misses), after.misses - before.misses
 
@@ -632,6 +644,7 @@ def pool_check(sim, steps, rounds=2):
             summary = {"median_ms": round(statistics.median(rec["ms"]), 3), "samples": len(rec["ms"])}
             if rec["allocs"][0] is not None:
                 summary["allocs_per_step"] = max(rec["allocs"])
+            if rec["driver_allocs"][0] is not None:
                 summary["driver_allocs_per_step"] = max(rec["driver_allocs"])
             result[part][mode] = summary
             print(f"  {part} with {mode}: {summary}", flush=True)

@@ -238,3 +238,36 @@ def test_the_pool_can_be_switched_off_and_is_never_used_by_the_simulator(monkeyp
         from scratchgpt.backend import cuda_module
         assert cuda_memory.install(cuda_module()) is False and "simulator" in cuda_memory.status
         assert cuda_memory.current_pool() is None and cuda_memory.empty_cache() == 0
+
+
+@pytest.mark.gpu
+def test_the_pool_serves_device_arrays_on_a_real_gpu():
+    import numpy as np
+
+    from scratchgpt import backend, cuda_memory
+    from scratchgpt.infer import Engine, GenerationRequest, SamplingParams
+    from tests.infer_helpers import tiny_gpt
+    cuda = backend.cuda_module()
+    pool = cuda_memory.current_pool()
+    assert pool is not None, cuda_memory.status
+    a = cuda.to_device(np.arange(1000, dtype=np.float32))
+    ptr = a.device_ctypes_pointer.value
+    view = a[10:20]
+    del a
+    assert pool.is_live(ptr)                                      # the slice keeps the block
+    np.testing.assert_array_equal(view.copy_to_host(), np.arange(10, 20, dtype=np.float32))
+    del view
+    hits = pool.stats().hits
+    b = cuda.device_array(900, np.float32)                        # 3600 B: the same 4096 B class
+    assert b.device_ctypes_pointer.value == ptr and pool.stats().hits == hits + 1
+    # an engine decode step asks the pool for nothing (tests/test_cuda_allocations.py's twin)
+    eng = Engine(tiny_gpt(seed=1, vocab=29, block=64, n_layer=2, n_embd=32), None, max_batch_size=2, device="cuda")
+    for p in ([1, 2, 3], [4, 5]):
+        eng.add(GenerationRequest(p, SamplingParams(max_new_tokens=10, ignore_eos=True)))
+    eng.step()
+    eng.step()
+    before = pool.stats()
+    for _ in range(3):
+        eng.step()
+    after = pool.stats()
+    assert (after.hits + after.misses) == (before.hits + before.misses)
