@@ -46,10 +46,14 @@ GPU = ["numba-cuda[cu12]>=0.30,<0.31"]
 # The `dist` extra: MPI for multi-process runs (mpiexec -n N scratchgpt pretrain --dist dp ...); the mpich
 # wheel brings the MPI library and its mpiexec, so nothing has to come from the system's packages
 DIST = ["mpi4py>=3.1", "mpich"]
+# NVRTC for tests/test_ptx_check.py: numba-cuda asks it which GPUs it can compile for before it
+# compiles our kernels to PTX for sm_90 (no GPU needed; NVVM and ptxas come from the machine's
+# CUDA 13 toolkit, /usr/local/cuda-13.0 on CI). The wheel holds only the library.
+PTX_CHECK = ["nvidia-cuda-nvrtc>=13,<14"]
 # Everything the test suite needs (the README's test command installs it): runners + references;
 # the server tests drive a live server with the official openai client and the chat page with
 # Playwright (Debian's chromium, installed by .ci/run; Playwright's own browser download is not used)
-TEST = (["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + CUDA_SIM + DIST
+TEST = (["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"] + TEST_REFS + SERVE + CUDA_SIM + PTX_CHECK + DIST
         + ["openai>=1.30", "httpx", "playwright"])
 
 setup(

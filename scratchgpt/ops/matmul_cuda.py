@@ -92,7 +92,9 @@ def matmul2d_cuda(a, b, ta=False, tb=False, bias=None, out=None):
     if out is None:
         out = cuda.device_array((M, N), dtype=a.dtype)
     grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
-    launch(_kernel(a.dtype.type), grid, (TILE, HALF), a, b, b if bias is None else bias,
+    # no bias: the kernel still needs a 1-D array of the bias's type there (the GPU compiles
+    # ``acc += bias[j]`` even where has_bias is False): out's flat view, never read
+    launch(_kernel(a.dtype.type), grid, (TILE, HALF), a, b, out.reshape(out.size) if bias is None else bias,
            bias is not None, ta, tb, out)
     return out
 

@@ -20,6 +20,8 @@ import functools
 import math
 import types
 
+import numpy as np
+
 from ..autograd.function import register
 from ..cuda_arrays import cuda, launch1, require_device
 from ..errors import DataError
@@ -143,12 +145,12 @@ def _row_gate(x0, src, w, b, gate):           # x0 (R, C); src (R,) int; gate (R
     r = cuda.grid(1)
     if r < x0.shape[0]:
         if src[r] == -2:
-            gate[r] = 0.0
+            gate[r] = np.float32(0.0)
         else:
             s = b[0]
             for c in range(x0.shape[1]):
                 s += x0[r, c] * w[c]
-            gate[r] = 1.0 / (1.0 + math.exp(-s))
+            gate[r] = np.float32(1.0) / (np.float32(1.0) + math.exp(-s))   # float32 literals: no float64 math
 
 
 @cuda.jit

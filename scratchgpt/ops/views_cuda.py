@@ -8,6 +8,8 @@ tile hit 32 different shared-memory banks.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..autograd.function import register
@@ -17,30 +19,37 @@ from .views import ConcatFunction, GetItemFunction, ReshapeFunction, TransposeFu
 
 TILE = 32
 ROWS = 8      # a block is 32×8 threads; each thread moves TILE/ROWS = 4 elements
+TILE_PAD = TILE + 1   # the tile's row length: one extra column (bank conflicts, see above)
 
 
-@cuda.jit
-def _transpose_cuda(x, out):          # x (R, C) -> out (C, R)
-    tile = cuda.shared.array((TILE, TILE + 1), dtype=np.float64)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    c0 = cuda.blockIdx.x * TILE
-    r0 = cuda.blockIdx.y * TILE
-    for k in range(0, TILE, ROWS):
-        r = r0 + ty + k
-        if r < x.shape[0] and c0 + tx < x.shape[1]:
-            tile[ty + k, tx] = x[r, c0 + tx]
-    cuda.syncthreads()
-    for k in range(0, TILE, ROWS):
-        c = c0 + ty + k                      # row of out
-        if c < out.shape[0] and r0 + tx < out.shape[1]:
-            out[c, r0 + tx] = tile[tx, ty + k]
+@functools.cache
+def _transpose_kernel(dt):
+    # one build per dtype: the tile holds the array's own type (a float64 tile for float32 data
+    # would double the shared memory and convert every element twice)
+    @cuda.jit
+    def _transpose_cuda(x, out):          # x (R, C) -> out (C, R)
+        # a shared array's shape must be a compile-time constant: TILE_PAD, not TILE + 1
+        tile = cuda.shared.array((TILE, TILE_PAD), dtype=dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        c0 = cuda.blockIdx.x * TILE
+        r0 = cuda.blockIdx.y * TILE
+        for k in range(0, TILE, ROWS):
+            r = r0 + ty + k
+            if r < x.shape[0] and c0 + tx < x.shape[1]:
+                tile[ty + k, tx] = x[r, c0 + tx]
+        cuda.syncthreads()
+        for k in range(0, TILE, ROWS):
+            c = c0 + ty + k                      # row of out
+            if c < out.shape[0] and r0 + tx < out.shape[1]:
+                out[c, r0 + tx] = tile[tx, ty + k]
+    return _transpose_cuda
 
 
 def transpose2d_cuda(x):
     R, C = x.shape
     out = cuda.device_array((C, R), dtype=x.dtype)
-    launch(_transpose_cuda, ((C + TILE - 1) // TILE, (R + TILE - 1) // TILE), (TILE, ROWS), x, out)
+    launch(_transpose_kernel(x.dtype.type), ((C + TILE - 1) // TILE, (R + TILE - 1) // TILE), (TILE, ROWS), x, out)
     return out
 
 
