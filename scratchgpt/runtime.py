@@ -95,3 +95,61 @@ def tune_malloc() -> bool:
         ok = bool(mallopt(param, value)) and ok
     _state["applied"] = ok
     return ok
+
+
+# ---------------------------------------------------------------------------- thread counts at run time
+# ``--threads auto`` (train/thread_tuner.py) switches a running process between 1 thread and all
+# of its cores, so both pools must be resizable after start: Numba's through
+# ``numba.set_num_threads`` (up to the pool size NUMBA_NUM_THREADS fixed at start), OpenBLAS's
+# through its C function, found in the OpenBLAS library NumPy loaded (NumPy has no API for it).
+# ``openblas_set_num_threads_local`` (OpenBLAS >= 0.3.27, the one symbol name every build
+# exports unprefixed) returns the previous count; despite its name it sets the count used by
+# later calls from any thread (OpenBLAS 0.3.31, benchmarks/attention_split.py). It can also
+# raise the count above OPENBLAS_NUM_THREADS (the pool grows).
+_blas_setter: list = []
+
+
+def _find_blas_setter():
+    import ctypes
+    import glob
+
+    paths = []
+    try:
+        import numpy as np
+        paths += sorted(glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")))
+    except ImportError:
+        pass
+    try:   # Linux: whatever OpenBLAS this process has mapped (a system NumPy links its own)
+        with open("/proc/self/maps") as f:
+            paths += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    return None
+
+
+def blas_thread_setter():
+    """OpenBLAS's ``openblas_set_num_threads_local`` (returns the previous count), or None when
+    NumPy's BLAS is not an OpenBLAS that has it."""
+    if not _blas_setter:
+        _blas_setter.append(_find_blas_setter())
+    return _blas_setter[0]
+
+
+def set_compute_threads(n: int) -> int:
+    """Run Numba kernels and BLAS calls on ``n`` threads from now on (Numba: at most its pool
+    size). Returns the Numba count in effect. Results do not depend on it (tests/test_threads.py)."""
+    import numba
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    setter = blas_thread_setter()
+    if setter is not None:
+        setter(n)
+    return n

@@ -1,6 +1,7 @@
 """`scratchgpt demo --quick` end to end (offline, < 60 s), and the training CLI's error handling."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,13 @@ def test_demo_quick_writes_eval_json(demo_run):
     assert (out / "sft" / "model" / "tokenizer.json").is_file()
     assert "User: How are you?" in stdout and "next:" in stdout
     assert "scratchgpt chat " in stdout.split("next:")[-1]          # the demo names the chat command
+    # --threads auto (the default): each stage says how many steps ran at which thread count
+    if len(os.sched_getaffinity(0)) > 1:
+        for stage in ("pretrain", "sft"):
+            used = ev["setup"]["threads"][stage]
+            steps = re.findall(r"(\d+) threads? for (\d+) steps", used)
+            assert used.startswith("auto: ") and sum(int(k) for _, k in steps) == 40, used   # QUICK: 40 steps each
+        assert "threads auto: " in stdout
 
 
 def test_eval_and_plot_commands_on_the_demo_output(demo_run, tmp_path, capsys):

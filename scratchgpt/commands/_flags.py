@@ -110,8 +110,10 @@ def add_progress(parser) -> None:
 
 def add_threads(parser, default: str | None = None, extra_help: str = "") -> None:
     what = "leave the environment as is" if default in (None, "keep") else f"default {default}"
-    parser.add_argument("--threads", default=default, metavar="N",
-                        help=f"threads for Numba kernels and BLAS ({what}; 'keep' leaves the environment as is)"
+    parser.add_argument("--threads", default=default, metavar="N|auto|keep",
+                        help=f"threads for Numba kernels and BLAS ({what}; 'keep' leaves the environment as is; "
+                             "'auto': training steps time themselves and run on 1 thread or all cores, "
+                             "whichever is faster at the moment — the same numbers either way)"
                              + (f". {extra_help}" if extra_help else ""))
 
 
@@ -144,15 +146,25 @@ def add_tokenizer(parser, required: bool = True, help: str | None = None) -> Non
                         help=help or "tokenizer.json, or a directory holding one (model or run directory)")
 
 
-def thread_count(value) -> int | None:
-    """``--threads`` as an int (None for unset / 'keep'); anything else is a ConfigError."""
+def thread_count(value) -> int | str | None:
+    """``--threads`` as an int, "auto", or None for unset / 'keep'; anything else is a ConfigError."""
     if value is None or str(value) == "keep":
         return None
     s = str(value)
+    if s == "auto":
+        return s
     if not s.isdigit() or int(s) < 1:
         from ..errors import ConfigError
-        raise ConfigError(f"--threads expects a positive integer or 'keep', got {s!r}")
+        raise ConfigError(f"--threads expects a positive integer, 'auto' or 'keep', got {s!r}")
     return int(s)
+
+
+def _auto_most() -> int:
+    """'auto' starts the pools with one thread per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:          # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def apply_threads(args, restart_argv=None, module: str = "scratchgpt") -> None:
@@ -162,16 +174,21 @@ def apply_threads(args, restart_argv=None, module: str = "scratchgpt") -> None:
     n = thread_count(getattr(args, "threads", None))
     if n is None:
         return
-    want = str(n)
-    if os.environ.get(_THREADS_SET) == want or all(os.environ.get(v) == want for v in THREAD_VARS[:2]):
+    auto = n == "auto"
+    if auto:                 # pools sized for all cores; the Trainer's ThreadTuner picks 1 or all per step
+        n = _auto_most()
+    want = "auto" if auto else str(n)
+    if os.environ.get(_THREADS_SET) == want or (not auto and all(os.environ.get(v) == want for v in THREAD_VARS[:2])):
         return
     if restart_argv is not None:
-        env = {**os.environ, _THREADS_SET: want, **{v: want for v in THREAD_VARS}}
+        env = {**os.environ, _THREADS_SET: want, **{v: str(n) for v in THREAD_VARS}}
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, [sys.executable, "-m", module, *restart_argv], env)
     import numba
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if auto or os.environ.get(_THREADS_SET) == "auto":
+        os.environ[_THREADS_SET] = want   # in-process: tells the Trainer (train/thread_tuner.py)
 
 
 def chapter_parser(chapter: str, description: str, quick_help: str = "the short version (what the tests run)",

@@ -17,9 +17,10 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny model and few steps: checks the pipeline in < 1 minute, does not train a usable model")
     p.add_argument("--seed", type=int, default=1337, metavar="N", help="seed for model init, batches and dropout")
-    add_threads(p, default="1", extra_help="The demo's model is small: measured on 2 cores, one thread per "
-                                           "process was 4x faster than two when anything else was running, "
-                                           "because waiting threads spin")
+    add_threads(p, default="auto", extra_help="The demo's model is small: on 2 cores two threads make a "
+                                              "training step faster on a quiet machine and 3-4x slower when "
+                                              "another job runs, so by default the training steps time both "
+                                              "and keep the faster (the log and eval.json say which ran)")
     add_device(p)
     add_progress(p)
     p.set_defaults(func=run)

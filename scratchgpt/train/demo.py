@@ -216,6 +216,17 @@ SHOWCASE = ["How are you?", "Where is my order SG-123456?", "I want a refund for
             "我的订单 SG-555012 什么时候发货？"]
 
 
+def threads_used(result) -> str:
+    """How many threads a training stage ran on: "1 thread", "2 threads", or with --threads auto
+    "auto: 2 threads for 540 steps, 1 for 20" (the numbers are the same at any count)."""
+    if result.threads is not None:
+        steps = result.threads["steps_at"]
+        return "auto: " + ", ".join(f"{n} thread{'s' if n != '1' else ''} for {k} steps" for n, k in steps.items())
+    import numba
+    n = numba.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 # ------------------------------------------------------------------ the whole demo
 def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: DemoConfig | None = None,
              seed: int = 1337, device: str = "cpu") -> dict:
@@ -262,7 +273,7 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     pre = pretrain(dirs["pretrain_dir"], tok_path, out / "pretrain", cfg.model,
                    replace(cfg.pretrain, seed=seed), log=_say, device=device)
     _say(f"      pretrain: loss {pre.final_loss:.3f}, val loss {pre.last_val_loss:.3f} in {pre.elapsed:.0f}s "
-         f"({pre.tokens / max(pre.elapsed, 1e-9):,.0f} tokens/s)")
+         f"({pre.tokens / max(pre.elapsed, 1e-9):,.0f} tokens/s; {threads_used(pre)})")
     stage("pretrain")
 
     _say("[4/6] fine-tuning on the customer-service dialogues (loss on assistant tokens only) ...")
@@ -276,7 +287,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
               extra_conversations=varied, slot_weight=cfg.sft_slot_weight)
-    _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s")
+    _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s "
+         f"({threads_used(res)})")
     stage("sft")
 
     _say("[5/6] evaluating on the held-out test split ...")
@@ -286,7 +298,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
     stage("eval")
     from .runs import eval_setup
     ev = {"setup": {**eval_setup(out / "sft" / "model", dirs["sft_dir"], cfg.eval_limit, cfg.max_new_tokens),
-                    "command": "scratchgpt demo" + (" --quick" if quick else "")},
+                    "command": "scratchgpt demo" + (" --quick" if quick else ""),
+                    "threads": {"pretrain": threads_used(pre), "sft": threads_used(res)}},
           **ev}
     ev["expected"] = QUICK_NOTE if quick else DEMO_RESULT_LINE
     ev["timings_s"] = timings

@@ -54,6 +54,7 @@ from ..ops.cross_entropy_op import IGNORE_INDEX
 from ..optim import SGD, Adam, AdamW, clip_grad_norm, decay_groups, lr_schedule
 from .amp import HalfPrecisionWeights, LossScaler
 from .eval_batches import as_triple
+from .thread_tuner import ThreadTuner
 from .run_checkpoints import (assign_model_arrays, check_model_arrays, latest_checkpoint, load_arrays,
                          load_checkpoint, save_arrays_atomic, save_checkpoint)
 from .config import TrainConfig, to_dict
@@ -81,6 +82,8 @@ class TrainResult:
     param_counts: dict | None = None
     model: object = None
     tokenizer: object = None
+    # --threads auto: how many steps ran at each thread count (ThreadTuner.summary); None otherwise
+    threads: dict | None = None
 
 
 # ------------------------------------------------------------------ helpers
@@ -187,6 +190,8 @@ class Trainer:
         if writes_files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log
+        # --threads auto: 1 thread or all cores, whichever steps faster now (thread_tuner.py)
+        self.thread_tuner = ThreadTuner.from_env(log) if getattr(model, "device", "cpu") == "cpu" else None
         self.extra_state = extra_state or {}
         self.params = trainable_parameters(model)
         if not self.params:
@@ -420,9 +425,14 @@ class Trainer:
         return self._result(last_loss, history)
 
     def _timed_step(self) -> dict:
+        if self.thread_tuner is not None:
+            self.thread_tuner.before_step()
         t0 = time.perf_counter()
         info = self.train_step()
-        self.elapsed += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        if self.thread_tuner is not None:
+            self.thread_tuner.after_step(dt)
         return info
 
     def _is_last(self) -> bool:
@@ -475,7 +485,8 @@ class Trainer:
         return TrainResult(steps=self.step, final_loss=last_loss, best_val_loss=self.best_val,
                            last_val_loss=self.last_val, stopped_early=self.stopped_early,
                            skipped_steps=self.scaler.skipped if self.scaler else 0,
-                           elapsed=self.elapsed, tokens=self.tokens, history=history)
+                           elapsed=self.elapsed, tokens=self.tokens, history=history,
+                           threads=self.thread_tuner.summary() if self.thread_tuner is not None else None)
 
 
 class _Throughput:
