@@ -8,6 +8,7 @@ is checked against the pool's stats after every operation of hypothesis-drawn se
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -57,7 +58,8 @@ def test_a_class_holds_the_request_and_wastes_little(n):
     assert size_class(c) == c                                            # a class is its own class
 
 
-OPS = st.lists(st.one_of(st.tuples(st.just("alloc"), st.integers(0, 3 * LARGE)),
+SIZES = st.one_of(st.integers(0, 3 * LARGE), st.sampled_from([100, 1000, 4096, LARGE + 5]))   # repeats: reuse
+OPS = st.lists(st.one_of(st.tuples(st.just("alloc"), SIZES),
                          st.tuples(st.just("free"), st.integers(0, 1000)),
                          st.tuples(st.just("empty"), st.just(0))), max_size=60)
 
@@ -67,21 +69,29 @@ def test_random_sequences_never_share_a_block_and_the_stats_add_up(ops, max_cach
     drv = FakeDriver()
     pool = BlockPool(drv.alloc, drv.free, max_cached_bytes=max_cached, caching=caching)
     live = {}                             # handle -> requested bytes (what the caller holds)
+    cached = Counter()                    # the model's free lists: class -> blocks waiting
     n_alloc = n_free = 0
     for op, arg in ops:
         if op == "alloc":
+            cls, driver_allocs = size_class(arg), drv.allocs
             h = pool.alloc(arg)
             assert h not in live, "a block handed out twice"
             assert h in drv.live and drv.live[h] >= arg                   # real memory, big enough
+            # reuse: a waiting block of the class is taken, the driver is asked only otherwise
+            assert (drv.allocs == driver_allocs) == (cached[cls] > 0)
+            cached[cls] -= cached[cls] > 0
             live[h] = arg
             n_alloc += 1
         elif op == "free" and live:
             h = sorted(live)[arg % len(live)]
-            del live[h]
+            cls = size_class(live.pop(h))
             pool.free(h)
             n_free += 1
+            if caching and (max_cached is None or sum(c * n for c, n in cached.items()) + cls <= max_cached):
+                cached[cls] += 1
         elif op == "empty":
             pool.empty_cache()
+            cached.clear()
             assert pool.stats().cached_bytes == 0
         s = pool.stats()
         assert s.live_blocks == len(live)
@@ -91,7 +101,7 @@ def test_random_sequences_never_share_a_block_and_the_stats_add_up(ops, max_cach
         assert s.misses == drv.allocs and s.raw_frees == drv.frees
         # the driver holds exactly the live blocks and the cached ones
         assert sum(drv.live.values()) == s.in_use_bytes + s.cached_bytes == s.reserved_bytes
-        assert s.cached_blocks == len(drv.live) - len(live)
+        assert s.cached_blocks == len(drv.live) - len(live) == sum(cached.values())
         if not caching:
             assert s.cached_bytes == 0 and s.hits == 0
         if max_cached is not None:
