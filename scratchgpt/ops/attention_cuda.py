@@ -22,6 +22,8 @@ import functools
 import math
 import types
 
+import numpy as np
+
 from ..autograd.function import register
 from ..cuda_arrays import cuda, launch, launch1, zeros
 from .attention import CausalSelfAttentionFunction, _split_qkv_shape
@@ -114,14 +116,23 @@ QT = 32           # queries per block = keys per shared tile
 HS_MAX = 128      # head sizes up to this use the tiled kernel (GPT-2: 64); larger ones the simple one
 
 
+def hs_max(dt) -> int:
+    """The largest head size the tiled kernels of dtype ``dt`` take: their two (QT, hs) shared
+    tiles must fit the 48 KiB of static shared memory a block gets. float32: HS_MAX = 128, 32 KiB;
+    float64: 64, 32 KiB (128 would need 64 KiB: ptxas refuses it — benchmarks/ptx_check.py)."""
+    return HS_MAX * 4 // np.dtype(dt).itemsize
+
+
 @functools.cache
 def _tiled_kernel(dt):
+    HSM = hs_max(dt)          # a closure constant: the shared and local arrays' size is known at compile time
+
     @cuda.jit
     def _attn_forward_tiled(qkv, NH, scale, out, lse):   # grid (ceil(T / QT), B * NH), block QT
-        sk = cuda.shared.array((QT, HS_MAX), dtype=dt)
-        sv = cuda.shared.array((QT, HS_MAX), dtype=dt)
-        q = cuda.local.array(HS_MAX, dtype=dt)
-        acc = cuda.local.array(HS_MAX, dtype=dt)
+        sk = cuda.shared.array((QT, HSM), dtype=dt)
+        sv = cuda.shared.array((QT, HSM), dtype=dt)
+        q = cuda.local.array(HSM, dtype=dt)
+        acc = cuda.local.array(HSM, dtype=dt)
         tid = cuda.threadIdx.x
         b = cuda.blockIdx.y // NH
         h = cuda.blockIdx.y % NH
@@ -184,6 +195,8 @@ def _tiled_kernel(dt):
 # so the result is the same every run; the price is computing P twice, once per kernel.
 @functools.cache
 def _tiled_backward_kernels(dt):
+    HSM = hs_max(dt)
+
     @cuda.jit
     def _rowdot(dout, out, NH, D):                    # D (B, NH, T) = Σ_d dy·y per head
         i = cuda.grid(1)
@@ -200,11 +213,11 @@ def _tiled_backward_kernels(dt):
 
     @cuda.jit
     def _dq_tiled(qkv, dout, lse, D, NH, scale, dqkv):
-        sk = cuda.shared.array((QT, HS_MAX), dtype=dt)
-        sv = cuda.shared.array((QT, HS_MAX), dtype=dt)
-        q = cuda.local.array(HS_MAX, dtype=dt)
-        dy = cuda.local.array(HS_MAX, dtype=dt)
-        dq = cuda.local.array(HS_MAX, dtype=dt)
+        sk = cuda.shared.array((QT, HSM), dtype=dt)
+        sv = cuda.shared.array((QT, HSM), dtype=dt)
+        q = cuda.local.array(HSM, dtype=dt)
+        dy = cuda.local.array(HSM, dtype=dt)
+        dq = cuda.local.array(HSM, dtype=dt)
         tid = cuda.threadIdx.x
         b = cuda.blockIdx.y // NH
         h = cuda.blockIdx.y % NH
@@ -246,14 +259,14 @@ def _tiled_backward_kernels(dt):
 
     @cuda.jit
     def _dkv_tiled(qkv, dout, lse, D, NH, scale, dqkv):
-        sq = cuda.shared.array((QT, HS_MAX), dtype=dt)
-        sdy = cuda.shared.array((QT, HS_MAX), dtype=dt)
+        sq = cuda.shared.array((QT, HSM), dtype=dt)
+        sdy = cuda.shared.array((QT, HSM), dtype=dt)
         sl = cuda.shared.array(QT, dtype=dt)
         sd = cuda.shared.array(QT, dtype=dt)
-        k = cuda.local.array(HS_MAX, dtype=dt)
-        v = cuda.local.array(HS_MAX, dtype=dt)
-        dk = cuda.local.array(HS_MAX, dtype=dt)
-        dv = cuda.local.array(HS_MAX, dtype=dt)
+        k = cuda.local.array(HSM, dtype=dt)
+        v = cuda.local.array(HSM, dtype=dt)
+        dk = cuda.local.array(HSM, dtype=dt)
+        dv = cuda.local.array(HSM, dtype=dt)
         tid = cuda.threadIdx.x
         b = cuda.blockIdx.y // NH
         h = cuda.blockIdx.y % NH
@@ -301,18 +314,19 @@ def _tiled_backward_kernels(dt):
 
 def causal_self_attention_forward_cuda(qkv, n_head, version="auto"):
     """version: "simple" (one thread per query, every key from global memory), "tiled" (shared
-    K/V tiles; head size <= HS_MAX) or "auto" (tiled when it fits). Both cache lse for the same
+    K/V tiles; head size <= hs_max(dtype)) or "auto" (tiled when it fits). Both cache lse for the same
     backward."""
     # the shape checks of the CPU op, on the shape alone (the simulator's shape object has no [-1])
     B, T, C, NH, HS = _split_qkv_shape(types.SimpleNamespace(ndim=qkv.ndim, shape=tuple(qkv.shape)), n_head)
     out = cuda.device_array((B, T, C), dtype=qkv.dtype)
     lse = cuda.device_array((B, NH, T), dtype=qkv.dtype)
     scale = qkv.dtype.type(1.0 / math.sqrt(HS))
+    top = hs_max(qkv.dtype)
     if version == "auto":
-        version = "tiled" if HS <= HS_MAX else "simple"
+        version = "tiled" if HS <= top else "simple"
     if version == "tiled":
-        if HS > HS_MAX:
-            raise ValueError(f"the tiled attention kernel takes head sizes <= {HS_MAX}, got {HS}")
+        if HS > top:
+            raise ValueError(f"the tiled attention kernel takes head sizes <= {top} ({qkv.dtype}), got {HS}")
         launch(_tiled_kernel(qkv.dtype.type), ((T + QT - 1) // QT, B * NH), QT, qkv, NH, scale, out, lse)
     else:
         fwd, _ = _kernels(qkv.dtype.type)
@@ -322,16 +336,17 @@ def causal_self_attention_forward_cuda(qkv, n_head, version="auto"):
 
 def causal_self_attention_backward_cuda(dout, cache, version="auto"):
     """version: "simple" (a thread per query, atomics for dk/dv), "tiled" (shared tiles, no
-    atomics; head size <= HS_MAX) or "auto" (tiled when it fits)."""
+    atomics; head size <= hs_max(dtype)) or "auto" (tiled when it fits)."""
     qkv, out, lse, NH = cache
     B, T, C3 = qkv.shape
     HS = C3 // 3 // NH
     scale = qkv.dtype.type(1.0 / math.sqrt(HS))
+    top = hs_max(qkv.dtype)
     if version == "auto":
-        version = "tiled" if HS <= HS_MAX else "simple"
+        version = "tiled" if HS <= top else "simple"
     if version == "tiled":
-        if HS > HS_MAX:
-            raise ValueError(f"the tiled attention kernels take head sizes <= {HS_MAX}, got {HS}")
+        if HS > top:
+            raise ValueError(f"the tiled attention kernels take head sizes <= {top} ({qkv.dtype}), got {HS}")
         rowdot, dq_k, dkv_k = _tiled_backward_kernels(qkv.dtype.type)
         D = cuda.device_array((B, NH, T), dtype=qkv.dtype)
         launch1(rowdot, B * NH * T, dout, out, NH, D)
