@@ -20,8 +20,10 @@ Two steps, each in its own process (numba reads NUMBA_ENABLE_CUDASIM once):
 
 Flags (any one fails the check; exit status 1):
   - ``compile``: NVVM or ptxas refused the kernel (a typing error the simulator never sees);
-  - ``registers``: registers x threads per block (largest block launched, allocated per warp in
-    units of 256) > 65,536, the register file of one SM: the launch would fail on the GPU;
+  - ``registers``: registers x threads per block (largest block launched — for a
+    ``cuda_arrays.launch1`` kernel its full THREADS, which real sizes reach; allocated per warp
+    in units of 256) > 65,536, the register file of one SM: the launch would fail on the GPU;
+  - ``block``: more than 1,024 threads per block (the simulator runs any number);
   - ``shared``: static shared memory > 48 KiB (the most a kernel gets without opting in), or
     static + dynamic > 48 KiB;
   - ``spill``: any spill store or load (local memory traffic in a hot loop);
@@ -34,7 +36,11 @@ What it proves: the kernel compiles for the hardware and fits its resources at t
 used. What it does not: that the kernel computes the right thing on a GPU (the simulator tests
 check the math; a real GPU run — benchmarks/gpu_check.py — checks both) or how fast it is.
 
-    CUDA_HOME=/usr/local/cuda-13.0 python benchmarks/ptx_check.py [--json out.json] [--workload tests]
+    python benchmarks/ptx_check.py [--json out.json] [--workload tests] [--cc 8.0] [--no-shuffle]
+
+``--cc`` compiles for another GPU generation; ``--no-shuffle`` compiles the shared-memory
+fallbacks of the warp-shuffle paths (what ``SCRATCHGPT_CUDA_SHUFFLE=0`` runs on a GPU, and what
+the simulator tests check) instead of the shuffles a GPU runs by default.
 
 Needs: the CUDA toolkit's libnvvm and ptxas (``CUDA_HOME``, else /usr/local/cuda*), NVRTC (the
 PyPI wheel ``nvidia-cuda-nvrtc``, in the ``test`` extra; numba-cuda asks it which GPUs it can
@@ -56,11 +62,14 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CC = (9, 0)
-GPU_NAME = "sm_90"
+# The target: sm_90 (H100 / H200, the GPU this project is lent). --cc 8.0 etc. checks another one;
+# it travels to the compile process in SCRATCHGPT_PTX_CC.
+CC = tuple(int(x) for x in os.environ.get("SCRATCHGPT_PTX_CC", "9.0").split("."))
+GPU_NAME = f"sm_{CC[0]}{CC[1]}"
 REGISTER_FILE = 65536          # 32-bit registers per SM (and the most one block may use), sm_50..sm_90
 SHARED_STATIC_MAX = 48 * 1024  # bytes of shared memory a block gets without cudaFuncSetAttribute
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "scratchgpt", "ptx_check")
+MAX_BLOCK = 1024               # threads per block, every GPU since sm_20 (the simulator does not check)
 REG_UNIT = 256                 # registers are allocated per warp in units of 256 (8 per thread)
 
 # Kernels whose float64 arithmetic is the point (launched with float32 data): name -> why.
@@ -122,7 +131,9 @@ def sources_digest() -> str:
         with open(f, "rb") as fh:
             h.update(fh.read())
     import numba_cuda
-    h.update(f"numba-cuda {numba_cuda.__version__} cc {CC} schema {_SCHEMA}".encode())
+    # the warp-shuffle switch changes what cuda_arrays' helpers compile to (cuda_arrays.WARP_SHUFFLE)
+    shuffle = os.environ.get("SCRATCHGPT_CUDA_SHUFFLE", "1")
+    h.update(f"numba-cuda {numba_cuda.__version__} cc {CC} shuffle {shuffle} schema {_SCHEMA}".encode())
     return h.hexdigest()
 
 
@@ -512,6 +523,8 @@ def flags_of(entry, res) -> list[str]:
     res["register_file_used"] = warps * per_warp
     if warps * per_warp > REGISTER_FILE or regs > 255:
         out.append("registers")
+    if threads > MAX_BLOCK:
+        out.append("block")
     if res["smem"] > SHARED_STATIC_MAX or res["smem"] + entry["max_dynshared"] > SHARED_STATIC_MAX:
         out.append("shared")
     if res["spill_stores"] or res["spill_loads"]:
@@ -602,7 +615,8 @@ def compile_main(record_path: str, out_path: str, cache_dir: str | None, only: s
     import numba
     import numba_cuda
     report = {
-        "toolkit": tk, "cc": list(CC), "numba": numba.__version__, "numba_cuda": numba_cuda.__version__,
+        "toolkit": tk, "cc": list(CC), "warp_shuffle": _warp_shuffle(),
+        "numba": numba.__version__, "numba_cuda": numba_cuda.__version__,
         "nvrtc": find_nvrtc()[0], "workload": recorded["workload"], "record_s": round(recorded["seconds"], 1),
         "record_sections": recorded.get("sections", {}),
         "kernels": rows,
@@ -610,6 +624,11 @@ def compile_main(record_path: str, out_path: str, cache_dir: str | None, only: s
     }
     with open(out_path, "w") as f:
         json.dump(report, f, indent=1)
+
+
+def _warp_shuffle() -> bool:
+    from scratchgpt import cuda_arrays
+    return bool(cuda_arrays.WARP_SHUFFLE)
 
 
 def _module_digest(module: str) -> str:
@@ -688,14 +707,16 @@ def table(report) -> str:
         dts = sorted(set(re.findall(r"array\((float\d+)", " ".join(r["argtypes"]))))
         dts = "/".join(d.replace("float", "f") for d in dts) or "-"
         if "compile" in r["flags"]:
-            lines.append(f"{name:46s} {dts:>8s} {r['max_threads']:5d} {'':>4s} {'':>6s} {'':>5s} {'':>5s} {'':>4s}  COMPILE: "
-                         + (r.get("compile_error") or r.get("ptxas_error", "")).splitlines()[0][:120])
+            why = (r.get("compile_error") or r.get("ptxas_error", "")).splitlines()[0][:120]
+            lines.append(f"{name:46s} {dts:>8s} {r['max_threads']:5d} {'':31s}  COMPILE: {why}")
             continue
         spill = r["spill_stores"] + r["spill_loads"]
-        lines.append(f"{name:46s} {dts:>8s} {r['max_threads']:5d} {r['registers']:4d} {r['smem']:6d} {r['stack']:5d} {spill:5d} "
-                     f"{r['f64_instructions']:4d}  {','.join(r['flags'])}")
+        lines.append(f"{name:46s} {dts:>8s} {r['max_threads']:5d} {r['registers']:4d} {r['smem']:6d} {r['stack']:5d} "
+                     f"{spill:5d} {r['f64_instructions']:4d}  {','.join(r['flags'])}")
     s = report["summary"]
-    lines.append(f"{s['kernels']} kernels, {s['signatures']} signatures: {s['compiled']} compiled for sm_90, "
+    target = "sm_" + "".join(map(str, report["cc"])) + ("" if report.get("warp_shuffle", True)
+                                                         else " (shared-memory fallbacks)")
+    lines.append(f"{s['kernels']} kernels, {s['signatures']} signatures: {s['compiled']} compiled for {target}, "
                  f"{s['flagged']} flagged {s['flag_counts'] or ''} (compile {s['compile_s']} s)")
     return "\n".join(lines)
 
@@ -709,6 +730,9 @@ def main(argv=None):
     ap.add_argument("--only", help="regex on module.qualname: compile only these kernels")
     ap.add_argument("--limit", type=int, help="at most this many signatures, one per kernel first")
     ap.add_argument("--record", help="reuse (or keep) the launch record at this path")
+    ap.add_argument("--cc", help="compute capability to compile for, e.g. 8.0 (default 9.0: H100/H200)")
+    ap.add_argument("--no-shuffle", action="store_true",
+                    help="compile the shared-memory fallbacks of the warp-shuffle paths (SCRATCHGPT_CUDA_SHUFFLE=0)")
     ap.add_argument("--_record", help=argparse.SUPPRESS)
     ap.add_argument("--_compile", help=argparse.SUPPRESS)
     ap.add_argument("--_out", help=argparse.SUPPRESS)
@@ -723,6 +747,13 @@ def main(argv=None):
     if not ok:
         print(f"ptx_check: cannot run here: {why}", file=sys.stderr)
         return 2
+    if a.cc:
+        if not re.fullmatch(r"\d+\.\d", a.cc):
+            print(f"ptx_check: --cc: expected MAJOR.MINOR like 8.0, got {a.cc!r}", file=sys.stderr)
+            return 2
+        os.environ["SCRATCHGPT_PTX_CC"] = a.cc          # the compile process reads it (CC above)
+    if a.no_shuffle:
+        os.environ["SCRATCHGPT_CUDA_SHUFFLE"] = "0"
     if a.record and not os.path.exists(a.record):
         subprocess.run([sys.executable, __file__, "--_record", a.record, "--workload", a.workload],
                        env=_env(True), check=True, cwd=ROOT)

@@ -66,6 +66,7 @@ def test_the_check_flags_each_fault(tmp_path):
         _entry("_kernels.<locals>._attn_backward_cuda", [attn3, attn3, attn3, attn3, "int64", "float32", attn3],
                threads=1024, module="scratchgpt.ops.attention_cuda",
                factory={"name": "_kernels", "args": [{"np_type": "float32"}]}),
+        _entry("clean", [f32, f32], threads=2048),          # more threads than a block can have
     ]}
     (tmp_path / "rec.json").write_text(json.dumps(rec))
     env = ptx_check._env(sim=False)
@@ -77,6 +78,7 @@ def test_the_check_flags_each_fault(tmp_path):
     got = {(r["qualname"].split(".")[-1], r["max_threads"]): r["flags"] for r in rows}
     assert got[("float64_literal", 128)] == ["f64"]
     assert got[("clean", 128)] == []
+    assert got[("clean", 2048)] == ["block"]
     assert got[("shape_not_constant", 128)] == ["compile"]
     assert got[("big_shared", 128)] == []
     assert got[("big_shared", 256)] == ["shared"]
