@@ -33,7 +33,7 @@ def variants() -> dict:
     d = DemoConfig()
     base = replace(d, model=replace(d.model, smear=False), copy_drills=0, rare_slot_boost=1,
                    pretokenizer="scratchgpt", number_groups=True, drill_wide_formats=False, varied_more_wordings=False,
-                   sft_slot_weight=1,
+                   sft_slot_weight=1, varied_wide_values=0.0, slot_wide_values=0.0,
                    slot_copies=12, pretrain_slot_copies=8, varied_sft=0, varied_pretrain=0, drill_made_up_names=False,
                    pretrain=replace(d.pretrain, max_steps=400), sft=replace(d.sft, max_steps=1400))
     out = {"base": base}
@@ -67,6 +67,12 @@ def variants() -> dict:
     out["varied6k+names+more+w3"] = replace(out["varied6k+names+more"], sft_slot_weight=3)
     # + varied conversations answer only with replies filed under their intent's topic (variety.on_topic)
     out["varied6k+names+more+ontopic"] = replace(out["varied6k+names+more"], varied_on_topic_replies=True)
+    # issue 9, vary9: order ids / amounts / e-mails in a wide family of shapes (value_shapes.py) in half
+    # of the varied conversations' values and 30 % of the slot-resampled copies' values
+    vd = out["values-pretok+wide-drills"]
+    out["vd+wide-values"] = replace(vd, varied_wide_values=0.5, slot_wide_values=0.3)
+    out["vd+wide-values+more"] = replace(out["vd+wide-values"], varied_more_wordings=True)
+    out["vd+more"] = replace(vd, varied_more_wordings=True)
     return out
 
 

@@ -59,6 +59,8 @@ def test_no_paraphrase_user_turn_is_generated():
     generated = {m["content"] for c in varied_conversations(3000, seed=0) for m in c["messages"] if m["role"] == "user"}
     generated |= {m["content"] for c in varied_conversations(3000, seed=0, more_wordings=True)
                   for m in c["messages"] if m["role"] == "user"}
+    generated |= {m["content"] for c in varied_conversations(2000, seed=0, wide_values=0.5)
+                  for m in c["messages"] if m["role"] == "user"}
     for c in paraphrase_set() + dev_set() + values_dev_set():
         for m in c.messages:
             if m.role == "user" and len(m.content) > 12:

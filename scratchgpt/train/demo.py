@@ -92,6 +92,12 @@ class DemoConfig:
     # SFT loss weight of reply tokens that copy a value from the user (slot_augment.weight_copied_tokens);
     # 1 = the plain loss
     sft_slot_weight: int = 1
+    # order ids / amounts / e-mails in a wide family of shapes (value_shapes.py: any length, separator,
+    # prefix, case, currency spelling, e-mail provider), so a reply's value must be copied to its end
+    # instead of finished in a learned shape: the share of the varied conversations' values, and of the
+    # slot-resampled copies' values (SFT and pretraining); 0 = off
+    varied_wide_values: float = 0.0
+    slot_wide_values: float = 0.0
     eval_limit: int | None = None      # test conversations for task accuracy (None = all)
     max_new_tokens: int = 48
 
@@ -167,12 +173,14 @@ def write_all_shards(dirs: dict, tok, progress: bool = True) -> dict:
 def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, drills: int = 0,
                                    max_boost: int = 1, varied: int = 0, made_up_names: bool = False,
                                    open_products: float = 0.0, wide_formats: bool = False,
-                                   more_wordings: bool = False, on_topic_replies: bool = False) -> dict:
+                                   more_wordings: bool = False, on_topic_replies: bool = False,
+                                   wide_values: float = 0.0, slot_wide: float = 0.0) -> dict:
     """Rewrite the pretraining shard with ``copies`` slot-resampled variants of every training
     dialogue appended (train split only), ``drills`` synthetic copy drills (``copy_drill.py``)
     and ``varied`` varied dialogues (``datasets/customer_service/variety.py``). Pretraining then
     already rewards copying values from earlier in the text, the skill the SFT task needs most
-    (``slot_augment.py``)."""
+    (``slot_augment.py``). ``wide_values`` / ``slot_wide``: the share of the varied dialogues' /
+    the resampled copies' values in wide shapes (``value_shapes.py``)."""
     import random
 
     from ..data.pipeline import read_jsonl
@@ -186,14 +194,15 @@ def add_slot_copies_to_pretraining(dirs: dict, tok, copies: int, seed: int = 0, 
     for c, n in zip(convs, copies_per_conversation(convs, copies, max_boost)):
         if c.meta.get("slots"):
             for _ in range(n):
-                msgs, _ = resample_slots(c, pools, rng)
+                msgs, _ = resample_slots(c, pools, rng, slot_wide)
                 extra.append("\n".join(m["content"] for m in msgs))
     if varied:
         from ..datasets.customer_service.variety import varied_conversations
         extra += ["\n".join(m["content"] for m in c["messages"]) for c in varied_conversations(varied, f"pre:{seed}",
                                                                                           open_products=open_products,
                                                                                           more_wordings=more_wordings,
-                                                                                          on_topic_replies=on_topic_replies)]
+                                                                                          on_topic_replies=on_topic_replies,
+                                                                                          wide_values=wide_values)]
     if drills:
         from .copy_drill import copy_drills
         extra += copy_drills(drills, seed, made_up_names, wide_formats)
@@ -263,7 +272,8 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
                                                                              cfg.varied_open_products,
                                                                              cfg.drill_wide_formats,
                                                                              cfg.varied_more_wordings,
-                                                                             cfg.varied_on_topic_replies)
+                                                                             cfg.varied_on_topic_replies,
+                                                                             cfg.varied_wide_values, cfg.slot_wide_values)
     n_pre = metas["pretrain"]["pretrain_train"]["n_tokens"]
     n_sft = metas["sft"]["sft_train"]["n_conversations"]
     _say(f"      corpus: {n_pre:,} pretraining tokens; {n_sft} SFT training conversations")
@@ -283,10 +293,11 @@ def run_demo(out="runs/demo", quick: bool = False, progress: bool = True, cfg: D
         varied = [c["messages"] for c in varied_conversations(cfg.varied_sft, f"sft:{seed}",
                                                               open_products=cfg.varied_open_products,
                                                               more_wordings=cfg.varied_more_wordings,
-                                                              on_topic_replies=cfg.varied_on_topic_replies)]
+                                                              on_topic_replies=cfg.varied_on_topic_replies,
+                                                              wide_values=cfg.varied_wide_values)]
     res = sft(dirs["sft_dir"], out / "pretrain" / "model", out / "sft", replace(cfg.sft, seed=seed), log=_say,
               slot_copies=cfg.slot_copies, rare_slot_boost=cfg.rare_slot_boost, device=device,
-              extra_conversations=varied, slot_weight=cfg.sft_slot_weight)
+              extra_conversations=varied, slot_weight=cfg.sft_slot_weight, slot_wide=cfg.slot_wide_values)
     _say(f"      sft: loss {res.final_loss:.3f}, val loss {res.last_val_loss:.3f} in {res.elapsed:.0f}s "
          f"({threads_used(res)})")
     stage("sft")

@@ -154,7 +154,7 @@ def sft_examples(data_dir, split: str, tok):
 def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfig | None = None,
         resume: bool = False, log=print, stop_after: int | None = None, packing: str = "packed",
         slot_copies: int = 0, rare_slot_boost: int = 1, parallel=None, device: str = "cpu",
-        extra_conversations: list | None = None, slot_weight: int = 1):
+        extra_conversations: list | None = None, slot_weight: int = 1, slot_wide: float = 0.0):
     """Fine-tune the model in ``base_dir`` on the SFT shards of ``data_dir``.
 
     ``parallel``: a ``scratchgpt.dist.DataParallel`` when this is one rank of a data-parallel run.
@@ -163,7 +163,8 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
     with a rare slot type get up to ``rare_slot_boost`` times as many. ``extra_conversations``
     (message lists) are added to the training set as they are. ``slot_weight > 1`` weighs the
     reply tokens that copy a value from the user's turns that much more in the loss
-    (``slot_augment.weight_copied_tokens``; CPU only).
+    (``slot_augment.weight_copied_tokens``; CPU only). ``slot_wide``: that share of the resampled
+    copies' order ids / amounts / e-mails in wide shapes (``slot_augment.resample_slots``).
     """
     from ..data.batches import SFTBatches
     from ..nn.peft import apply_peft, count_parameters, save_peft
@@ -178,7 +179,7 @@ def sft(data_dir, base_dir, out_dir, train_cfg: TrainConfig, peft_cfg: PeftConfi
         from .slot_augment import augmented_sft_shard
         convs = load_test_conversations(data_dir, "train")
         train_shard = augmented_sft_shard(convs, tok, slot_copies, seed=train_cfg.seed, max_boost=rare_slot_boost,
-                                          extra=extra_conversations, slot_weight=slot_weight)
+                                          extra=extra_conversations, slot_weight=slot_weight, wide=slot_wide)
         log(f"slot resampling: {len(convs)} training conversations -> {len(train_shard)} with {slot_copies} "
             "slot-resampled copies of each one that has slot values"
             + (f" and {len(extra_conversations)} extra ones" if extra_conversations else ""))

@@ -60,13 +60,20 @@ def slot_pools(conversations) -> dict:
     return {key: sorted(vals) for key, vals in pools.items()}
 
 
-def resample_slots(conv, pools: dict, rng: random.Random):
-    """A copy of ``conv`` (a Conversation) with every slot value replaced in every message."""
+def resample_slots(conv, pools: dict, rng: random.Random, wide: float = 0.0):
+    """A copy of ``conv`` (a Conversation) with every slot value replaced in every message.
+    ``wide`` > 0: that share of the values with digits (order ids, amounts, e-mails) comes from
+    the wide family of ``datasets/customer_service/value_shapes.py`` instead of keeping its shape
+    (0 draws exactly what it drew before the option existed)."""
     slots = {k: str(v) for k, v in (conv.meta.get("slots") or {}).items() if str(v)}
     new = {}
     for k, v in slots.items():
         if any(ch.isdigit() for ch in v):
-            new[k] = _reshape(v, rng)
+            w = None
+            if wide and rng.random() < wide:
+                from ..datasets.customer_service.value_shapes import wide_value
+                w = wide_value(k, rng, conv.language)
+            new[k] = w if w is not None else _reshape(v, rng)
         else:
             pool = [x for x in pools.get((k, conv.language), []) if x != v]
             new[k] = rng.choice(pool) if pool else v
@@ -160,12 +167,13 @@ def weight_copied_tokens(examples: list, weight: int, max_share: float = 0.05) -
 
 
 def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, max_boost: int = 1,
-                        extra: list | None = None, slot_weight: int = 1) -> ListShard:
+                        extra: list | None = None, slot_weight: int = 1, wide: float = 0.0) -> ListShard:
     """The rendered originals plus ``copies`` slot-resampled variants of each conversation with
     slots (more for rare slot types with ``max_boost`` > 1: ``copies_per_conversation``), plus
     ``extra`` message lists rendered as they are (e.g. varied conversations,
     ``datasets/customer_service/variety.py``). ``slot_weight > 1`` weighs the reply tokens that
-    copy a value from the user that much more in the loss (``weight_copied_tokens``)."""
+    copy a value from the user that much more in the loss (``weight_copied_tokens``); ``wide``:
+    that share of the copies' values in wide shapes (``resample_slots``)."""
     from ..tokenizer.chat_template import render_chat
     if copies < 0:
         raise DataError(f"slot copies must be >= 0, got {copies}")
@@ -177,7 +185,7 @@ def augmented_sft_shard(conversations: list, tok, copies: int, seed: int = 0, ma
         examples.append(render_chat(tok, msgs))
         if c.meta.get("slots"):
             for _ in range(n):
-                new_msgs, _ = resample_slots(c, pools, rng)
+                new_msgs, _ = resample_slots(c, pools, rng, wide)
                 examples.append(render_chat(tok, new_msgs))
     examples += [render_chat(tok, msgs) for msgs in (extra or [])]
     if slot_weight != 1:

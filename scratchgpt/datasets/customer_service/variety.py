@@ -13,7 +13,9 @@ conversations from the same intents and reply templates, but every user message 
   two-letter prefixes, lower case) and places: inline ("order number K3041", "单号K3041"), as the
   first words ("K3041 - ..."), or after the request ("... The order number is K3041.");
 * e-mail users that look like names ("mira.tan7", "jo_kess") instead of a list of 12, amounts in
-  other formats ("$35", "¥12.50");
+  other formats ("$35", "¥12.50"); with ``wide_values`` a share of the order ids, amounts and
+  e-mails comes from the much wider family of ``value_shapes.py`` ("INV-455-51590042",
+  "z-6097-d-a", "CAD 4,896.90", "Paibei+shop@live.cn");
 * noise around the request: politeness, irrelevant chit-chat, shuffled sentences, casual
   spelling (lower case, no final punctuation, "pls", "u", "thx"), a typo or two in words that
   are not slot values, English words in Chinese messages and Chinese greetings in English ones,
@@ -32,7 +34,7 @@ import re
 import string
 
 from ...data.textnorm import normalize_turn
-from . import generate, templates_en, templates_zh
+from . import generate, templates_en, templates_zh, value_shapes
 from .templates_more import MORE_USERS, ON_TOPIC_REPLIES
 from .templates_extra import (ABBREVIATIONS, CHITCHAT, EN_EXTRAS_ZH, EXTRA_REPLIES, EXTRA_USERS, ID_FIRST,
                               ID_INLINE, ID_LAST, ORDER_WORDS, PRODUCT_PARTS, ZH_TO_EN)
@@ -62,14 +64,17 @@ class Style:
     topic_weights = {**generate.TOPIC_WEIGHTS, "account": 3, "payment": 3}
 
     def __init__(self, p: float = 1.0, open_products: float = 0.0, more_wordings: bool = False,
-                 on_topic_replies: bool = False):
+                 on_topic_replies: bool = False, wide_values: float = 0.0):
         self.p = p
         self.open_products = open_products   # share of made-up product names (PRODUCT_PARTS)
         self.more_wordings = more_wordings   # draw other wordings from templates_more.py too
         self.on_topic_replies = on_topic_replies   # only replies the topic classifier files under the intent's topic
+        self.wide_values = wide_values       # share of order ids / amounts / e-mails from value_shapes.py
 
     # ---- slot values
     def order_id(self, r: random.Random) -> str:
+        if self.wide_values and r.random() < self.wide_values:
+            return value_shapes.wide_order_id(r)
         k = r.randrange(10)
         d = lambda n: "".join(r.choice(string.digits) for _ in range(n))  # noqa: E731
         if k == 0:
@@ -95,12 +100,16 @@ class Style:
         return v.lower() if r.random() < 0.1 else v
 
     def amount(self, r: random.Random, lang: str) -> str:
+        if self.wide_values and r.random() < self.wide_values:
+            return value_shapes.wide_amount(r, lang)
         v = r.randrange(1, 900) + r.choice([0.0, 0.5, 0.99, 0.49, r.randrange(100) / 100])
         if lang == "zh":
             return r.choice([f"{v:.2f}元", f"{v:.2f}元", f"{int(v)}元", f"¥{v:.2f}"])
         return r.choice([f"${v:.2f}", f"${v:.2f}", f"${int(v)}", f"{v:.2f} USD"])
 
     def email(self, r: random.Random) -> str:
+        if self.wide_values and r.random() < self.wide_values:
+            return value_shapes.wide_email(r)
         user = made_up_name(r)
         k = r.random()
         if k < 0.4:
@@ -251,13 +260,15 @@ def on_topic(lang: str, intent: str, replies: tuple) -> list:
 
 
 def varied_conversations(n: int, seed: int | str = 0, p: float = 1.0, open_products: float = 0.0,
-                         more_wordings: bool = False, on_topic_replies: bool = False) -> list[dict]:
+                         more_wordings: bool = False, on_topic_replies: bool = False,
+                         wide_values: float = 0.0) -> list[dict]:
     """``n`` varied conversations, half English and half Chinese, as
     ``{"messages": [{"role", "content"}...], "slots": {...}, "language": ...}`` (turns normalised
     like the data pipeline's). Deterministic for ``seed``. ``more_wordings`` adds the wordings
     of ``templates_more.py`` to the other wordings a message may use; ``on_topic_replies`` keeps
-    only replies filed under their intent's topic (``on_topic``)."""
-    style = Style(p, open_products, more_wordings, on_topic_replies)
+    only replies filed under their intent's topic (``on_topic``); ``wide_values`` draws that share
+    of the order ids, amounts and e-mails from the wide family of ``value_shapes.py``."""
+    style = Style(p, open_products, more_wordings, on_topic_replies, wide_values)
     out = []
     for i in range(n):
         lang = "en" if i % 2 == 0 else "zh"
