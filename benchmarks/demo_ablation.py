@@ -71,6 +71,7 @@ def variants() -> dict:
     # of the varied conversations' values and 30 % of the slot-resampled copies' values
     vd = out["values-pretok+wide-drills"]
     out["vd+wide-values"] = replace(vd, varied_wide_values=0.5, slot_wide_values=0.3)
+    out["vd+wide-varied"] = replace(vd, varied_wide_values=0.5)          # the varied conversations only
     out["vd+wide-values+more"] = replace(out["vd+wide-values"], varied_more_wordings=True)
     out["vd+more"] = replace(vd, varied_more_wordings=True)
     return out
