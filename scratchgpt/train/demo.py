@@ -29,6 +29,11 @@ from .config import ModelConfig, TrainConfig
 #              617 s wall / 614 s CPU — over the 600 s budget. Not a code regression: the morning's commit
 #              7e1206f and this main, run side by side right after, pretrained in 145 s and 137 s; the
 #              machine ran ~20 % slower than at 10:40 UTC (that commit: 520 s wall then).
+#   seed 1337, `scratchgpt demo` with its new default `--threads auto` (train/thread_tuner.py), main 2aac02d,
+#              UNDER LOAD (other helpers' jobs, load average 3.6-5): the same weights as the one-thread run above
+#              (pretrain and sft model.safetensors byte-identical), 91.5 %; 936 s wall / 619 s CPU — auto kept one
+#              thread (probes: 2 threads 668 ms vs 1 thread 382 ms per pretraining step, 2,389 vs 549 ms per SFT
+#              step; 12 of 2,520 steps ran on 2 threads). The quiet wall time with auto is not measured yet.
 # The defaults before it (pretokenizer "scratchgpt" + number groups, plain drills), kept for the record —
 # runs of those defaults (issue 9: smear gate, copy drills with made-up e-mail users, rare-slot boost,
 # 560 + 1960 steps, 6000 + 3000 varied conversations with 6 + 4 slot copies) on the shared 2-core machine,
@@ -43,7 +48,9 @@ from .config import ModelConfig, TrainConfig
 #   seed 1337 once more, `scratchgpt demo` on the final main after the serving/decode kernel merges, quiet
 #              machine (load < 1.5): 85.5 %, paraphrase set 54.3 %, blind set 17.8 %, 520 s wall / 518 s CPU.
 #   Blind set (scored after the choices were fixed): seeds 1337 / 1 / 2 18.5 / 22.2 / 22.2 %.
-#   (Same code, same seed: bit-identical weights; runs on different commits differ in float32 rounding.)
+#   (Same code, same seed: bit-identical weights — at any thread count, but only between runs with a warm Numba
+#   cache: the first run after scratchgpt/ops' cache is built differs in the last bits, chapters/ch5.md;
+#   runs on different commits differ in float32 rounding.)
 # Same without made-up e-mail users in the drills: 87.0 / 89.5 / 88.0 %, paraphrase set 57.1 / 51.4 / 48.6 %.
 # Before the varied conversations (same steps): 81.0-84.0 % over 4 runs, paraphrase set 32.9-40.0 %.
 # Before issue 9 (smear off, 400 + 1400 steps): 38.0-43.0 % in 391-555 s over 3 runs.
