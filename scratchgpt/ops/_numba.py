@@ -21,8 +21,16 @@ math (infer/build_choice.py switches builds between decode steps and needs the s
 tests/test_infer_build_choice.py checks it). The op tests check both builds against the
 reference.
 
-Both builds are cached on disk (``cache=True``); the serial copy gets its own qualified
-name so the two cache entries never collide. Numba's on-disk cache is keyed on the source
+Serial builds are cached on disk (``cache=True``; the serial copy gets its own qualified
+name so the two cache entries never collide). Parallel builds are cached too, except those whose
+flag set has 'reassoc' (SUMS, EXP_ROWS): for them the on-disk copy is NOT the code the compiling
+process ran. Numba compiles a ``prange`` body on its own and runs that, but caches a copy that
+LLVM optimised again inside the calling function (numba issue #10617), and with 'reassoc' the
+two vectorise their sums differently: a fresh checkout's first run and every later run (which
+loads the cache) trained to weights that differed in the last bits, so "same seed, same
+weights" failed between them. Compiled fresh in every process, such a kernel gives the same
+bits every time (and the same bits as its serial build: tests/test_ops_build_bits.py); the
+price is compiling them once per process (measured: ~10 s in a shortened demo run, 1 core). Numba's on-disk cache is keyed on the source
 file of the kernel, not on this file: after changing the compile options here, delete
 ``scratchgpt/ops/__pycache__/*.nbi`` / ``*.nbc`` or the old machine code is reused.
 """
@@ -111,7 +119,8 @@ def njit_pair(fastmath=STRICT):
         # stops LLVM from vectorising any loop that divides (measured: scalar divss vs
         # 16-wide vdivps). Parallel builds already use the numpy model.
         opts = dict(cache=True, nogil=True, fastmath=flags, error_model="numpy")
-        par = njit(parallel=True, **opts)(fn)
+        # no disk cache for a parallel build that reorders sums (see the module docstring)
+        par = njit(parallel=True, **dict(opts, cache=not (flags and "reassoc" in flags)))(fn)
         ser = njit(parallel=False, **opts)(serial_fn)
         return KernelPair(par, ser, fn.__name__, fn)
     return deco
