@@ -34,6 +34,15 @@ _SEPARATORS = ["-", "-", "-", "", "", "_", "/", "."]
 _TLDS = ["com", "com", "net", "org", "io", "cn", "co.uk", "de", "com.cn", "me", "co", "edu", "info", "shop"]
 _PROVIDERS = ["gmail.com", "outlook.com", "hotmail.com", "yahoo.com", "qq.com", "163.com", "126.com",
               "icloud.com", "proton.me", "foxmail.com", "sina.com", "live.cn"]
+_ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z",
+           "ch", "sh", "zh", "th", "br", "st", "x", "q"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ao", "ei", "ia", "ou", "an", "en", "in", "on", "ang", "ing"]
+
+
+def made_up_name(r: random.Random) -> str:
+    """A pronounceable lower-case name of 1-3 syllables ("mira", "tokshan"): e-mail users that
+    look like names but come from no list a model could learn."""
+    return "".join(r.choice(_ONSETS) + r.choice(_VOWELS) for _ in range(r.choice([1, 2, 2, 3])))
 
 
 def _digits(r: random.Random, n: int) -> str:
@@ -99,7 +108,6 @@ def wide_amount(r: random.Random, lang: str) -> str:
 
 def wide_email(r: random.Random) -> str:
     """An e-mail address: made-up users and domains, or common providers."""
-    from .variety import made_up_name
     names = [made_up_name(r) for _ in range(r.choice([1, 1, 2, 2, 3]))]
     user = names[0]
     for nm in names[1:]:

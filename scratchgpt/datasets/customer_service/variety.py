@@ -35,23 +35,15 @@ import string
 
 from ...data.textnorm import normalize_turn
 from . import generate, templates_en, templates_zh, value_shapes
+from .value_shapes import made_up_name  # noqa: F401  (copy_drill.py imports it from here too)
 from .templates_more import MORE_USERS, ON_TOPIC_REPLIES
 from .templates_extra import (ABBREVIATIONS, CHITCHAT, EN_EXTRAS_ZH, EXTRA_REPLIES, EXTRA_USERS, ID_FIRST,
                               ID_INLINE, ID_LAST, ORDER_WORDS, PRODUCT_PARTS, ZH_TO_EN)
 
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
-_ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z",
-           "ch", "sh", "zh", "th", "br", "st", "x", "q"]
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ao", "ei", "ia", "ou", "an", "en", "in", "on", "ang", "ing"]
 _SENT = re.compile(r"(?<=[.!?。！？])\s*")
 _MARK = re.compile(r"\x00(\w+)\x00")
 _EN_TO_ZH = {en: zh for zh, ens in ZH_TO_EN.items() for en in ens if " " not in en}
-
-
-def made_up_name(r: random.Random) -> str:
-    """A pronounceable lower-case name of 1-3 syllables ("mira", "tokshan"): e-mail users that
-    look like names but come from no list a model could learn."""
-    return "".join(r.choice(_ONSETS) + r.choice(_VOWELS) for _ in range(r.choice([1, 2, 2, 3])))
 
 
 class Style:
