@@ -72,6 +72,7 @@ def variants() -> dict:
     vd = out["values-pretok+wide-drills"]
     out["vd+wide-values"] = replace(vd, varied_wide_values=0.5, slot_wide_values=0.3)
     out["vd+wide-varied"] = replace(vd, varied_wide_values=0.5)          # the varied conversations only
+    out["vd+wide-copies"] = replace(vd, slot_wide_values=0.3)            # the slot-resampled copies only
     out["vd+wide-values+more"] = replace(out["vd+wide-values"], varied_more_wordings=True)
     out["vd+more"] = replace(vd, varied_more_wordings=True)
     return out
