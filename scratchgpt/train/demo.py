@@ -27,8 +27,8 @@ from .config import ModelConfig, TrainConfig
 #   seed 1 / seed 2: `scratchgpt demo --threads 1`, the two side by side (one core each): 91.0 / 91.0 %, paraphrase
 #              55.7 / 57.1 %, dev 50.0 / 40.9 %, value set 7.5 / 7.5 %, blind 23.7 / 21.5 %; 604 / 613 s wall.
 #   The runs below (same defaults, before c676ed9) loaded Numba's cached parallel kernels, which round sums in
-#   another order: the last bits differ, and the held-out sets moved by up to 4 points (paraphrase 62.9 -> 58.6 %
-#   at seed 1337) — the size of their run-to-run noise.
+#   another order: the last bits differ, and the held-out sets moved by up to 9 points (paraphrase 62.9 -> 58.6 %,
+#   blind 28.1 -> 19.3 % at seed 1337) — the size of their run-to-run noise.
 # Runs of the defaults after issue 9's copying round (pretokenizer "scratchgpt-values", wide copy drills;
 # benchmarks/demo_ablation.py values-pretok+wide-drills, one thread, shared 2-core machine, load average 4-8):
 #   seed 1337: 91.5 % in 528 s CPU, paraphrase set 62.9 %, blind set 28.1 %;
