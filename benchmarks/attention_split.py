@@ -23,8 +23,6 @@ plain 1888 / 1794 vs split 1866 / 1914).
 """
 from __future__ import annotations
 
-import ctypes
-import glob
 import os
 import sys
 import threading
@@ -39,32 +37,10 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scratchgpt.ops._numba import force_build  # noqa: E402
+from scratchgpt.runtime import blas_thread_setter  # noqa: E402
 from scratchgpt.ops.attention import (_split_qkv_shape, backward_into,  # noqa: E402
                                       causal_self_attention_backward, causal_self_attention_forward,
                                       forward_into)
-
-
-def _openblas_local_setter():
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
-        try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
-    return None
-
-
-_blas_setter: list = []      # [setter or None] once looked up
-
-
-def blas_thread_setter():
-    """openblas_set_num_threads_local of NumPy's OpenBLAS (>= 0.3.27), or None."""
-    if not _blas_setter:
-        _blas_setter.append(_openblas_local_setter())
-    return _blas_setter[0]
 
 
 _pool_lock = threading.Lock()
